@@ -1,0 +1,221 @@
+"""The ``rhflow`` command: a thin layer over the Python API.
+
+Each command parses options, builds collaborators, calls one library function, reports, and
+returns an exit code (an int returned by a command becomes the process's exit code). Errors the user can act on (RhflowError) print ``Error: ...`` on stderr
+with no traceback; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from rhflow import __version__
+from rhflow.errors import RhflowError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _api_options(func: F) -> F:
+    """--base-url and --api-key, shared by every command that talks to RunningHub."""
+    func = click.option(
+        "--api-key",
+        envvar="RH_API_KEY",
+        default=None,
+        show_default=False,
+        show_envvar=True,
+        help="RunningHub API key (prefer the RH_API_KEY environment variable).",
+    )(func)
+    func = click.option(
+        "--base-url",
+        envvar="RH_BASE_URL",
+        default=None,
+        show_envvar=True,
+        help="API base URL [default: https://www.runninghub.cn].",
+    )(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="rhflow")
+def cli() -> None:
+    """Run RunningHub cloud workflows from YAML pipeline files.
+
+    \b
+    Examples:
+      rhflow run pipelines/sweep.yaml --emulator
+      rhflow validate pipelines/*.yaml
+      rhflow plan pipelines/sweep.yaml --set style=ink --json
+      rhflow emulator --port 8800
+    """
+
+
+# -- emulator --------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=0, type=int, help="Port (0 picks a free one).")
+@click.option("--task-seconds", default="2", show_default=True,
+              help="Task duration in seconds: S, or MIN-MAX for a seeded random duration.")
+@click.option("--queue-seconds", default="0", show_default=True,
+              help="Time a task spends QUEUED before it starts running: S or MIN-MAX.")
+@click.option("--concurrency", default=50, show_default=True, type=int,
+              help="Tasks running at once per key; beyond it create answers 421.")
+@click.option("--fail-rate", default=0.0, show_default=True, type=float,
+              help="Fraction of tasks that end FAILED.")
+@click.option("--error-rate", default=0.0, show_default=True, type=float,
+              help="Fraction of requests that meet a transient fault (HTTP 500, 1011, drop).")
+@click.option("--latency", default=0.0, show_default=True, type=float,
+              help="Seconds added to every API answer.")
+@click.option("--no-websocket", is_flag=True, help="Offer no netWssUrl.")
+@click.option("--workflows", "workflows_dir", type=click.Path(exists=True, file_okay=False),
+              help="Folder of <workflowId>.json API-format workflows to serve as well.")
+@click.option("--api-key", "api_keys", multiple=True,
+              help="Accept only this key (repeatable); without it any non-empty key works.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed for all randomness.")
+@click.option("--coins", default=100000, show_default=True, type=int,
+              help="RH coins each key starts with.")
+@click.option("--outputs-style", type=click.Choice(["codes", "plain"]), default="codes",
+              show_default=True,
+              help="How outputs reports unfinished/failed tasks: 804/813/805 codes, or code 0 "
+              "with data null and 500 on failure (the API document's variant).")
+@click.option("--traceback-style", type=click.Choice(["string", "list"]), default="string",
+              show_default=True, help="failedReason.traceback as a JSON string or a list.")
+def emulator(**options: Any) -> None:
+    """Serve a RunningHub API emulator on loopback until stopped.
+
+    \b
+    Example:
+      rhflow emulator --port 8800 --task-seconds 1-3 --concurrency 2
+      RH_BASE_URL=http://127.0.0.1:8800 RH_API_KEY=test rhflow run pipelines/sweep.yaml
+    """
+    from rhflow.emulator import EmulatorConfig, serve
+
+    config = EmulatorConfig.from_cli(**options)
+    serve(config, ready=lambda url: click.echo(f"RunningHub emulator listening on {url}"))
+
+
+# -- validate / plan -------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.option("--set", "set_vars", multiple=True, metavar="KEY=VALUE",
+              help="Override a template variable (value parsed as YAML).")
+def validate(files: tuple[str, ...], set_vars: tuple[str, ...]) -> None:
+    """Check pipeline files; print every problem as FILE:LINE:COL: path: message.
+
+    \b
+    Example:
+      rhflow validate pipelines/*.yaml
+    """
+    raise NotImplementedError
+
+
+@cli.command()
+@click.argument("file", type=click.Path())
+@click.option("--set", "set_vars", multiple=True, metavar="KEY=VALUE",
+              help="Override a template variable (value parsed as YAML).")
+@click.option("--limit", type=int, help="Plan only the first N tasks of each root step.")
+@click.option("--only", multiple=True, metavar="KEY=VALUE",
+              help="Plan only tasks whose parameter KEY equals VALUE (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the task graph as JSON.")
+def plan(file: str, set_vars: tuple[str, ...], limit: int | None, only: tuple[str, ...],
+         as_json: bool) -> None:
+    """Expand a pipeline into its task graph without touching the network.
+
+    \b
+    Example:
+      rhflow plan pipelines/sweep.yaml --set style=ink --json
+    """
+    raise NotImplementedError
+
+
+# -- run / status / cancel -------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("file", type=click.Path())
+@click.option("--set", "set_vars", multiple=True, metavar="KEY=VALUE",
+              help="Override a template variable (value parsed as YAML).")
+@click.option("--concurrency", type=int, help="Tasks in flight at once.")
+@click.option("--out", type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--manifest", type=click.Path(dir_okay=False), help="Manifest path.")
+@click.option("--shard", metavar="I/N", help="Run share I of N (1-based) of the tasks.")
+@click.option("--limit", type=int, help="Run only the first N tasks of each root step.")
+@click.option("--only", multiple=True, metavar="KEY=VALUE",
+              help="Run only tasks whose parameter KEY equals VALUE (repeatable).")
+@click.option("--force", is_flag=True, help="Run every task again, ignoring earlier results.")
+@click.option("--fail-fast", is_flag=True, help="Stop at the first failed task.")
+@click.option("--detach", is_flag=True,
+              help="On Ctrl-C leave remote tasks running, to be picked up by the next run.")
+@click.option("--emulator", "use_emulator", is_flag=True,
+              help="Run against an in-process RunningHub emulator (no key needed).")
+@_api_options
+@click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON event per line.")
+def run(file: str, **options: Any) -> None:
+    """Run a pipeline: submit, follow, retry, download, write the manifest.
+
+    \b
+    Examples:
+      rhflow run pipelines/sweep.yaml --emulator
+      RH_API_KEY=... rhflow run pipelines/sweep.yaml --set style=ink --concurrency 8
+      rhflow run pipelines/sweep.yaml --shard 2/4     # one of four CI jobs
+    """
+    raise NotImplementedError
+
+
+@cli.command()
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def status(directory: str | None, as_json: bool) -> None:
+    """Summarise a run from its state store and manifest.
+
+    \b
+    Example:
+      rhflow status out/sweep
+    """
+    raise NotImplementedError
+
+
+@cli.command()
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+@_api_options
+def cancel(directory: str | None, base_url: str | None, api_key: str | None) -> None:
+    """Cancel the tasks of a run that are still running remotely.
+
+    \b
+    Example:
+      rhflow cancel out/sweep
+    """
+    raise NotImplementedError
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI and turn RhflowError into ``Error: ...`` and an exit code."""
+    try:
+        result = cli.main(args=argv, prog_name="rhflow", standalone_mode=False)
+    except RhflowError as err:
+        click.echo(f"Error: {err}", err=True)
+        return err.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 130
+    except click.ClickException as err:
+        err.show()
+        return 2 if isinstance(err, click.UsageError) else err.exit_code
+    except click.exceptions.Exit as err:
+        return err.exit_code
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
