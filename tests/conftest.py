@@ -5,11 +5,12 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from rhflow.emulator import Emulator, EmulatorConfig
+if TYPE_CHECKING:
+    from rhflow.emulator import Emulator
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
@@ -55,6 +56,8 @@ def _no_ambient_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def emulator() -> Iterator[Emulator]:
     """One emulator for the whole session, with short tasks; tests must not change its config."""
+    from rhflow.emulator import Emulator, EmulatorConfig
+
     with Emulator(EmulatorConfig(task_seconds=(0.2, 0.2), seed=1)) as emu:
         yield emu
 
@@ -62,6 +65,8 @@ def emulator() -> Iterator[Emulator]:
 @pytest.fixture
 def make_emulator() -> Iterator[Callable[..., Emulator]]:
     """Start emulators with a config of the test's own; all are stopped at the end of the test."""
+    from rhflow.emulator import Emulator, EmulatorConfig
+
     started: list[Emulator] = []
 
     def start(**config: Any) -> Emulator:
