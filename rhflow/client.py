@@ -1,0 +1,844 @@
+"""The RunningHub API over one ``requests.Session``: one method per endpoint, typed results.
+
+    client = Client.from_env()                      # RH_API_KEY, RH_BASE_URL
+    created = client.create_task("1904136902449209346", [{"nodeId": "6", ...}])
+    result = client.outputs(created.task_id)        # QUEUED / RUNNING / SUCCESS / FAILED
+    client.download(result.outputs[0].file_url, Path("out.png"))
+
+The client makes exactly one request per call: it never retries (the executor owns the retry
+policy). Every failure is an :class:`rhflow.errors.ApiError` subclass whose flags say whether
+trying again may help. Ids (taskId, nodeId, webappId) are strings everywhere: 19-digit ids do
+not survive a float. The API key goes in the body (``apiKey``, or ``apikey`` for accountStatus)
+and in an ``Authorization: Bearer`` header, and never into a repr, a log line or an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import mimetypes
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from rhflow import __version__
+from rhflow.errors import (
+    ApiError,
+    BadResponseError,
+    InvalidApiKeyError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+    UsageError,
+    api_error,
+)
+
+__all__ = [
+    "Account",
+    "Client",
+    "DownloadResult",
+    "FailedReason",
+    "Output",
+    "TaskCreated",
+    "TaskOutputs",
+    "Upload",
+    "WebhookDetail",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://www.runninghub.cn"
+POOL_SIZE = 32
+NO_KEY_MESSAGE = (
+    "no RunningHub API key: set RH_API_KEY or pass --api-key "
+    "(or use --emulator to try without a key)"
+)
+
+QUEUED, RUNNING, SUCCESS, FAILED = "QUEUED", "RUNNING", "SUCCESS", "FAILED"
+
+
+# -- values ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCreated:
+    """The answer to create / ai-app run: the remote task id and what the platform said."""
+
+    task_id: str
+    status: str
+    client_id: str | None
+    net_wss_url: str | None
+    prompt_tips: dict[str, Any] | None
+    node_errors: dict[str, Any]
+
+    @classmethod
+    def from_data(cls, data: Any) -> TaskCreated:
+        if not isinstance(data, Mapping) or not _id(data.get("taskId")):
+            raise BadResponseError(f"task creation answered without a taskId: {_clip(data)}")
+        tips = _parse_prompt_tips(data.get("promptTips"))
+        errors = tips.get("node_errors") if tips else None
+        return cls(
+            task_id=_id(data["taskId"]),
+            status=_text(data.get("taskStatus") or data.get("status")),
+            client_id=_text(data.get("clientId")) or None,
+            net_wss_url=_text(data.get("netWssUrl")) or None,
+            prompt_tips=tips,
+            node_errors=dict(errors) if isinstance(errors, Mapping) else {},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One output file (or text) of a finished task."""
+
+    file_url: str
+    file_type: str
+    node_id: str | None
+    task_cost_time: float | None
+    consume_coins: float | None
+    consume_money: float | None
+    text: str | None = None
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any], usage: Mapping[str, Any] | None = None) -> Output:
+        """An output from a v1 ``data[]`` item or, with ``usage``, a v2 ``results[]`` item."""
+        costs = usage if usage is not None else item
+        url = _text(item.get("fileUrl") or item.get("url"))
+        file_type = _text(item.get("fileType") or item.get("outputType")) or _url_ext(url)
+        text = item.get("text")
+        return cls(
+            file_url=url,
+            file_type=file_type.lower(),
+            node_id=_id(item.get("nodeId")) or None,
+            task_cost_time=_number(costs.get("taskCostTime")),
+            consume_coins=_number(costs.get("consumeCoins")),
+            consume_money=_number(costs.get("consumeMoney")),
+            text=text if isinstance(text, str) else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FailedReason:
+    """Why a task failed, as ComfyUI reported it (``failedReason`` of an 805 answer)."""
+
+    node_id: str | None
+    node_name: str | None
+    exception_type: str | None
+    exception_message: str | None
+    traceback: tuple[str, ...]
+    raw: dict[str, Any]
+
+    @classmethod
+    def from_raw(cls, raw: Mapping[str, Any]) -> FailedReason:
+        return cls(
+            node_id=_id(raw.get("node_id")) or None,
+            node_name=_text(raw.get("node_name")) or None,
+            exception_type=_text(raw.get("exception_type")) or None,
+            exception_message=_text(raw.get("exception_message")) or None,
+            traceback=_parse_traceback(raw.get("traceback")),
+            raw=dict(raw),
+        )
+
+    def __str__(self) -> str:
+        if self.node_id and self.node_name:
+            where = f"node {self.node_id} ({self.node_name})"
+        elif self.node_id or self.node_name:
+            where = f"node {self.node_id or self.node_name}"
+        else:
+            where = "the task"
+        what = f" raised {self.exception_type}" if self.exception_type else " failed"
+        text = where + what
+        if self.exception_message:
+            text += ": " + " ".join(self.exception_message.split())
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOutputs:
+    """A task's state as ``/task/openapi/outputs`` (or v2 ``/query``) reports it."""
+
+    state: str
+    outputs: tuple[Output, ...] = ()
+    failed_reason: FailedReason | None = None
+    net_wss_url: str | None = None
+    message: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.state in (SUCCESS, FAILED)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == SUCCESS
+
+    @classmethod
+    def from_response(cls, payload: Mapping[str, Any]) -> TaskOutputs:
+        """Read a v1 outputs answer (also the ``eventData`` of a webhook, once parsed).
+
+        Unfinished and failed tasks are states, not errors, in both documented forms:
+        813/804/805 codes, or code 0 with ``data: null`` and code 500 for a failure.
+        Any other non-zero code raises the matching ApiError.
+        """
+        code, msg, data = _code(payload), _message(payload), payload.get("data")
+        if code == 813 or msg == "APIKEY_TASK_IS_QUEUED":
+            return cls(QUEUED, message=msg)
+        if code == 804 or msg == "APIKEY_TASK_IS_RUNNING":
+            return cls(RUNNING, net_wss_url=_wss_url(data), message=msg)
+        if code == 805 or (code == 500 and _says_failed(msg)):
+            return cls(FAILED, failed_reason=_failed_reason(data, msg), message=msg)
+        if code != 0:
+            raise _error(code, msg, data)
+        if isinstance(data, list):
+            items = [Output.from_item(item) for item in data if isinstance(item, Mapping)]
+            return cls(SUCCESS, tuple(items), message=msg)
+        if isinstance(data, Mapping) and data.get("failedReason"):
+            return cls(FAILED, failed_reason=_failed_reason(data, msg), message=msg)
+        state = QUEUED if _says_queued(msg) else RUNNING
+        return cls(state, net_wss_url=_wss_url(data), message=msg)
+
+    @classmethod
+    def from_query(cls, payload: Mapping[str, Any]) -> TaskOutputs:
+        """Read a v2 ``/openapi/v2/query`` answer (flat: status, errorCode, results, usage)."""
+        status = _text(payload.get("status")).upper()
+        error_code = _text(payload.get("errorCode"))
+        message = _text(payload.get("errorMessage"))
+        if status == FAILED:
+            return cls(FAILED, failed_reason=_query_failure(payload), message=message)
+        if error_code and status not in (QUEUED, RUNNING, SUCCESS):
+            raise _error(error_code, message)
+        if status != SUCCESS:
+            return cls(status or RUNNING, message=message)
+        usage = payload.get("usage")
+        usage = usage if isinstance(usage, Mapping) else {}
+        results = payload.get("results") or []
+        items = [Output.from_item(r, usage) for r in results if isinstance(r, Mapping)]
+        return cls(SUCCESS, tuple(items), message=message)
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """``accountStatus``: balance and the number of tasks the key has running."""
+
+    remain_coins: float | None
+    current_task_counts: int
+    remain_money: float | None
+    currency: str | None
+    api_type: str | None
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Account:
+        return cls(
+            remain_coins=_number(data.get("remainCoins")),
+            current_task_counts=int(_number(data.get("currentTaskCounts")) or 0),
+            remain_money=_number(data.get("remainMoney")),
+            currency=_text(data.get("currency")) or None,
+            api_type=_text(data.get("apiType")) or None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """An uploaded file: ``file_name`` (``api/<sha256>.<ext>``) goes into a loader's fieldValue."""
+
+    file_name: str
+    file_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDetail:
+    """``getWebhookDetail``: the delivery record of a task's webhook."""
+
+    id: str
+    task_id: str
+    webhook_url: str
+    event_data: str
+    callback_status: str
+    callback_response: str
+    retry_count: int
+    create_time: str
+    update_time: str
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> WebhookDetail:
+        return cls(
+            id=_id(data.get("id")),
+            task_id=_id(data.get("taskId")),
+            webhook_url=_text(data.get("webhookUrl")),
+            event_data=_text(data.get("eventData")),
+            callback_status=_text(data.get("callbackStatus")),
+            callback_response=_text(data.get("callbackResponse")),
+            retry_count=int(_number(data.get("retryCount")) or 0),
+            create_time=_text(data.get("createTime")),
+            update_time=_text(data.get("updateTime")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadResult:
+    """A file downloaded into place: where, its SHA-256 and its size in bytes."""
+
+    path: Path
+    sha256: str
+    bytes: int
+
+
+# -- the client ------------------------------------------------------------------------------
+
+
+class Client:
+    """RunningHub over HTTP. Thread-safe for concurrent calls; close it (or use ``with``)."""
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str | None = None,
+        *,
+        session: requests.Session | None = None,
+        timeout: float = 30.0,
+        upload_timeout: float = 300.0,
+    ) -> None:
+        if not api_key or not api_key.strip():
+            raise UsageError(NO_KEY_MESSAGE)
+        self._api_key = api_key.strip()
+        url = base_url or os.environ.get("RH_BASE_URL") or DEFAULT_BASE_URL
+        self.base_url = url.rstrip("/")
+        self.timeout = timeout
+        self.upload_timeout = upload_timeout
+        self._owns_session = session is None
+        self._session = session if session is not None else _new_session()
+
+    @classmethod
+    def from_env(
+        cls, *, api_key: str | None = None, base_url: str | None = None, **kw: Any
+    ) -> Client:
+        """A client with the key from ``api_key`` or RH_API_KEY (UsageError when neither)."""
+        key = api_key or os.environ.get("RH_API_KEY")
+        if not key or not key.strip():
+            raise UsageError(NO_KEY_MESSAGE)
+        return cls(key, base_url, **kw)
+
+    def __repr__(self) -> str:
+        return f"Client(base_url={self.base_url!r}, api_key='***')"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool (only when the client created the session itself)."""
+        if self._owns_session:
+            self._session.close()
+
+    # -- tasks ---------------------------------------------------------------------------------
+
+    def create_task(
+        self,
+        workflow_id: str | int,
+        node_info_list: Iterable[Mapping[str, Any]] | None = None,
+        *,
+        workflow: str | Mapping[str, Any] | None = None,
+        add_metadata: bool | None = None,
+        webhook_url: str | None = None,
+        instance_type: str | None = None,
+        use_personal_queue: bool | None = None,
+    ) -> TaskCreated:
+        """``/task/openapi/create``: run a saved workflow, optionally with overrides."""
+        body: dict[str, Any] = {"workflowId": _id(workflow_id)}
+        if node_info_list is not None:
+            body["nodeInfoList"] = _node_info(node_info_list)
+        if workflow is not None:
+            body["workflow"] = workflow if isinstance(workflow, str) else json.dumps(workflow)
+        _put_optional(body, addMetadata=add_metadata, webhookUrl=webhook_url)
+        _put_optional(body, instanceType=instance_type, usePersonalQueue=use_personal_queue)
+        return TaskCreated.from_data(self._data("/task/openapi/create", body))
+
+    def run_ai_app(
+        self,
+        webapp_id: str | int,
+        node_info_list: Iterable[Mapping[str, Any]],
+        *,
+        webhook_url: str | None = None,
+        instance_type: str | None = None,
+    ) -> TaskCreated:
+        """``/task/openapi/ai-app/run``: run an AI app (webapp)."""
+        body: dict[str, Any] = {
+            "webappId": _id(webapp_id),
+            "nodeInfoList": _node_info(node_info_list),
+        }
+        _put_optional(body, webhookUrl=webhook_url, instanceType=instance_type)
+        return TaskCreated.from_data(self._data("/task/openapi/ai-app/run", body))
+
+    def run_quick_ai_app(
+        self,
+        webapp_id: str | int,
+        quick_create_code: str,
+        node_info_list: Iterable[Mapping[str, Any]],
+    ) -> TaskCreated:
+        """``/task/openapi/quick-ai-app/run``: run a quick-create module of an AI app."""
+        body = {
+            "webappId": _id(webapp_id),
+            "quickCreateCode": str(quick_create_code),
+            "nodeInfoList": _node_info(node_info_list),
+        }
+        return TaskCreated.from_data(self._data("/task/openapi/quick-ai-app/run", body))
+
+    def get_workflow_json(self, workflow_id: str | int) -> dict[str, Any]:
+        """``getJsonApiFormat``: the workflow's API-format graph ``{nodeId: {class_type, ...}}``."""
+        data = self._data("/api/openapi/getJsonApiFormat", {"workflowId": _id(workflow_id)})
+        prompt = data.get("prompt") if isinstance(data, Mapping) else None
+        if isinstance(prompt, str):
+            prompt = _loads(prompt, "getJsonApiFormat data.prompt")
+        if not isinstance(prompt, Mapping):
+            raise BadResponseError(f"getJsonApiFormat answered without a workflow: {_clip(data)}")
+        return dict(prompt)
+
+    def cancel(self, task_id: str | int) -> None:
+        """``/task/openapi/cancel``: stop a queued or running task."""
+        self._data("/task/openapi/cancel", {"taskId": _id(task_id)})
+
+    def status(self, task_id: str | int) -> str:
+        """``/task/openapi/status``: QUEUED, RUNNING, SUCCESS, FAILED (others kept as given)."""
+        data = self._data("/task/openapi/status", {"taskId": _id(task_id)})
+        if isinstance(data, Mapping):
+            data = data.get("taskStatus") or data.get("status")
+        if not isinstance(data, str):
+            raise BadResponseError(f"status answered without a state: {_clip(data)}")
+        return data
+
+    def outputs(self, task_id: str | int) -> TaskOutputs:
+        """``/task/openapi/outputs``: the task's state, its outputs or why it failed."""
+        payload = self._envelope("/task/openapi/outputs", {"taskId": _id(task_id)})
+        return TaskOutputs.from_response(payload)
+
+    def query(self, task_id: str | int) -> TaskOutputs:
+        """``/openapi/v2/query``: the same as :meth:`outputs` through the v2 endpoint."""
+        payload = self._request("/openapi/v2/query", json_body={"taskId": _id(task_id)})
+        if "status" not in payload and "errorCode" not in payload:
+            data = _checked_data(payload, "/openapi/v2/query")
+            if not isinstance(data, Mapping):
+                raise BadResponseError(
+                    f"/openapi/v2/query answered without a status: {_clip(data)}"
+                )
+            payload = dict(data)
+        return TaskOutputs.from_query(payload)
+
+    # -- account, files, webhooks ------------------------------------------------------------
+
+    def account(self) -> Account:
+        """``/uc/openapi/accountStatus``: coins, money and the running task count."""
+        data = self._data("/uc/openapi/accountStatus", {}, key_field="apikey")
+        if not isinstance(data, Mapping):
+            raise BadResponseError(f"accountStatus answered without data: {_clip(data)}")
+        return Account.from_data(data)
+
+    def upload(
+        self,
+        file: str | Path | bytes | BinaryIO,
+        *,
+        filename: str | None = None,
+        file_type: str = "input",
+    ) -> Upload:
+        """``/task/openapi/upload``: send a file; use the answer's ``file_name`` as fieldValue."""
+        name, stream = _open_upload(file, filename)
+        try:
+            mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            payload = self._request(
+                "/task/openapi/upload",
+                form={"apiKey": self._api_key, "fileType": file_type},
+                files={"file": (name, stream, mime)},
+                timeout=self.upload_timeout,
+            )
+        finally:
+            if not isinstance(file, (bytes, bytearray)) and stream is not file:
+                stream.close()
+        data = _checked_data(payload, "/task/openapi/upload")
+        if not isinstance(data, Mapping) or not _text(data.get("fileName")):
+            raise BadResponseError(f"upload answered without a fileName: {_clip(data)}")
+        return Upload(_text(data["fileName"]), _text(data.get("fileType")) or file_type)
+
+    def webhook_detail(self, task_id: str | int) -> WebhookDetail:
+        """``getWebhookDetail``: the webhook delivery record of a task."""
+        data = self._data("/task/openapi/getWebhookDetail", {"taskId": _id(task_id)})
+        if not isinstance(data, Mapping):
+            raise BadResponseError(f"getWebhookDetail answered without data: {_clip(data)}")
+        return WebhookDetail.from_data(data)
+
+    def retry_webhook(self, webhook_id: str | int, webhook_url: str | None = None) -> None:
+        """``retryWebhook``: send a task's webhook again, optionally to a new URL."""
+        body: dict[str, Any] = {"webhookId": _id(webhook_id)}
+        _put_optional(body, webhookUrl=webhook_url)
+        self._data("/task/openapi/retryWebhook", body)
+
+    def download(self, url: str, dest: Path, *, chunk_size: int = 65536) -> DownloadResult:
+        """Stream ``url`` into ``dest`` atomically; any failure leaves no file behind.
+
+        The bytes go to a temporary file in ``dest``'s folder, checked against Content-Length
+        when the server sends one, fsynced, then renamed over ``dest``. Failures raise a
+        retryable TransportError (network, truncation, local write) or ServerError (HTTP).
+        """
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                digest, size = self._stream_into(url, out, chunk_size)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp_name, dest)
+        except BaseException:
+            _remove_quietly(tmp_name)
+            raise
+        return DownloadResult(dest, digest, size)
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _stream_into(self, url: str, out: BinaryIO, chunk_size: int) -> tuple[str, int]:
+        where = self._scrub(url)
+        digest, size = hashlib.sha256(), 0
+        try:
+            with self._session.get(
+                url, stream=True, timeout=self.timeout, headers=self._plain_headers()
+            ) as resp:
+                if resp.status_code != 200:
+                    raise ServerError(
+                        f"downloading {where} answered HTTP {resp.status_code}",
+                        code=resp.status_code,
+                        name=f"HTTP_{resp.status_code}",
+                    )
+                expected = _content_length(resp)
+                for chunk in resp.iter_content(chunk_size):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+        except requests.RequestException as exc:
+            raise TransportError(f"downloading {where} failed: {self._scrub(str(exc))}") from exc
+        except OSError as exc:
+            raise TransportError(f"writing the download of {where} failed: {exc}") from exc
+        if expected is not None and size != expected:
+            raise TransportError(f"download of {where} was cut short: {size} of {expected} bytes")
+        return digest.hexdigest(), size
+
+    def _data(self, path: str, body: dict[str, Any], *, key_field: str = "apiKey") -> Any:
+        """POST a v1 JSON body and return ``data``; a non-zero code raises its ApiError."""
+        return _checked_data(self._envelope(path, body, key_field=key_field), path)
+
+    def _envelope(
+        self, path: str, body: dict[str, Any], *, key_field: str = "apiKey"
+    ) -> dict[str, Any]:
+        payload = self._request(path, json_body={key_field: self._api_key, **body})
+        _check_envelope(payload, path)
+        return payload
+
+    def _request(
+        self,
+        path: str,
+        *,
+        json_body: dict[str, Any] | None = None,
+        form: dict[str, str] | None = None,
+        files: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """One POST; transport and HTTP failures become ApiErrors; returns the JSON object."""
+        started = time.monotonic()
+        try:
+            resp = self._session.post(
+                self.base_url + path,
+                json=json_body,
+                data=form,
+                files=files,
+                headers=self._auth_headers(),
+                timeout=timeout or self.timeout,
+            )
+        except requests.Timeout as exc:
+            raise TransportError(f"POST {path} timed out: {self._scrub(str(exc))}") from exc
+        except requests.RequestException as exc:
+            raise TransportError(f"POST {path} failed: {self._scrub(str(exc))}") from exc
+        log.debug(
+            "POST %s -> HTTP %s in %.3f s", path, resp.status_code, time.monotonic() - started
+        )
+        return self._decode(path, resp)
+
+    def _decode(self, path: str, resp: requests.Response) -> dict[str, Any]:
+        status = resp.status_code
+        text = self._scrub(resp.content.decode("utf-8", errors="replace"))
+        if status >= 500:
+            raise ServerError(
+                f"POST {path} answered HTTP {status}: {_clip(text)}",
+                code=status,
+                name=f"HTTP_{status}",
+            )
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            payload = None
+        if isinstance(payload, dict):
+            return payload
+        if status == 429:
+            raise RateLimitError(f"POST {path} answered HTTP 429", code=429, name="HTTP_429")
+        if status != 200:
+            raise ApiError(
+                f"POST {path} answered HTTP {status}: {_clip(text)}",
+                code=status,
+                name=f"HTTP_{status}",
+            )
+        raise BadResponseError(
+            f"POST {path} answered with something other than a JSON object: {_clip(text)}"
+        )
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._api_key, "***")
+
+    def _auth_headers(self) -> dict[str, str]:
+        return {**self._plain_headers(), "Authorization": f"Bearer {self._api_key}"}
+
+    @staticmethod
+    def _plain_headers() -> dict[str, str]:
+        return {"User-Agent": f"rhflow/{__version__}"}
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _new_session() -> requests.Session:
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=POOL_SIZE, pool_maxsize=POOL_SIZE, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _check_envelope(payload: Mapping[str, Any], path: str) -> None:
+    if "code" not in payload or _code(payload) is None:
+        raise BadResponseError(f"POST {path} answered without a code: {_clip(payload)}")
+
+
+def _checked_data(payload: Mapping[str, Any], path: str) -> Any:
+    _check_envelope(payload, path)
+    code = _code(payload)
+    if code != 0:
+        raise _error(code, _message(payload), payload.get("data"))
+    return payload.get("data")
+
+
+def _error(code: int | str | None, message: str, data: Any = None) -> ApiError:
+    """The ApiError for an answer; 433 names the invalid nodes, 401 is a bad key."""
+    if code == 401:
+        return InvalidApiKeyError(message, code=401, name="UNAUTHORIZED")
+    if isinstance(data, Mapping):
+        tips = _parse_prompt_tips(data.get("promptTips"))
+        errors = tips.get("node_errors") if tips else None
+        if isinstance(errors, Mapping) and errors:
+            message = f"{message}: {_describe_node_errors(errors)}"
+    return api_error(code if code is not None else -1, message)
+
+
+def _describe_node_errors(errors: Mapping[str, Any]) -> str:
+    parts = []
+    for node_id, entry in errors.items():
+        entry = entry if isinstance(entry, Mapping) else {}
+        label = f"node {node_id}"
+        if entry.get("class_type"):
+            label += f" ({entry['class_type']})"
+        found = entry.get("errors")
+        texts = [_error_text(e) for e in found] if isinstance(found, list) else []
+        texts = texts or [_clip(dict(entry))]
+        parts.append(f"{label}: {'; '.join(texts)}")
+    return "; ".join(parts)
+
+
+def _error_text(error: Any) -> str:
+    if not isinstance(error, Mapping):
+        return str(error)
+    message = _text(error.get("message"))
+    details = _text(error.get("details"))
+    return f"{message} ({details})" if details else message
+
+
+def _code(payload: Mapping[str, Any]) -> int | None:
+    code = payload.get("code")
+    if isinstance(code, bool):
+        return None
+    if isinstance(code, int):
+        return code
+    try:
+        return int(str(code).strip())
+    except ValueError:
+        return None
+
+
+def _message(payload: Mapping[str, Any]) -> str:
+    return _text(payload.get("msg") or payload.get("message") or payload.get("errorMessage"))
+
+
+def _says_queued(msg: str) -> bool:
+    return "排队" in msg or "QUEUED" in msg.upper()
+
+
+def _says_failed(msg: str) -> bool:
+    return "失败" in msg or "FAIL" in msg.upper()
+
+
+def _wss_url(data: Any) -> str | None:
+    return (_text(data.get("netWssUrl")) or None) if isinstance(data, Mapping) else None
+
+
+def _failed_reason(data: Any, msg: str) -> FailedReason:
+    raw = data.get("failedReason") if isinstance(data, Mapping) else None
+    if isinstance(raw, str):
+        raw = _try_json(raw)
+    if not isinstance(raw, Mapping):
+        raw = {"exception_message": msg} if msg else {}
+    return FailedReason.from_raw(raw)
+
+
+def _query_failure(payload: Mapping[str, Any]) -> FailedReason:
+    raw = payload.get("failedReason")
+    if isinstance(raw, Mapping) and raw:
+        return FailedReason.from_raw(raw)
+    message = _text(payload.get("errorMessage")) or _text(payload.get("errorCode"))
+    return FailedReason.from_raw({"exception_message": message} if message else {})
+
+
+def _parse_prompt_tips(value: Any) -> dict[str, Any] | None:
+    if isinstance(value, str):
+        value = _try_json(value)
+    return dict(value) if isinstance(value, Mapping) else None
+
+
+def _parse_traceback(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        parsed = _try_json(value)
+        if isinstance(parsed, list):
+            value = parsed
+        else:
+            return (value,) if value.strip() else ()
+    if isinstance(value, list):
+        return tuple(str(line) for line in value)
+    return ()
+
+
+def _try_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _loads(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise BadResponseError(f"{what} is not valid JSON: {exc}") from exc
+
+
+def _node_info(entries: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """nodeInfoList entries as sent: ``nodeId`` always a string."""
+    result = []
+    for entry in entries:
+        item = dict(entry)
+        if "nodeId" in item:
+            item["nodeId"] = _id(item["nodeId"])
+        result.append(item)
+    return result
+
+
+def _put_optional(body: dict[str, Any], **fields: Any) -> None:
+    body.update({name: value for name, value in fields.items() if value is not None})
+
+
+def _id(value: Any) -> str:
+    """An id as a string: ints (even 19 digits) exactly, integral floats without ``.0``."""
+    if value is None or isinstance(value, bool):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _number(value: Any) -> float | None:
+    """A number sent as a number or a string (``"83"``, ``83``); None when absent or garbage."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        return None
+
+
+def _url_ext(url: str) -> str:
+    return PurePosixPath(urlsplit(url).path).suffix.lstrip(".")
+
+
+def _clip(value: Any, limit: int = 200) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _content_length(resp: requests.Response) -> int | None:
+    value = resp.headers.get("Content-Length")
+    if value is None or resp.headers.get("Content-Encoding"):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _open_upload(file: str | Path | bytes | BinaryIO, filename: str | None) -> tuple[str, Any]:
+    """(name to send, file object or bytes) for :meth:`Client.upload`."""
+    if isinstance(file, (bytes, bytearray)):
+        return filename or f"upload.{_sniff_ext(bytes(file))}", bytes(file)
+    if isinstance(file, (str, Path)):
+        path = Path(file)
+        try:
+            stream = path.open("rb")
+        except OSError as exc:
+            raise UsageError(f"cannot upload {path}: {exc.strerror}; check the path") from exc
+        return filename or path.name, stream
+    own_name = getattr(file, "name", None)
+    default = Path(own_name).name if isinstance(own_name, str) else "upload.bin"
+    return filename or default, file
+
+
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpg"),
+    (b"GIF8", "gif"),
+    (b"PK\x03\x04", "zip"),
+    (b"ID3", "mp3"),
+    (b"fLaC", "flac"),
+)
+
+
+def _sniff_ext(data: bytes) -> str:
+    for magic, ext in _MAGIC:
+        if data.startswith(magic):
+            return ext
+    if data[:4] == b"RIFF" and data[8:12] in (b"WEBP", b"WAVE"):
+        return "webp" if data[8:12] == b"WEBP" else "wav"
+    if data[4:8] == b"ftyp":
+        return "mp4"
+    return "bin"
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
