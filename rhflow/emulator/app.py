@@ -1,0 +1,179 @@
+"""The aiohttp application: routes, the fault/latency middleware, files, WebSocket, control."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+
+from aiohttp import WSCloseCode, web
+
+from rhflow.emulator import v1, v2
+from rhflow.emulator.config import EmulatorConfig
+from rhflow.emulator.events import Message
+from rhflow.emulator.faults import FaultError
+from rhflow.emulator.state import STATE, Refused, State, reply, state_of
+from rhflow.emulator.tasks import Task
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CONTROL_PREFIXES = ("/emulator/", "/files/", "/ws/")
+
+
+@web.middleware
+async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count requests, add latency, inject transient faults, turn Refused into envelopes."""
+    state = state_of(request)
+    resource = request.match_info.route.resource
+    path = resource.canonical if resource is not None else request.path
+    state.requests[path] = state.requests.get(path, 0) + 1
+    if not request.path.startswith(CONTROL_PREFIXES):
+        if state.config.latency:
+            await asyncio.sleep(state.config.latency)
+        fault = state.faults.transient(request.path)
+        if fault is not None:
+            return await _fault_response(request, fault)
+    try:
+        return await handler(request)
+    except Refused as refused:
+        return reply(refused.code, refused.data, refused.msg)
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+        if request.path.startswith(CONTROL_PREFIXES):
+            raise
+        return reply(412, None, "TOKEN_INVALID")
+
+
+async def _fault_response(request: web.Request, fault: str) -> web.StreamResponse:
+    if fault == "code_1011":
+        return reply(1011)
+    if fault == "drop":
+        await request.read()
+        if request.transport is not None:
+            request.transport.close()
+        raise asyncio.CancelledError
+    return web.Response(
+        status=500,
+        content_type="text/html",
+        text="<html><body><h1>500 Internal Server Error</h1></body></html>",
+    )
+
+
+async def output_file(request: web.Request) -> web.StreamResponse:
+    state = state_of(request)
+    task = state.board.tasks.get(request.match_info["task_id"])
+    name = request.match_info["name"]
+    item = next((f for f in task.files if f.name == name), None) if task else None
+    if item is None:
+        raise web.HTTPNotFound(text=f"no output file {name!r} for this task")
+    return await _send(request, item.data, _content_type(item.file_type))
+
+
+async def input_file(request: web.Request) -> web.StreamResponse:
+    data = state_of(request).uploads.get(request.match_info["name"])
+    if data is None:
+        raise web.HTTPNotFound(text="no such uploaded file")
+    return await _send(request, data, "application/octet-stream")
+
+
+async def _send(request: web.Request, data: bytes, content_type: str) -> web.StreamResponse:
+    state = state_of(request)
+    if state.faults.take("download_500", request.path):
+        return web.Response(status=500, text="download failed (injected fault)")
+    response = web.StreamResponse(headers={"Content-Type": content_type})
+    response.content_length = len(data)
+    await response.prepare(request)
+    if state.faults.take("download_truncate", request.path):
+        half = data[: len(data) // 2]
+        await response.write(half)
+        state.bytes_served += len(half)
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    await response.write(data)
+    state.bytes_served += len(data)
+    await response.write_eof()
+    return response
+
+
+def _content_type(file_type: str) -> str:
+    return {"png": "image/png", "mp4": "video/mp4", "txt": "text/plain; charset=utf-8"}.get(
+        file_type, "application/octet-stream"
+    )
+
+
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    """ComfyUI-style progress for one task; a late subscriber first gets what it missed."""
+    state = state_of(request)
+    board = state.board
+    task = board.tasks.get(request.query.get("taskId", "")) or next(
+        (t for t in board.tasks.values() if t.client_id == request.query.get("clientId")), None
+    )
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    state.websocket_connections += 1
+    if task is None:
+        await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"unknown task")
+        return ws
+    try:
+        if task.terminal:
+            await _send_all(ws, task.final)
+        else:
+            await _follow(ws, task)
+    except (ConnectionError, RuntimeError):
+        pass
+    await ws.close()
+    return ws
+
+
+async def _follow(ws: web.WebSocketResponse, task: Task) -> None:
+    queue: asyncio.Queue[Message | None] = asyncio.Queue()
+    backlog = list(task.history)
+    task.subscribers.append(queue)
+    try:
+        await _send_all(ws, backlog)
+        while (item := await queue.get()) is not None:
+            await ws.send_str(json.dumps(item))
+    finally:
+        if queue in task.subscribers:
+            task.subscribers.remove(queue)
+
+
+async def _send_all(ws: web.WebSocketResponse, messages: list[Message]) -> None:
+    for msg in messages:
+        await ws.send_str(json.dumps(msg))
+
+
+# -- control endpoints ----------------------------------------------------------------------
+
+
+async def stats(request: web.Request) -> web.Response:
+    return web.json_response(state_of(request).stats())
+
+
+async def faults(request: web.Request) -> web.Response:
+    state = state_of(request)
+    if request.method == "POST":
+        try:
+            state.faults.add(await request.json())
+        except (ValueError, FaultError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+    return web.json_response(state.faults.state())
+
+
+def make_app(config: EmulatorConfig) -> web.Application:
+    """A fresh application (and State) for ``config``."""
+    app = web.Application(middlewares=[api_middleware], client_max_size=8 * 1024 * 1024)
+    app[STATE] = State(config)
+    for method, path, handler in [*v1.ROUTES, *v2.ROUTES]:
+        app.router.add_route(method, path, handler)
+    app.router.add_get("/files/input/{name:.+}", input_file)
+    app.router.add_get("/files/{task_id}/{name}", output_file)
+    app.router.add_get("/ws/c_instance", websocket)
+    app.router.add_get("/emulator/stats", stats)
+    app.router.add_route("*", "/emulator/faults", faults)
+    app.on_shutdown.append(_shutdown)
+    return app
+
+
+async def _shutdown(app: web.Application) -> None:
+    app[STATE].board.shutdown()
+    await app[STATE].webhooks.close()

@@ -1,0 +1,78 @@
+"""Deterministic output files: PNG images (zlib + struct), video-like and text files."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import zlib
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAX_SIDE = 4096
+
+
+def digest(*parts: object) -> bytes:
+    """A stable 32-byte fingerprint of ``parts`` (their reprs)."""
+    return hashlib.sha256("\x1f".join(repr(p) for p in parts).encode("utf-8")).digest()
+
+
+def render_png(
+    width: int, height: int, key: bytes, metadata: dict[str, str] | None = None
+) -> bytes:
+    """An RGB PNG whose pixels are a function of ``key`` only (a seeded colour gradient)."""
+    width = max(1, min(int(width), MAX_SIDE))
+    height = max(1, min(int(height), MAX_SIDE))
+    rows = b"".join(b"\x00" + row for row in _rows(width, height, key))
+    chunks = [_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))]
+    for name, text in (metadata or {}).items():
+        chunks.append(_chunk(b"tEXt", name.encode("latin-1") + b"\x00" + text.encode("utf-8")))
+    chunks.append(_chunk(b"IDAT", zlib.compress(rows, 6)))
+    chunks.append(_chunk(b"IEND", b""))
+    return PNG_SIGNATURE + b"".join(chunks)
+
+
+def _rows(width: int, height: int, key: bytes) -> list[bytes]:
+    red0, green0, blue0, sx, sy, sb = key[:6]
+    step_x, step_y = 1 + sx % 7, 1 + sy % 7
+    reds = bytes((red0 + x * step_x) & 255 for x in range(width))
+    blues = bytes((blue0 + x * (1 + sb % 3)) & 255 for x in range(width))
+    rows = []
+    for y in range(height):
+        shift = bytes((i + y * step_y) & 255 for i in range(256))
+        row = bytearray(3 * width)
+        row[0::3] = reds
+        row[1::3] = bytes([(green0 + y * step_y) & 255]) * width
+        row[2::3] = blues.translate(shift)
+        rows.append(bytes(row))
+    return rows
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+def png_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of a PNG, or None when ``data`` is not one."""
+    if len(data) < 24 or not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", data[16:24])
+    return int(width), int(height)
+
+
+def render_video(frames: int, width: int, height: int, key: bytes) -> bytes:
+    """An MP4-like file: an ``ftyp`` box and an ``mdat`` box of deterministic frame bytes."""
+    ftyp = b"isom\x00\x00\x02\x00isomiso2avc1mp41"
+    payload = b"".join(
+        hashlib.sha256(key + struct.pack(">I", i)).digest() * 8 for i in range(max(1, frames))
+    )
+    header = struct.pack(">II", width, height)
+    return _box(b"ftyp", ftyp) + _box(b"mdat", header + payload)
+
+
+def _box(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", 8 + len(data)) + kind + data
+
+
+def render_text(text: str, key: bytes) -> bytes:
+    """A text output: the node's text and a fingerprint of the task's inputs."""
+    return f"{text}\n(emulator output {key.hex()[:16]})\n".encode()

@@ -1,0 +1,159 @@
+"""The files a finished task yields, and how /task/openapi/outputs reports a task."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from rhflow.emulator import images
+from rhflow.emulator.workflows import (
+    IMAGE_OUTPUTS,
+    TEXT_OUTPUTS,
+    VIDEO_OUTPUTS,
+    Graph,
+    is_link,
+    output_nodes,
+    upstream,
+)
+from rhflow.errors import API_CODE_NAMES
+
+if TYPE_CHECKING:
+    from rhflow.emulator.tasks import Task
+
+BUILTIN_INPUTS = {"example.png": images.render_png(64, 64, images.digest("example.png"))}
+DEFAULT_SIDE = 512
+
+
+@dataclass(frozen=True, slots=True)
+class OutputFile:
+    """One output file: its name under /files/<taskId>/, node, extension and bytes."""
+
+    name: str
+    node_id: str
+    file_type: str
+    kind: str
+    data: bytes
+
+
+def input_exists(name: str, uploads: dict[str, bytes]) -> bool:
+    return name.startswith(("http://", "https://")) or _input_bytes(name, uploads) is not None
+
+
+def _input_bytes(name: str, uploads: dict[str, bytes]) -> bytes | None:
+    return BUILTIN_INPUTS.get(name) or uploads.get(name) or uploads.get(f"api/{name}")
+
+
+def render(task: Task, uploads: dict[str, bytes], seed: int) -> list[OutputFile]:
+    """Every output file of ``task``: a function of its effective graph and ``seed`` only."""
+    graph = task.spec.graph
+    key = images.digest(json.dumps(graph, sort_keys=True), seed)
+    metadata = {"prompt": json.dumps(graph)} if task.spec.add_metadata else None
+    files: list[OutputFile] = []
+    for node_id in output_nodes(graph):
+        node = graph[node_id]
+        node_key = images.digest(key, node_id)
+        prefix = _prefix(node["inputs"].get("filename_prefix"))
+        if node["class_type"] in IMAGE_OUTPUTS:
+            width, height, count = _image_shape(graph, node_id, uploads)
+            for index in range(count):
+                data = images.render_png(width, height, images.digest(node_key, index), metadata)
+                files.append(
+                    OutputFile(f"{prefix}_{index + 1:05d}_.png", node_id, "png", "image", data)
+                )
+        elif node["class_type"] in VIDEO_OUTPUTS:
+            width, height, frames = _image_shape(graph, node_id, uploads)
+            data = images.render_video(frames, width, height, node_key)
+            files.append(OutputFile(f"{prefix}_00001.mp4", node_id, "mp4", "video", data))
+        elif node["class_type"] in TEXT_OUTPUTS:
+            text = node["inputs"].get("text", "")
+            data = images.render_text("" if is_link(text) else str(text), node_key)
+            files.append(OutputFile(f"{prefix}_00001_.txt", node_id, "txt", "text", data))
+    return files
+
+
+def by_node(files: list[OutputFile]) -> dict[str, list[tuple[str, str]]]:
+    grouped: dict[str, list[tuple[str, str]]] = {}
+    for item in files:
+        grouped.setdefault(item.node_id, []).append((item.name, item.kind))
+    return grouped
+
+
+def _prefix(value: Any) -> str:
+    text = value if isinstance(value, str) and value else "ComfyUI"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:64]
+
+
+def _image_shape(graph: Graph, node_id: str, uploads: dict[str, bytes]) -> tuple[int, int, int]:
+    latent = upstream(graph, node_id, frozenset({"EmptyLatentImage"}))
+    if latent is not None:
+        inputs = latent["inputs"]
+        return (
+            _int(inputs.get("width")),
+            _int(inputs.get("height")),
+            max(1, min(_int(inputs.get("batch_size"), 1), 64)),
+        )
+    loader = upstream(graph, node_id, frozenset({"LoadImage"}))
+    if loader is not None:
+        data = _input_bytes(str(loader["inputs"].get("image", "")), uploads) or b""
+        width, height = images.png_size(data) or (DEFAULT_SIDE, DEFAULT_SIDE)
+        return width, height, 1
+    return DEFAULT_SIDE, DEFAULT_SIDE, 1
+
+
+def _int(value: Any, default: int = DEFAULT_SIDE) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+# -- how the API reports a task -----------------------------------------------------------
+
+
+def envelope(code: int, data: Any = None, msg: str | None = None) -> dict[str, Any]:
+    return {
+        "code": code,
+        "msg": msg if msg is not None else API_CODE_NAMES.get(code, ""),
+        "data": data,
+    }
+
+
+def failed_reason(task: Task, traceback_style: str) -> dict[str, Any]:
+    reason = dict(task.failure or {})
+    lines = reason.pop("traceback_list", [])
+    reason["traceback"] = lines if traceback_style == "list" else json.dumps(lines)
+    return reason
+
+
+def file_items(task: Task, base_url: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "fileUrl": f"{base_url}/files/{task.task_id}/{item.name}",
+            "fileType": item.file_type,
+            "taskCostTime": str(task.cost_seconds),
+            "nodeId": item.node_id,
+            "consumeCoins": str(task.coins),
+            "consumeMoney": None,
+            "thirdPartyConsumeMoney": None,
+        }
+        for item in task.files
+    ]
+
+
+def outputs_response(
+    task: Task, base_url: str, ws_url: str | None, style: str, traceback_style: str
+) -> dict[str, Any]:
+    """The /task/openapi/outputs answer for ``task`` (also the webhook's eventData)."""
+    if task.status == "SUCCESS":
+        return envelope(0, file_items(task, base_url), "success")
+    if style == "plain":
+        if task.status == "FAILED":
+            return envelope(500, None, "任务执行失败")
+        return envelope(0, None, "任务正在排队中" if task.status == "QUEUED" else "任务正在运行中")
+    if task.status == "QUEUED":
+        return envelope(813)
+    if task.status == "RUNNING":
+        return envelope(804, {"netWssUrl": ws_url})
+    return envelope(805, {"failedReason": failed_reason(task, traceback_style)})

@@ -1,0 +1,195 @@
+"""Build the graph a task will run: apply nodeInfoList, coerce values, validate like ComfyUI."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from rhflow.emulator.workflows import Graph, graph_problem, is_link, output_nodes
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a create request is refused: a v1 code, a message and optional promptTips."""
+
+    code: int
+    message: str
+    prompt_tips: str | None = None
+
+
+@dataclass(slots=True)
+class Prepared:
+    """The effective graph of a task and its promptTips string."""
+
+    graph: Graph
+    prompt_tips: str
+    outputs: list[str] = field(default_factory=list)
+
+
+def prepare(stored: Graph, workflow_json: Any, node_info: Any) -> Prepared | Rejection:
+    """Effective graph from the stored one (or the ``workflow`` string) plus ``nodeInfoList``."""
+    graph = copy.deepcopy(stored)
+    if workflow_json not in (None, ""):
+        parsed = _parse_workflow(workflow_json)
+        if isinstance(parsed, Rejection):
+            return parsed
+        graph = parsed
+    applied = _apply_node_info(graph, node_info)
+    if applied is not None:
+        return applied
+    errors = validate(graph, stored)
+    outputs = output_nodes(graph)
+    if not outputs:
+        return _invalid({}, "prompt_no_outputs", "Prompt has no outputs")
+    if errors:
+        return _invalid(
+            errors, "prompt_outputs_failed_validation", "Prompt outputs failed validation"
+        )
+    return Prepared(graph, _tips(True, None, outputs, {}), outputs)
+
+
+def _parse_workflow(text: Any) -> Graph | Rejection:
+    if not isinstance(text, str):
+        return Rejection(301, "workflow must be a JSON string of an API-format workflow")
+    try:
+        graph = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return Rejection(301, f"workflow is not valid JSON: {exc}")
+    problem = graph_problem(graph)
+    if problem:
+        return Rejection(301, f"workflow is not an API-format workflow: {problem}")
+    for node in graph.values():
+        node.setdefault("inputs", {})
+    return {str(key): value for key, value in graph.items()}
+
+
+def _apply_node_info(graph: Graph, node_info: Any) -> Rejection | None:
+    if node_info is None:
+        return None
+    if not isinstance(node_info, list):
+        return Rejection(301, "nodeInfoList must be a list of {nodeId, fieldName, fieldValue}")
+    for index, entry in enumerate(node_info):
+        if not isinstance(entry, dict) or "nodeId" not in entry or "fieldName" not in entry:
+            return Rejection(301, f"nodeInfoList[{index}] needs nodeId and fieldName")
+        node_id, name = str(entry["nodeId"]), str(entry["fieldName"])
+        node = graph.get(node_id)
+        if node is None:
+            nodes = ", ".join(sorted(graph))
+            return Rejection(
+                803, f"nodeInfoList[{index}]: the workflow has no node {node_id!r} (nodes: {nodes})"
+            )
+        if name not in node["inputs"]:
+            fields = ", ".join(sorted(node["inputs"]))
+            return Rejection(
+                803,
+                f"nodeInfoList[{index}]: node {node_id} ({node['class_type']}) "
+                f"has no field {name!r} (fields: {fields})",
+            )
+        node["inputs"][name] = entry.get("fieldValue")
+    return None
+
+
+def validate(graph: Graph, stored: Graph) -> dict[str, Any]:
+    """ComfyUI-style node_errors: dangling links and values of the wrong type."""
+    errors: dict[str, Any] = {}
+    for node_id, node in graph.items():
+        found = []
+        for name, value in node["inputs"].items():
+            if is_link(value):
+                if str(value[0]) not in graph:
+                    found.append(
+                        _error(
+                            "exception_during_inner_validation",
+                            "Exception when validating inner node",
+                            f"{name}: links to node {value[0]}, which does not exist",
+                            name,
+                            value,
+                        )
+                    )
+                continue
+            expected = stored.get(node_id, {}).get("inputs", {}).get(name)
+            coerced = coerce(value, expected)
+            if isinstance(coerced, _Bad):
+                found.append(
+                    _error(
+                        "invalid_input_type",
+                        f"Failed to convert an input value to a {coerced.kind} value",
+                        f"{name}, {value}, {coerced.reason}",
+                        name,
+                        value,
+                    )
+                )
+            else:
+                node["inputs"][name] = coerced
+        if found:
+            errors[node_id] = {
+                "errors": found,
+                "dependent_outputs": output_nodes(graph),
+                "class_type": node["class_type"],
+            }
+    return errors
+
+
+@dataclass(frozen=True, slots=True)
+class _Bad:
+    kind: str
+    reason: str
+
+
+def coerce(value: Any, like: Any) -> Any:
+    """``value`` converted to the type of the stored ``like`` value, as ComfyUI converts."""
+    if isinstance(like, bool):
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "1"):
+            return True
+        if text in ("false", "0"):
+            return False
+        return _Bad("BOOLEAN", f"{value!r} is not true or false")
+    if isinstance(like, int):
+        try:
+            return int(value) if not isinstance(value, bool) else _Bad("INT", "bool given")
+        except (TypeError, ValueError) as exc:
+            return _Bad("INT", str(exc))
+    if isinstance(like, float):
+        try:
+            return float(value)
+        except (TypeError, ValueError) as exc:
+            return _Bad("FLOAT", str(exc))
+    if isinstance(like, str) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _error(kind: str, message: str, details: str, name: str, value: Any) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "message": message,
+        "details": details,
+        "extra_info": {"input_name": name, "received_value": value},
+    }
+
+
+def _invalid(errors: dict[str, Any], kind: str, message: str) -> Rejection:
+    error = {"type": kind, "message": message, "details": "", "extra_info": {}}
+    tips = _tips(False, error, [], errors)
+    detail = "; ".join(
+        f"node {nid} ({body['class_type']}): {e['message']}: {e['details']}"
+        for nid, body in errors.items()
+        for e in body["errors"]
+    )
+    return Rejection(433, f"{message}: {detail}" if detail else message, tips)
+
+
+def _tips(result: bool, error: Any, outputs: list[str], node_errors: dict[str, Any]) -> str:
+    return json.dumps(
+        {
+            "result": result,
+            "error": error,
+            "outputs_to_execute": outputs,
+            "node_errors": node_errors,
+        }
+    )

@@ -1,0 +1,335 @@
+"""Tasks and their clock: QUEUED -> RUNNING -> SUCCESS / FAILED, driven by loop.call_later."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import math
+import random
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from rhflow.emulator import events, outputs
+from rhflow.emulator.config import EmulatorConfig
+from rhflow.emulator.faults import Faults
+from rhflow.emulator.prompt import Rejection
+from rhflow.emulator.workflows import LOADER_FIELDS, Graph, topological_order
+
+ACTIVE = ("QUEUED", "RUNNING")
+_SEQUENCE = itertools.count()
+
+
+def new_id() -> str:
+    """A 19-digit snowflake-like id, unique within this process."""
+    millis = int(time.time() * 1000) - 1_288_834_974_657
+    return str((millis << 22) | (next(_SEQUENCE) & 0x3FFFFF)).rjust(19, "1")[-19:]
+
+
+@dataclass(slots=True)
+class TaskSpec:
+    """What a create request asks for, once validated."""
+
+    key: str
+    graph: Graph
+    prompt_tips: str
+    workflow_id: str | None
+    webapp_id: str | None
+    webhook_url: str | None
+    add_metadata: bool
+    personal_queue: bool
+    fingerprint: str
+
+
+@dataclass(eq=False, slots=True)
+class Task:
+    """One task and everything the endpoints report about it."""
+
+    task_id: str
+    client_id: str
+    spec: TaskSpec
+    queue_seconds: float
+    run_seconds: float
+    failure: dict[str, Any] | None
+    status: str = "QUEUED"
+    waiting: bool = False
+    cancelled: bool = False
+    created: str = field(default_factory=lambda: datetime.now().isoformat(timespec="seconds"))
+    started_at: float | None = None
+    finished_at: float | None = None
+    files: list[outputs.OutputFile] = field(default_factory=list)
+    history: list[events.Message] = field(default_factory=list)
+    final: list[events.Message] = field(default_factory=list)
+    subscribers: list[asyncio.Queue[events.Message | None]] = field(default_factory=list)
+    handles: list[asyncio.TimerHandle] = field(default_factory=list)
+    coins: int = 0
+
+    @property
+    def terminal(self) -> bool:
+        return self.status not in ACTIVE
+
+    @property
+    def cost_seconds(self) -> int:
+        if self.started_at is None or self.finished_at is None:
+            return 0
+        return round(self.finished_at - self.started_at)
+
+
+@dataclass(slots=True)
+class Account:
+    coins: int
+    slots: int = 0
+    waiting: deque[Task] = field(default_factory=deque)
+
+
+class TaskBoard:
+    """All tasks of one emulator, per-key concurrency, and the clock that moves them."""
+
+    def __init__(
+        self,
+        config: EmulatorConfig,
+        uploads: dict[str, bytes],
+        faults: Faults,
+        on_end: Callable[[Task], None],
+    ) -> None:
+        self.config = config
+        self.uploads = uploads
+        self.faults = faults
+        self.on_end = on_end
+        self.tasks: dict[str, Task] = {}
+        self.accounts: dict[str, Account] = {}
+        self.rng = random.Random(config.seed)
+        self.counts = {"created": 0, "succeeded": 0, "failed": 0, "cancelled": 0, "duplicates": 0}
+        self.fingerprints: set[str] = set()
+        self.peak_running = 0
+        self.peak_active = 0
+
+    def account(self, key: str) -> Account:
+        return self.accounts.setdefault(key, Account(self.config.coins))
+
+    def find(self, key: str, task_id: Any) -> Task | None:
+        task = self.tasks.get(str(task_id).strip())
+        return task if task is not None and task.spec.key == key else None
+
+    def active_count(self, key: str) -> int:
+        return sum(1 for t in self.tasks.values() if t.spec.key == key and not t.terminal)
+
+    # -- create --------------------------------------------------------------------------
+
+    def create(self, spec: TaskSpec) -> Task | Rejection:
+        account = self.account(spec.key)
+        if account.coins <= 0:
+            return Rejection(416, "TASK_CREATE_FAILED_BY_NOT_ENOUGH_WALLET")
+        full = account.slots >= self.config.concurrency
+        if full and not spec.personal_queue:
+            return Rejection(421, "TASK_QUEUE_MAXED")
+        if full and len(account.waiting) >= self.config.personal_queue_limit:
+            return Rejection(814, "PERSONAL_QUEUE_COUNT_LIMIT")
+        task = self._new_task(spec)
+        if full:
+            task.waiting = True
+            account.waiting.append(task)
+        else:
+            self._admit(task, account)
+        self._track_peaks()
+        return task
+
+    def _new_task(self, spec: TaskSpec) -> Task:
+        failure = missing_input(spec.graph, self.uploads)
+        unlucky = self.rng.random() < self.config.fail_rate
+        if failure is None and (self.faults.take("fail_tasks") or unlucky):
+            failure = out_of_memory(spec.graph)
+        task = Task(
+            new_id(),
+            secrets.token_hex(16),
+            spec,
+            self.rng.uniform(*self.config.queue_seconds),
+            self.rng.uniform(*self.config.task_seconds),
+            failure,
+        )
+        self.tasks[task.task_id] = task
+        self.counts["created"] += 1
+        if spec.fingerprint in self.fingerprints:
+            self.counts["duplicates"] += 1
+        self.fingerprints.add(spec.fingerprint)
+        return task
+
+    def _admit(self, task: Task, account: Account) -> None:
+        account.slots += 1
+        task.waiting = False
+        if task.queue_seconds > 0:
+            self._later(task, task.queue_seconds, self._start, task)
+        else:
+            self._start(task)
+
+    # -- the clock -----------------------------------------------------------------------
+
+    def _later(self, task: Task, delay: float, callback: Callable[..., None], *args: Any) -> None:
+        task.handles.append(asyncio.get_running_loop().call_later(delay, callback, *args))
+
+    def _start(self, task: Task) -> None:
+        task.status = "RUNNING"
+        task.started_at = time.monotonic()
+        fail_node = task.failure["node_id"] if task.failure else None
+        schedule = events.running_schedule(
+            task.spec.graph, task.task_id, task.client_id, task.run_seconds, fail_node
+        )
+        for offset, msg in schedule:
+            self._later(task, offset, self.emit, task, msg)
+        self._later(task, task.run_seconds, self._finish, task)
+        self._track_peaks()
+
+    def _finish(self, task: Task) -> None:
+        task.finished_at = time.monotonic()
+        if task.failure is not None:
+            task.status = "FAILED"
+            self.counts["failed"] += 1
+            final = events.failure(task.task_id, task.failure)
+        else:
+            if not self.faults.take("no_outputs"):
+                task.files = outputs.render(task, self.uploads, self.config.seed)
+            for node_id, files in outputs.by_node(task.files).items():
+                self.emit(task, events.executed(node_id, task.task_id, files))
+            task.status = "SUCCESS"
+            self.counts["succeeded"] += 1
+            task.coins = max(1, math.ceil(task.run_seconds / 5))
+            self.account(task.spec.key).coins -= task.coins
+        self._end(task, final if task.failure else events.success(task.task_id))
+
+    def cancel(self, task: Task) -> bool:
+        """Cancel a queued or running task; False when it had already ended."""
+        if task.terminal:
+            return False
+        node = next(iter(topological_order(task.spec.graph)), None)
+        task.cancelled = True
+        task.status = "FAILED"
+        task.finished_at = time.monotonic()
+        task.failure = cancelled_reason(node, task.spec.graph)
+        self.counts["cancelled"] += 1
+        node_type = task.spec.graph[node]["class_type"] if node else None
+        self._end(task, events.interrupted(task.task_id, node, node_type))
+        return True
+
+    def _end(self, task: Task, final: list[events.Message]) -> None:
+        for handle in task.handles:
+            handle.cancel()
+        task.handles.clear()
+        account = self.account(task.spec.key)
+        if task.waiting:
+            account.waiting.remove(task)
+            task.waiting = False
+        else:
+            account.slots -= 1
+        task.final = final
+        for msg in final:
+            self.emit(task, msg)
+        for queue in task.subscribers:
+            queue.put_nowait(None)
+        task.subscribers.clear()
+        while account.waiting and account.slots < self.config.concurrency:
+            self._admit(account.waiting.popleft(), account)
+        self.on_end(task)
+
+    def emit(self, task: Task, msg: events.Message) -> None:
+        task.history.append(msg)
+        for queue in task.subscribers:
+            queue.put_nowait(msg)
+
+    def _track_peaks(self) -> None:
+        running = sum(1 for t in self.tasks.values() if t.status == "RUNNING")
+        active = sum(1 for t in self.tasks.values() if not t.terminal)
+        self.peak_running = max(self.peak_running, running)
+        self.peak_active = max(self.peak_active, active)
+
+    def shutdown(self) -> None:
+        for task in self.tasks.values():
+            for handle in task.handles:
+                handle.cancel()
+            for queue in task.subscribers:
+                queue.put_nowait(None)
+
+    def stats(self) -> dict[str, Any]:
+        statuses = [t.status for t in self.tasks.values()]
+        return {
+            "tasks": dict(self.counts),
+            "running": statuses.count("RUNNING"),
+            "queued": statuses.count("QUEUED"),
+            "peak_running": self.peak_running,
+            "peak_active": self.peak_active,
+            "task_records": [_record(t) for t in self.tasks.values()],
+        }
+
+
+def _record(task: Task) -> dict[str, Any]:
+    return {
+        "taskId": task.task_id,
+        "status": task.status,
+        "cancelled": task.cancelled,
+        "workflowId": task.spec.workflow_id,
+        "webappId": task.spec.webapp_id,
+        "created": task.created,
+        "files": [f.name for f in task.files],
+    }
+
+
+def missing_input(graph: Graph, uploads: dict[str, bytes]) -> dict[str, Any] | None:
+    """The failure ComfyUI reports when a loader names a file that was never uploaded."""
+    for node_id in topological_order(graph):
+        node = graph[node_id]
+        name = LOADER_FIELDS.get(node["class_type"])
+        value = node["inputs"].get(name) if name else None
+        if isinstance(value, str) and not outputs.input_exists(value, uploads):
+            path = f"/workspace/ComfyUI/input/{value}"
+            return reason(
+                node_id,
+                node["class_type"],
+                "FileNotFoundError",
+                f"[Errno 2] No such file or directory: '{path}'",
+            )
+    return None
+
+
+def out_of_memory(graph: Graph) -> dict[str, Any]:
+    order = topological_order(graph)
+    node_id = next((n for n in order if graph[n]["class_type"] == "KSampler"), order[-1])
+    return reason(
+        node_id,
+        graph[node_id]["class_type"],
+        "torch.OutOfMemoryError",
+        "Allocation on device would exceed allowed memory. (out of memory)",
+    )
+
+
+def cancelled_reason(node_id: str | None, graph: Graph) -> dict[str, Any]:
+    name = graph[node_id]["class_type"] if node_id else ""
+    return reason(
+        node_id or "",
+        name,
+        "InterruptedError",
+        "The task was cancelled by the user (/task/openapi/cancel).",
+    )
+
+
+def reason(node_id: str, node_name: str, exc_type: str, text: str) -> dict[str, Any]:
+    """A failedReason in the shape of the API document's 805 example."""
+    lines = [
+        '  File "/workspace/ComfyUI/execution.py", line 496, in execute\n'
+        "    output_data, output_ui, has_subgraph = get_output_data(obj, input_data_all)\n",
+        f'  File "/workspace/ComfyUI/nodes.py", line 1, in {node_name or "execute"}\n'
+        f"    raise {exc_type.rsplit('.', 1)[-1]}\n",
+    ]
+    return {
+        "current_outputs": "{}",
+        "exception_type": exc_type,
+        "node_name": node_name,
+        "current_inputs": "{}",
+        "traceback_list": lines,
+        "traceback": json.dumps(lines),
+        "node_id": node_id,
+        "exception_message": text,
+    }
