@@ -1,0 +1,415 @@
+"""The scheduler behind ``rhflow run``: one asyncio loop submits, follows, retries and downloads.
+
+``concurrency`` worker coroutines take ready tasks from one line. A worker holds its task from
+create until its files are on disk, so at most ``concurrency`` tasks are in flight. Blocking
+client calls run in a small thread pool; nothing sleeps in a thread per task. Per task:
+
+1. inputs: local files and upstream outputs uploaded once per content hash; deferred values
+   rendered by the planner's ``resolve`` in a worker thread;
+2. create: a busy answer (421/415/814) waits for a slot of ours to free (or a backoff) and
+   resubmits, counting as neither failure nor retry; transient errors back off and retry; the
+   remote taskId is committed to the state store as soon as create answers;
+3. follow: the task's WebSocket when one is offered (progress events too), confirmed by one
+   ``outputs`` call; otherwise ``outputs`` polled at an adaptive interval (``PollPolicy``);
+   ``timeout`` cancels the remote task;
+4. outcome: FAILED is retried up to ``retries`` times; SUCCESS downloads every output
+   (``rhflow.remote``), retried as downloads, never by running the paid task again.
+
+Ctrl-C / SIGTERM and ``--fail-fast`` cancel the workers; a cancelled worker cancels its remote
+task (unless ``--detach`` on Ctrl-C). Fatal API errors (bad key, no balance) stop submissions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import aiohttp
+
+from rhflow.client import Client, TaskOutputs
+from rhflow.journal import Journal
+from rhflow.model import PlannedTask, TaskGraph
+from rhflow.progress import Reporter
+from rhflow.remote import ExecuteOptions, Lost, Remote, TaskFailure, failure_of
+from rhflow.store import ACTIVE, Store, TaskRecord
+from rhflow.transfers import intact
+
+__all__ = ["ExecuteOptions", "Executor", "execute"]
+
+
+@dataclass(slots=True)
+class Live:
+    """A task of this run: its plan, its latest record, and how to start it."""
+
+    task: PlannedTask
+    record: TaskRecord
+    mode: str = "fresh"  # fresh | follow | collect
+    waiting: set[str] = field(default_factory=set)
+    run_attempts: int = 0
+
+
+class Executor:
+    """Runs one TaskGraph to the end against a Client, recording into a Store."""
+
+    def __init__(
+        self,
+        graph: TaskGraph,
+        client: Client,
+        store: Store,
+        journal: Journal,
+        reporter: Reporter,
+        *,
+        options: ExecuteOptions,
+        server: str,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.graph = graph
+        self._store = store
+        self._journal = journal
+        self._reporter = reporter
+        self._options = options
+        self._remote = Remote(
+            client,
+            store,
+            journal,
+            reporter,
+            options=options,
+            server=server,
+            rand=rand,
+            output_dir=graph.output_dir,
+        )
+        self._live: dict[str, Live] = {}
+        self._children: dict[str, list[str]] = {}
+        self._ready: deque[Live] = deque()
+        self._remaining = 0
+        self._wake = asyncio.Event()
+        self._workers: list[asyncio.Task[None]] = []
+        self._stop_reason: str | None = None
+        self.interrupted = False
+
+    # -- the run ----------------------------------------------------------------------------
+
+    async def run(self) -> str:
+        """Run every task; return the run status (succeeded, failed or interrupted)."""
+        loop = asyncio.get_running_loop()
+        pool = ThreadPoolExecutor(self._options.threads, thread_name_prefix="rhflow")
+        self._prepare()
+        async with aiohttp.ClientSession() as session:
+            self._remote.bind(loop, pool, session)
+            restore = self._install_signals(loop)
+            writer = asyncio.create_task(self._journal_loop())
+            try:
+                self._workers = [
+                    asyncio.create_task(self._worker())
+                    for _ in range(max(1, self._options.concurrency))
+                ]
+                await asyncio.gather(*self._workers, return_exceptions=True)
+            finally:
+                restore()
+                writer.cancel()
+                pool.shutdown(wait=False, cancel_futures=True)
+        return self._status()
+
+    def _status(self) -> str:
+        counts = self._journal.build("running").counts
+        from rhflow.journal import run_status
+
+        return run_status(counts, interrupted=self.interrupted, errors=bool(self._journal.errors))
+
+    async def _journal_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._journal_interval())
+            if self._remote.dirty:
+                self._remote.dirty = False
+                await asyncio.to_thread(self._journal.write)
+
+    def _journal_interval(self) -> float:
+        return max(0.2, min(2.0, 0.01 * len(self.graph.tasks)))
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        installed = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self.interrupt)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows
+                pass
+
+        def restore() -> None:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+        return restore
+
+    def interrupt(self) -> None:
+        """Ctrl-C / SIGTERM: stop submitting and cancel what is in flight (unless detached)."""
+        if self.interrupted:
+            return
+        self.interrupted = True
+        self._reporter.emit("run_error", message="interrupted: stopping")
+        self._stop("interrupted", cancel=True)
+
+    def _stop(self, reason: str, *, cancel: bool) -> None:
+        if self._stop_reason is None:
+            self._stop_reason = reason
+        self._wake.set()
+        if cancel:
+            current = asyncio.current_task()
+            for worker in self._workers:
+                if worker is not current:
+                    worker.cancel()
+
+    # -- deciding what to run -----------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        records = self._store.tasks()
+        ids = {t.id for t in self.graph.tasks}
+        skipped = 0
+        for task in self.graph.tasks:
+            live = self._initial(task, records.get(task.id))
+            self._live[task.id] = live
+            for up in task.upstream_ids:
+                self._children.setdefault(up, []).append(task.id)
+            if live.mode == "done":
+                skipped += 1
+                self._remote.claim_outputs(live.record)
+                self._reporter.emit(
+                    "task_skipped",
+                    task=task.id,
+                    step=task.step,
+                    reason="already succeeded; files intact",
+                )
+                continue
+            self._remaining += 1
+            live.waiting = {u for u in task.upstream_ids if u in ids}
+            missing = [u for u in task.upstream_ids if u not in ids]
+            for up in missing:
+                rec = records.get(up)
+                if rec is None or rec.status != "succeeded":
+                    live.waiting.add(up)  # never satisfied: cancelled below
+        self._reporter.emit(
+            "run_started",
+            pipeline=self.graph.pipeline,
+            total=len(self.graph.tasks),
+            to_run=self._remaining,
+            skipped=skipped,
+            concurrency=self._options.concurrency,
+            output=str(self.graph.output_dir),
+        )
+        for task in self.graph.tasks:
+            self._queue_if_ready(self._live[task.id], at_start=True)
+        for live in list(self._live.values()):
+            stuck = [u for u in live.waiting if u not in ids]
+            if stuck and live.mode != "done" and live.record.status != "cancelled":
+                self._cancel_downstream_of(stuck[0], f"upstream task {stuck[0]} has not succeeded")
+        self._journal.write()
+
+    def _initial(self, task: PlannedTask, record: TaskRecord | None) -> Live:
+        fresh = TaskRecord(task.id, task.step, "pending", params=dict(task.params))
+        if record is None or self._options.force:
+            attempts = 0 if record is None else record.attempts
+            live = Live(task, replace(fresh, attempts=attempts))
+            self._store.save(live.record)
+            return live
+        if record.status == "succeeded" and self._outputs_intact(record):
+            return Live(task, record, mode="done")
+        if record.status == "succeeded" or (record.status == "downloading" and record.remote_id):
+            note = "files missing or changed since the last run; downloading them again"
+            updated = replace(
+                record,
+                status="downloading",
+                failure=None,
+                notes=(*record.notes, note) if record.status == "succeeded" else record.notes,
+            )
+            self._store.save(updated)
+            return Live(task, updated, mode="collect")
+        if record.status in ACTIVE and record.remote_id:
+            return Live(task, record, mode="follow")
+        updated = replace(record, status="pending", failure=None)
+        self._store.save(updated)
+        return Live(task, updated)
+
+    def _outputs_intact(self, record: TaskRecord) -> bool:
+        from pathlib import Path
+
+        return all(o.path is not None and intact(Path(o.path), o.sha256) for o in record.outputs)
+
+    def _queue_if_ready(self, live: Live, *, at_start: bool = False) -> None:
+        if live.mode == "done" or live.waiting:
+            return
+        if live.mode in ("follow", "collect") or not at_start:
+            self._ready.appendleft(live)  # in flight already, or a chain to finish first
+        else:
+            self._ready.append(live)
+        self._wake.set()
+
+    async def _next(self) -> Live | None:
+        while True:
+            if self._stop_reason is not None:
+                return None
+            if self._ready:
+                return self._ready.popleft()
+            if self._remaining <= 0:
+                return None
+            self._wake.clear()
+            await self._wake.wait()
+
+    # -- one task ---------------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        while (live := await self._next()) is not None:
+            try:
+                await self._run_task(live)
+            except asyncio.CancelledError:
+                await self._remote.abandon(live.task, self._abandon_reason())
+                self._reporter.emit(
+                    "task_cancelled",
+                    task=live.task.id,
+                    step=live.task.step,
+                    reason=self._abandon_reason(),
+                )
+                raise
+
+    def _abandon_reason(self) -> str:
+        if self._stop_reason == "interrupted":
+            return "interrupted"
+        return "stopped by --fail-fast after a failure"
+
+    async def _run_task(self, live: Live) -> None:
+        task = live.task
+        while True:
+            try:
+                outputs = await self._reach_end(live)
+                if not outputs.succeeded:
+                    raise TaskFailure(failure_of(outputs), retry=True)
+                await self._remote.collect(task, outputs.outputs)
+                self._finish(task, succeeded=True)
+                return
+            except Lost as lost:
+                self._remote.note(task, str(lost))
+                live.mode = "fresh"
+            except TaskFailure as failure:
+                if not self._retry_allowed(live, failure):
+                    self._fail(task, failure)
+                    return
+                await self._remote.retry_pause(task, live.run_attempts - 1, failure)
+                live.mode = "fresh"
+
+    async def _reach_end(self, live: Live) -> TaskOutputs:
+        """Submit (or pick up) the task and wait until it is done remotely."""
+        task = live.task
+        if live.mode == "collect":
+            live.mode = "follow"
+            found = await self._remote.recover(task)
+            if found is not None:
+                return found
+        if live.mode == "fresh":
+            live.run_attempts += 1
+            needs = self._remote.upstream_views(task, self._live_records())
+            created = await self._remote.submit(task, needs)
+            return await self._remote.wait_end(task, created.net_wss_url, fresh=True)
+        self._reporter.emit(
+            "task_reattached",
+            task=task.id,
+            step=task.step,
+            task_id=self._store_record(task).remote_id,
+        )
+        return await self._remote.wait_end(task, None, fresh=False)
+
+    def _live_records(self) -> dict[str, TaskRecord]:
+        return self._store.tasks(None)
+
+    def _store_record(self, task: PlannedTask) -> TaskRecord:
+        record = self._store.get(task.id)
+        assert record is not None
+        return record
+
+    def _retry_allowed(self, live: Live, failure: TaskFailure) -> bool:
+        if not failure.retry or self._stop_reason is not None:
+            return False
+        return live.run_attempts <= live.task.retries
+
+    def _fail(self, task: PlannedTask, failure: TaskFailure) -> None:
+        self._remote.record_failure(task, failure)
+        self._reporter.emit(
+            "task_failed",
+            task=task.id,
+            step=task.step,
+            task_id=self._store_record(task).remote_id,
+            reason=failure.message,
+            kind=failure.kind,
+        )
+        if failure.fatal:
+            self._journal.errors.append(failure.message)
+            self._reporter.emit("run_error", message=f"{failure.message}; stopping the run")
+            self._stop("fatal", cancel=False)
+        self._finish(task, succeeded=False)
+        if self._options.fail_fast and self._stop_reason is None:
+            self._stop("fail_fast", cancel=True)
+
+    def _finish(self, task: PlannedTask, *, succeeded: bool) -> None:
+        self._remaining -= 1
+        self._remote.slot_freed()
+        self._remote.dirty = True
+        for child_id in self._children.get(task.id, ()):
+            child = self._live.get(child_id)
+            if child is None or child.mode == "done":
+                continue
+            if succeeded:
+                child.waiting.discard(task.id)
+                self._queue_if_ready(child)
+            else:
+                self._cancel_downstream_of(task.id, f"upstream task {task.id[:10]} failed")
+        self._wake.set()
+
+    def _cancel_downstream_of(self, upstream: str, reason: str) -> None:
+        for child_id in self._children.get(upstream, ()):
+            child = self._live.get(child_id)
+            if child is None or child.mode == "done" or not child.waiting:
+                continue
+            child.waiting.clear()
+            child.mode = "done"
+            self._remote.record_failure(
+                child.task,
+                TaskFailure({"kind": "upstream", "message": reason}, retry=False),
+                status="cancelled",
+            )
+            self._reporter.emit(
+                "task_cancelled", task=child.task.id, step=child.task.step, reason=reason
+            )
+            self._remaining -= 1
+            self._cancel_downstream_of(child_id, reason)
+        self._wake.set()
+
+
+def execute(
+    graph: TaskGraph,
+    client: Client,
+    store: Store,
+    journal: Journal,
+    reporter: Reporter,
+    *,
+    options: ExecuteOptions,
+    server: str,
+    rand: Callable[[], float] = random.random,
+) -> tuple[str, Any]:
+    """Run the graph on a fresh event loop; return (run status, the executor)."""
+    executor = Executor(
+        graph, client, store, journal, reporter, options=options, server=server, rand=rand
+    )
+    status = asyncio.run(executor.run())
+    return status, executor
+
+
+def monotonic() -> float:  # pragma: no cover - kept for symmetry with injected clocks
+    return time.monotonic()

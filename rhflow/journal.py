@@ -1,0 +1,148 @@
+"""The manifest of a run, built from the state store and rewritten as the run goes on.
+
+The store is the single record of what happened; the manifest is a readable view of it, written
+atomically after changes (at most every ``interval`` seconds, and once more at the end).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rhflow import __version__
+from rhflow.manifest import Manifest, OutputFile, TaskEntry, count_statuses, write_manifest
+from rhflow.model import PlannedTask, TaskGraph
+from rhflow.store import ACTIVE, Store, TaskRecord
+
+
+def iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    stamp = datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+def manifest_status(record: TaskRecord | None) -> str:
+    """The five statuses a manifest shows, from the store's finer ones."""
+    if record is None:
+        return "pending"
+    if record.status in ACTIVE:
+        return "failed" if record.failure else "running"
+    return record.status
+
+
+def task_entry(
+    task: PlannedTask, record: TaskRecord | None, base: Path, progress: float | None
+) -> TaskEntry:
+    """One manifest task from its plan and its record; output paths relative to ``base``."""
+    if record is None:
+        return TaskEntry(
+            task.id, task.step, dict(task.params), None, None, "pending", 0, needs=dict(task.needs)
+        )
+    outputs = tuple(
+        OutputFile(
+            node_id=o.node_id,
+            url=o.url,
+            sha256=o.sha256,
+            bytes=o.bytes,
+            file_type=o.file_type,
+            index=o.index,
+            path=None if o.path is None else Path(os.path.relpath(o.path, base)).as_posix(),
+        )
+        for o in record.outputs
+    )
+    failure = record.failure or {}
+    duration = None
+    if record.submitted_at is not None and record.finished_at is not None:
+        duration = round(max(0.0, record.finished_at - record.submitted_at), 3)
+    return TaskEntry(
+        id=task.id,
+        step=task.step,
+        params=dict(task.params),
+        node_info_list=None if record.node_info_list is None else list(record.node_info_list),
+        task_id=record.remote_id,
+        status=manifest_status(record),
+        attempts=record.attempts,
+        outputs=outputs,
+        needs=dict(task.needs),
+        failure=failure.get("message"),
+        failure_detail=record.failure,
+        submitted_at=iso(record.submitted_at),
+        finished_at=iso(record.finished_at),
+        duration=duration,
+        cost_time=record.cost_time,
+        coins=record.coins,
+        progress=progress,
+        notes=record.notes,
+    )
+
+
+class Journal:
+    """Writes the manifest of one run to ``path`` from ``store`` (throttled by ``interval``)."""
+
+    def __init__(
+        self,
+        path: Path,
+        graph: TaskGraph,
+        store: Store,
+        *,
+        shard: str | None = None,
+        interval: float = 0.5,
+        clock: Any = time.monotonic,
+    ) -> None:
+        self.path = path
+        self._graph = graph
+        self._store = store
+        self._shard = shard
+        self._interval = interval
+        self._clock = clock
+        self._started = time.time()
+        self._last = float("-inf")
+        self.errors: list[str] = []
+        self.progress: dict[str, float] = {}
+
+    def build(self, status: str, *, finished: bool = False) -> Manifest:
+        records = self._store.tasks([t.id for t in self._graph.tasks])
+        base = self.path.parent.resolve()
+        tasks = tuple(
+            task_entry(t, records.get(t.id), base, self.progress.get(t.id))
+            for t in self._graph.tasks
+        )
+        coins = sum(t.coins or 0.0 for t in tasks)
+        seconds = sum(t.cost_time or 0.0 for t in tasks)
+        return Manifest(
+            rhflow_version=__version__,
+            pipeline=self._graph.pipeline,
+            pipeline_hash=self._graph.pipeline_hash,
+            status=status,
+            started_at=iso(self._started) or "",
+            finished_at=iso(time.time()) if finished else None,
+            source=str(self._graph.source),
+            shard=self._shard,
+            counts=count_statuses(tasks),
+            cost={"coins": coins, "cost_time": seconds},
+            errors=tuple(self.errors),
+            tasks=tasks,
+        )
+
+    def write(self, status: str = "running", *, finished: bool = False) -> Manifest:
+        manifest = self.build(status, finished=finished)
+        write_manifest(self.path, manifest)
+        self._last = self._clock()
+        return manifest
+
+    def due(self) -> bool:
+        return self._clock() - self._last >= self._interval
+
+
+def run_status(counts: Mapping[str, int], *, interrupted: bool, errors: bool) -> str:
+    """How a finished run ended, from its task counts."""
+    if interrupted:
+        return "interrupted"
+    if errors or counts.get("succeeded", 0) != counts.get("total", 0):
+        return "failed"
+    return "succeeded"

@@ -1,0 +1,236 @@
+"""What a person or a machine sees while a run goes on, and the summary at the end.
+
+The executor calls ``reporter.emit(name, **fields)`` for each event (``task_submitted``,
+``task_progress``, ``task_retry``, ``task_succeeded``, ``task_failed``, ``download``, ...).
+Reporters:
+
+- ``JsonReporter``: one JSON object per line on stdout, ``{"event": name, "time": ..., ...}``;
+- ``PlainReporter``: one readable line per notable event on stderr (when not a terminal);
+- ``LiveReporter``: a rich live display on stderr, an overall bar and one bar per task in flight
+  with the node progress its WebSocket reports;
+- ``QuietReporter``: nothing (the summary is printed by the caller).
+
+Events never carry the API key: they are built from task ids, remote ids, file names and errors
+whose messages the client has already cleaned.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any, Protocol, TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from rhflow.manifest import Manifest
+
+
+class Reporter(Protocol):
+    def emit(self, event: str, **fields: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class QuietReporter:
+    def emit(self, event: str, **fields: Any) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+class JsonReporter:
+    """One JSON event per line, flushed at once so a reader can follow along."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream or sys.stdout
+
+    def emit(self, event: str, **fields: Any) -> None:
+        record = {"event": event, "time": now_iso(), **fields}
+        self._stream.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
+        self._stream.flush()
+
+    def close(self) -> None:
+        return None
+
+
+def _short(task: object) -> str:
+    return str(task)[:10]
+
+
+def describe(event: str, fields: Mapping[str, Any]) -> str | None:
+    """The line a person reads for an event, or None for events shown only as bars."""
+    name = f"{fields.get('step', '?')}/{_short(fields.get('task', ''))}"
+    if event == "run_started":
+        text = f"{fields['pipeline']}: {fields['to_run']} of {fields['total']} tasks to run"
+        if fields.get("skipped"):
+            text += f" ({fields['skipped']} already done)"
+        return text + f", {fields['concurrency']} at a time"
+    if event == "task_submitted":
+        return f"{name}: submitted as task {fields.get('task_id')} (attempt {fields['attempt']})"
+    if event == "task_reattached":
+        return f"{name}: following task {fields.get('task_id')} from an earlier run"
+    if event == "task_retry":
+        return f"{name}: {fields['reason']}; retrying in {fields['delay']:.1f} s"
+    if event == "task_busy":
+        delay = fields["delay"]
+        return f"{name}: platform busy ({fields['reason']}); resubmitting in {delay:.1f} s"
+    if event == "task_succeeded":
+        return f"{name}: succeeded, {fields['outputs']} file(s)"
+    if event == "task_failed":
+        return f"{name}: FAILED: {fields['reason']}"
+    if event == "task_cancelled":
+        return f"{name}: cancelled ({fields['reason']})"
+    if event == "task_skipped":
+        return None
+    if event == "download":
+        return f"{name}: wrote {fields['path']} ({fields['bytes']} bytes)"
+    if event in ("download_retry", "api_retry"):
+        return f"{name}: {fields['reason']}; retrying in {fields['delay']:.1f} s"
+    if event == "note":
+        return f"{name}: {fields['message']}"
+    if event == "run_error":
+        return f"error: {fields['message']}"
+    return None
+
+
+class PlainReporter:
+    """Readable lines on stderr, for logs and pipes."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream or sys.stderr
+
+    def emit(self, event: str, **fields: Any) -> None:
+        line = describe(event, fields)
+        if line is not None:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+
+    def close(self) -> None:
+        return None
+
+
+class LiveReporter:
+    """A rich live display: one overall bar and a bar per task in flight."""
+
+    _LINES = frozenset(
+        {"task_failed", "task_retry", "task_busy", "run_error", "task_cancelled", "note"}
+    )
+
+    def __init__(self, console: Console | None = None) -> None:
+        self._console = console or Console(stderr=True)
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=self._console,
+            transient=False,
+        )
+        self._overall: TaskID | None = None
+        self._rows: dict[str, TaskID] = {}
+        self._progress.start()
+
+    def emit(self, event: str, **fields: Any) -> None:
+        if event == "run_started":
+            self._overall = self._progress.add_task(
+                str(fields["pipeline"]),
+                total=fields["total"],
+                completed=fields["skipped"],
+                info="",
+            )
+        elif event in ("task_submitted", "task_reattached"):
+            self._row(fields, info=f"task {fields.get('task_id')}")
+        elif event == "task_progress":
+            self._node_progress(fields)
+        elif event in ("task_succeeded", "task_failed", "task_cancelled"):
+            self._end(fields)
+        if event in self._LINES:
+            line = describe(event, fields)
+            if line:
+                self._progress.console.print(line, markup=False, highlight=False)
+
+    def _row(self, fields: Mapping[str, Any], info: str) -> None:
+        key = str(fields["task"])
+        label = f"  {fields.get('step', '?')}/{_short(key)}"
+        if key in self._rows:
+            self._progress.update(self._rows[key], info=info)
+        else:
+            self._rows[key] = self._progress.add_task(label, total=None, info=info)
+
+    def _node_progress(self, fields: Mapping[str, Any]) -> None:
+        row = self._rows.get(str(fields["task"]))
+        if row is not None and fields.get("max"):
+            self._progress.update(
+                row,
+                total=float(fields["max"]),
+                completed=float(fields.get("value") or 0),
+                info=f"node {fields.get('node')}",
+            )
+
+    def _end(self, fields: Mapping[str, Any]) -> None:
+        row = self._rows.pop(str(fields["task"]), None)
+        if row is not None:
+            self._progress.remove_task(row)
+        if self._overall is not None:
+            self._progress.advance(self._overall)
+
+    def close(self) -> None:
+        self._progress.stop()
+
+
+def make_reporter(*, quiet: bool = False, as_json: bool = False) -> Reporter:
+    """JSON lines, nothing, a live display on a terminal, or plain lines otherwise."""
+    if as_json:
+        return JsonReporter()
+    if quiet:
+        return QuietReporter()
+    if sys.stderr.isatty():
+        return LiveReporter()
+    return PlainReporter()
+
+
+def format_summary(manifest: Manifest, manifest_path: str, *, elapsed: float | None = None) -> str:
+    """The closing lines: counts, time, cost, each failure and why, where the manifest is."""
+    counts = manifest.counts
+    parts = [f"{counts.get('succeeded', 0)} succeeded", f"{counts.get('failed', 0)} failed"]
+    for status in ("cancelled", "pending", "running"):
+        if counts.get(status):
+            parts.append(f"{counts[status]} {status}")
+    head = f"{manifest.pipeline}: {manifest.status}: " + ", ".join(parts)
+    head += f" ({counts.get('total', 0)} tasks)"
+    if elapsed is not None:
+        head += f" in {elapsed:.1f} s"
+    if manifest.cost.get("coins"):
+        head += f"; {manifest.cost['coins']:g} coins"
+    lines = [head]
+    for error in manifest.errors:
+        lines.append(f"  error: {error}")
+    for task in manifest.tasks:
+        if task.status in ("failed", "cancelled") and task.failure:
+            params = ", ".join(f"{k}={v}" for k, v in task.params.items())
+            remote = f" (task {task.task_id})" if task.task_id else ""
+            lines.append(
+                f"  {task.status} {task.step}/{task.id[:10]} [{params}]{remote}: {task.failure}"
+            )
+    lines.append(f"manifest: {manifest_path}")
+    return "\n".join(lines)
+
+
+class Stopwatch:
+    """Wall time since creation, for the summary."""
+
+    def __init__(self) -> None:
+        self._start = time.monotonic()
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self._start

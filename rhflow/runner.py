@@ -1,0 +1,184 @@
+"""``run(path, **options) -> Manifest``: load, plan, execute and record one pipeline.
+
+This is the Python API behind ``rhflow run`` (exported as ``rhflow.run``):
+
+    from rhflow.runner import run
+    manifest = run("pipelines/sweep.yaml", emulator=True, set_vars=["style=ink"])
+    for task in manifest.tasks:
+        print(task.status, [o.path for o in task.outputs])
+
+A run that ends with failed tasks still returns its manifest (``manifest.status == "failed"``);
+an invalid pipeline raises ConfigError/PlanError before anything is sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from rhflow.client import Client
+from rhflow.executor import execute
+from rhflow.journal import Journal
+from rhflow.manifest import Manifest
+from rhflow.model import TaskGraph
+from rhflow.progress import QuietReporter, Reporter
+from rhflow.remote import ExecuteOptions
+from rhflow.scheduling import PollPolicy, parse_shard, shard_tasks
+from rhflow.store import RunLock, Store
+
+EMULATOR_KEY = "emulator-key-not-secret"
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """A finished run: its manifest, where it was written, and the wall time."""
+
+    manifest: Manifest
+    manifest_path: Path
+    elapsed: float
+
+
+def run(path: str | Path, **options: Any) -> Manifest:
+    """Run the pipeline at ``path``; see ``run_pipeline`` for the options."""
+    return run_pipeline(path, **options).manifest
+
+
+def run_pipeline(
+    path: str | Path,
+    *,
+    set_vars: Sequence[str] = (),
+    out: str | Path | None = None,
+    manifest: str | Path | None = None,
+    concurrency: int | None = None,
+    shard: str | None = None,
+    limit: int | None = None,
+    only: Sequence[str] = (),
+    force: bool = False,
+    fail_fast: bool = False,
+    detach: bool = False,
+    emulator: bool = False,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    client: Client | None = None,
+    reporter: Reporter | None = None,
+    websocket: bool = True,
+    poll: PollPolicy | None = None,
+    execute_options: Mapping[str, Any] | None = None,
+) -> RunResult:
+    """Load, plan and run a pipeline; return the manifest (written to disk as the run went)."""
+    started = time.monotonic()
+    reporter = reporter or QuietReporter()
+    graph = plan_graph(
+        path,
+        set_vars=set_vars,
+        out=out,
+        concurrency=concurrency,
+        shard=shard,
+        limit=limit,
+        only=only,
+    )
+    options = ExecuteOptions(
+        concurrency=graph.concurrency,
+        force=force,
+        fail_fast=fail_fast,
+        detach=detach,
+        websocket=websocket,
+        poll=poll or PollPolicy(),
+        **dict(execute_options or {}),
+    )
+    manifest_path = Path(manifest) if manifest else graph.output_dir / MANIFEST_NAME
+    with _client(client, emulator=emulator, base_url=base_url, api_key=api_key) as live_client:
+        result = _execute(graph, live_client, reporter, options, manifest_path, shard)
+    reporter.emit(
+        "run_finished",
+        status=result.status,
+        counts=dict(result.counts),
+        manifest=str(manifest_path),
+        errors=list(result.errors),
+    )
+    reporter.close()
+    return RunResult(result, manifest_path, time.monotonic() - started)
+
+
+def plan_graph(
+    path: str | Path,
+    *,
+    set_vars: Sequence[str] = (),
+    out: str | Path | None = None,
+    concurrency: int | None = None,
+    shard: str | None = None,
+    limit: int | None = None,
+    only: Sequence[str] = (),
+) -> TaskGraph:
+    """The task graph this run will execute (one share of it with ``shard``)."""
+    from rhflow.loader import load_pipeline
+    from rhflow.planner import parse_assignments, plan
+
+    share = parse_shard(shard) if shard else None
+    pipeline = load_pipeline(
+        Path(path),
+        set_vars=tuple(set_vars),
+        output=None if out is None else Path(out),
+        concurrency=concurrency,
+    )
+    selected = parse_assignments(list(only)) if only else None
+    graph = plan(pipeline, limit=limit, only=selected)
+    graph = replace(graph, output_dir=Path(graph.output_dir).resolve())
+    return shard_tasks(graph, share) if share else graph
+
+
+def _execute(
+    graph: TaskGraph,
+    client: Client,
+    reporter: Reporter,
+    options: ExecuteOptions,
+    manifest_path: Path,
+    shard: str | None,
+) -> Manifest:
+    graph.output_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(graph.output_dir), Store.for_output(graph.output_dir) as store:
+        journal = Journal(manifest_path, graph, store, shard=shard)
+        store.set_meta("manifest", str(manifest_path.resolve()))
+        store.set_meta("pipeline", graph.pipeline)
+        status = "interrupted"
+        try:
+            status, _ = execute(
+                graph, client, store, journal, reporter, options=options, server=client.base_url
+            )
+        finally:
+            final = journal.write(status, finished=True)
+        return final
+
+
+@contextlib.contextmanager
+def _client(
+    client: Client | None, *, emulator: bool, base_url: str | None, api_key: str | None
+) -> Iterator[Client]:
+    if client is not None:
+        yield client
+        return
+    if not emulator:
+        with Client.from_env(api_key=api_key, base_url=base_url) as made:
+            yield made
+        return
+    from rhflow.emulator import Emulator, EmulatorConfig
+
+    with (
+        Emulator(EmulatorConfig(task_seconds=(1.0, 2.0))) as emu,
+        Client(EMULATOR_KEY, emu.url) as made,
+    ):
+        yield made
+
+
+def exit_code(manifest: Manifest) -> int:
+    """0 every task succeeded, 130 interrupted, 1 otherwise."""
+    if manifest.status == "succeeded":
+        return 0
+    if manifest.status == "interrupted":
+        return 130
+    return 1

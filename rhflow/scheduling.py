@@ -1,0 +1,123 @@
+"""Timing and selection policy for the executor, as pure functions of their inputs.
+
+- ``Backoff``: exponential delays with jitter, for retries after transient errors and for
+  resubmitting when the platform answers "busy" (421/415/814).
+- ``PollPolicy``: how long to wait before the next ``outputs`` call for a task that is not
+  followed over a WebSocket: short at first, growing to a cap, with jitter so that many tasks
+  started together do not poll in lockstep.
+- ``parse_shard`` / ``shard_tasks``: a deterministic share of a task graph for CI matrix jobs.
+
+Randomness comes in as a ``rand`` callable returning a float in [0, 1), so tests pass a fixed one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+
+from rhflow.errors import UsageError
+from rhflow.model import PlannedTask, TaskGraph
+
+Rand = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """``base * factor**attempt`` seconds, at most ``cap``, scaled by a jitter factor drawn from
+    ``[1 - jitter, 1 + jitter)``. ``attempt`` counts from 0."""
+
+    base: float = 1.0
+    factor: float = 2.0
+    cap: float = 60.0
+    jitter: float = 0.5
+
+    def delay(self, attempt: int, rand: Rand) -> float:
+        raw = min(self.cap, self.base * self.factor ** max(0, attempt))
+        return raw * (1.0 - self.jitter + 2.0 * self.jitter * rand())
+
+
+@dataclass(frozen=True, slots=True)
+class PollPolicy:
+    """Intervals between ``outputs`` calls: ``first`` seconds, growing by ``factor`` per poll to
+    ``cap``, each scaled by a jitter factor in ``[1 - jitter, 1 + jitter)``.
+
+    ``expected`` (the typical remote run time seen so far in this run, when known) moves the first
+    poll towards the moment the task is likely to finish, within ``[first, cap]``.
+    """
+
+    first: float = 1.0
+    factor: float = 1.5
+    cap: float = 15.0
+    jitter: float = 0.2
+
+    def interval(self, poll: int, rand: Rand, *, expected: float | None = None) -> float:
+        start = self.first
+        if expected is not None and poll == 0:
+            start = min(self.cap, max(self.first, expected))
+        raw = min(self.cap, start * self.factor ** max(0, poll))
+        return raw * (1.0 - self.jitter + 2.0 * self.jitter * rand())
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """Share ``index`` (1-based) of ``count``."""
+
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def parse_shard(text: str) -> Shard:
+    """``"2/4"`` -> Shard(2, 4); a UsageError that shows the expected form otherwise."""
+    head, sep, tail = text.partition("/")
+    try:
+        index, count = int(head), int(tail)
+    except ValueError:
+        index = count = 0
+    if not sep or count < 1 or not 1 <= index <= count:
+        raise UsageError(
+            f"--shard {text!r} is not valid: write I/N with 1 <= I <= N, e.g. --shard 2/4"
+        )
+    return Shard(index, count)
+
+
+def shard_of(key: str, count: int) -> int:
+    """The 1-based share a key falls into: a hash, so it does not move when tasks are added."""
+    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % count + 1
+
+
+def chain_keys(tasks: Iterable[PlannedTask]) -> dict[str, str]:
+    """Task id -> the key of its chain: the smallest root id among the tasks it is connected to
+    through ``needs``, so that a task and everything downstream of it stay in one share."""
+    parent: dict[str, str] = {}
+
+    def find(node: str) -> str:
+        while parent.setdefault(node, node) != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    listed = list(tasks)
+    for task in listed:
+        for upstream in task.upstream_ids:
+            a, b = find(task.id), find(upstream)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    roots = {t.id for t in listed if not t.upstream_ids}
+    best: dict[str, str] = {}
+    for task in listed:
+        if task.id in roots:
+            group = find(task.id)
+            best[group] = min(best.get(group, task.id), task.id)
+    return {t.id: best.get(find(t.id), find(t.id)) for t in listed}
+
+
+def shard_tasks(graph: TaskGraph, shard: Shard) -> TaskGraph:
+    """The graph restricted to one share. The N shares partition the tasks."""
+    keys = chain_keys(graph.tasks)
+    kept = tuple(t for t in graph.tasks if shard_of(keys[t.id], shard.count) == shard.index)
+    return replace(graph, tasks=kept)

@@ -1,0 +1,394 @@
+"""The state store: what each planned task did, kept in SQLite inside the output folder.
+
+``<output>/.rhflow/state.db`` (WAL journal) records, per planned task id, the remote taskId (written
+and committed the moment create answers), status, attempts, timings, failure, cost and every output
+file; and, per server, which file contents were already uploaded (sha256 -> uploaded name). Nothing
+here ever holds the API key.
+
+A run takes ``RunLock`` on ``<output>/.rhflow/lock``: an OS advisory lock that the kernel releases
+when the process dies, so a run killed with ``kill -9`` never blocks the next one.
+
+The connection is shared by the event loop and the worker threads (uploads render in threads), so
+every statement runs under one lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TextIO
+
+from rhflow.errors import StateError
+
+STATE_DIR = ".rhflow"
+DB_NAME = "state.db"
+LOCK_NAME = "lock"
+SCHEMA_VERSION = 1
+
+#: Task statuses kept in the store. ``submitted`` has a remote id whose fate is not known yet;
+#: ``downloading`` succeeded remotely but not every file is on disk yet.
+ACTIVE = frozenset({"submitted", "queued", "running", "downloading"})
+STATUSES = frozenset({"pending", "succeeded", "failed", "cancelled"}) | ACTIVE
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY,
+    step TEXT NOT NULL,
+    status TEXT NOT NULL,
+    remote_id TEXT,
+    server TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    params TEXT NOT NULL DEFAULT '{}',
+    node_info_list TEXT,
+    submitted_at REAL,
+    started_at REAL,
+    finished_at REAL,
+    cost_time REAL,
+    coins REAL,
+    failure TEXT,
+    notes TEXT NOT NULL DEFAULT '[]',
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outputs (
+    task TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    node_id TEXT,
+    url TEXT,
+    file_type TEXT,
+    path TEXT,
+    sha256 TEXT,
+    bytes INTEGER,
+    PRIMARY KEY (task, idx)
+);
+CREATE TABLE IF NOT EXISTS remote_tasks (
+    remote_id TEXT PRIMARY KEY,
+    task TEXT NOT NULL,
+    server TEXT,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS uploads (
+    server TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    file_name TEXT NOT NULL,
+    uploaded_at REAL NOT NULL,
+    PRIMARY KEY (server, sha256)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OutputRecord:
+    """One output of a task: where the server put it and, once downloaded, where it is."""
+
+    index: int
+    node_id: str | None
+    url: str | None
+    file_type: str | None
+    path: str | None = None
+    sha256: str | None = None
+    bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """What the store knows about one planned task."""
+
+    id: str
+    step: str
+    status: str
+    remote_id: str | None = None
+    server: str | None = None
+    attempts: int = 0
+    params: Mapping[str, Any] = field(default_factory=dict)
+    node_info_list: tuple[Mapping[str, Any], ...] | None = None
+    submitted_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    cost_time: float | None = None
+    coins: float | None = None
+    failure: Mapping[str, Any] | None = None
+    notes: tuple[str, ...] = ()
+    outputs: tuple[OutputRecord, ...] = ()
+
+
+class Store:
+    """The SQLite state of one output folder. Use as a context manager, or call ``close()``."""
+
+    def __init__(self, path: Path, *, clock: Any = time.time) -> None:
+        self.path = path
+        self._clock = clock
+        self._lock = threading.RLock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                str(path), timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise StateError(
+                f"cannot open the state store {path}: {exc}; check that the output folder is "
+                "writable, or delete the .rhflow folder to start afresh"
+            ) from exc
+
+    @classmethod
+    def for_output(cls, output_dir: Path) -> Store:
+        return cls(output_dir / STATE_DIR / DB_NAME)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StateError(f"cannot write the state store {self.path}: {exc}") from exc
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                cursor = self._db.execute(sql, args)
+                cursor.row_factory = sqlite3.Row
+                return list(cursor.fetchall())
+            except sqlite3.Error as exc:
+                raise StateError(f"cannot read the state store {self.path}: {exc}") from exc
+
+    # -- meta ----------------------------------------------------------------------------------
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def meta(self, key: str) -> str | None:
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0]["value"]) if rows else None
+
+    # -- tasks ---------------------------------------------------------------------------------
+
+    def save(self, record: TaskRecord) -> None:
+        """Insert or replace one task and its outputs, in one transaction."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO tasks (id, step, status, remote_id, server, attempts, "
+                "params, node_info_list, submitted_at, started_at, finished_at, cost_time, coins, "
+                "failure, notes, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                _task_row(record, self._clock()),
+            )
+            db.execute("DELETE FROM outputs WHERE task = ?", (record.id,))
+            db.executemany(
+                "INSERT INTO outputs (task, idx, node_id, url, file_type, path, sha256, bytes) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (record.id, o.index, o.node_id, o.url, o.file_type, o.path, o.sha256, o.bytes)
+                    for o in record.outputs
+                ],
+            )
+            if record.remote_id:
+                db.execute(
+                    "INSERT OR IGNORE INTO remote_tasks (remote_id, task, server, created_at) "
+                    "VALUES (?,?,?,?)",
+                    (record.remote_id, record.id, record.server, self._clock()),
+                )
+
+    def update(self, task_id: str, **changes: Any) -> TaskRecord:
+        """Change some fields of a stored task and return the new record."""
+        current = self.get(task_id)
+        if current is None:
+            raise StateError(f"the state store {self.path} has no task {task_id}")
+        record = replace(current, **changes)
+        self.save(record)
+        return record
+
+    def get(self, task_id: str) -> TaskRecord | None:
+        rows = self._query("SELECT * FROM tasks WHERE id = ?", (task_id,))
+        if not rows:
+            return None
+        return _task_from_row(rows[0], self._outputs_of([task_id]).get(task_id, ()))
+
+    def tasks(self, ids: Sequence[str] | None = None) -> dict[str, TaskRecord]:
+        """Every stored task (or those of ``ids``), by id."""
+        rows = self._query("SELECT * FROM tasks ORDER BY id")
+        wanted = set(ids) if ids is not None else None
+        rows = [r for r in rows if wanted is None or r["id"] in wanted]
+        outputs = self._outputs_of(None)
+        return {r["id"]: _task_from_row(r, outputs.get(r["id"], ())) for r in rows}
+
+    def _outputs_of(self, ids: Sequence[str] | None) -> dict[str, tuple[OutputRecord, ...]]:
+        if ids is None:
+            rows = self._query("SELECT * FROM outputs ORDER BY task, idx")
+        else:
+            marks = ",".join("?" * len(ids))
+            rows = self._query(f"SELECT * FROM outputs WHERE task IN ({marks}) ORDER BY idx", ids)
+        found: dict[str, list[OutputRecord]] = {}
+        for r in rows:
+            found.setdefault(r["task"], []).append(
+                OutputRecord(
+                    r["idx"],
+                    r["node_id"],
+                    r["url"],
+                    r["file_type"],
+                    r["path"],
+                    r["sha256"],
+                    r["bytes"],
+                )
+            )
+        return {k: tuple(v) for k, v in found.items()}
+
+    def remote_ids(self) -> dict[str, str]:
+        """Every remote taskId ever created from this folder -> planned task id."""
+        rows = self._query("SELECT remote_id, task FROM remote_tasks")
+        return {r["remote_id"]: r["task"] for r in rows}
+
+    # -- uploads -------------------------------------------------------------------------------
+
+    def upload_name(self, server: str, sha256: str) -> str | None:
+        rows = self._query(
+            "SELECT file_name FROM uploads WHERE server = ? AND sha256 = ?", (server, sha256)
+        )
+        return str(rows[0]["file_name"]) if rows else None
+
+    def remember_upload(self, server: str, sha256: str, file_name: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO uploads (server, sha256, file_name, uploaded_at) "
+                "VALUES (?,?,?,?)",
+                (server, sha256, file_name, self._clock()),
+            )
+
+
+def _dump(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, default=str)
+
+
+def _task_row(r: TaskRecord, now: float) -> tuple[Any, ...]:
+    nil = None if r.node_info_list is None else [dict(e) for e in r.node_info_list]
+    return (
+        r.id,
+        r.step,
+        r.status,
+        r.remote_id,
+        r.server,
+        r.attempts,
+        _dump(dict(r.params)),
+        _dump(nil),
+        r.submitted_at,
+        r.started_at,
+        r.finished_at,
+        r.cost_time,
+        r.coins,
+        _dump(None if r.failure is None else dict(r.failure)),
+        _dump(list(r.notes)),
+        now,
+    )
+
+
+def _task_from_row(row: sqlite3.Row, outputs: tuple[OutputRecord, ...]) -> TaskRecord:
+    nil = json.loads(row["node_info_list"]) if row["node_info_list"] else None
+    return TaskRecord(
+        id=row["id"],
+        step=row["step"],
+        status=row["status"],
+        remote_id=row["remote_id"],
+        server=row["server"],
+        attempts=row["attempts"],
+        params=json.loads(row["params"]),
+        node_info_list=None if nil is None else tuple(nil),
+        submitted_at=row["submitted_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        cost_time=row["cost_time"],
+        coins=row["coins"],
+        failure=json.loads(row["failure"]) if row["failure"] else None,
+        notes=tuple(json.loads(row["notes"])),
+        outputs=outputs,
+    )
+
+
+# -- the run lock ----------------------------------------------------------------------------
+
+
+class RunLock:
+    """An exclusive advisory lock on ``<output>/.rhflow/lock`` for the length of a run.
+
+    The kernel drops the lock when the holding process exits, however it exits, so a stale lock
+    file left by a killed run never blocks the next one.
+    """
+
+    def __init__(self, output_dir: Path) -> None:
+        self.path = output_dir / STATE_DIR / LOCK_NAME
+        self._file: TextIO | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
+        if not _try_lock(handle):
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise StateError(
+                f"another rhflow run ({holder}) is using {self.path.parent.parent}; wait for it "
+                "to finish, stop it, or pass a different --out"
+            )
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        self._file = handle
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing the descriptor drops the lock
+            self._file = None
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _try_lock(handle: TextIO) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
