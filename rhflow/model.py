@@ -105,3 +105,106 @@ class TaskGraph:
             if task.id == task_id:
                 return task
         raise KeyError(task_id)
+
+
+# --------------------------------------------------------------------------------------------
+# Pipeline (loader -> planner): a validated pipeline file with defaults filled in.
+# --------------------------------------------------------------------------------------------
+
+DEFAULT_RETRIES = 2
+DEFAULT_TIMEOUT = 1800.0
+DEFAULT_OUTPUTS = "{{ step }}/{{ task }}-{{ index }}.{{ ext }}"
+DEFAULT_CONCURRENCY = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """A position in a pipeline file, for messages: ``FILE:LINE:COL: path``."""
+
+    file: str
+    line: int
+    col: int
+    path: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}: {self.path}"
+
+
+@dataclass(frozen=True, slots=True)
+class FileRef:
+    """A ``{file: path}`` value: a local file uploaded before the task."""
+
+    path: Path
+    relpath: str
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    """One ``nodeInfoList`` entry to send: ``value`` is a plain value, a template string or a
+    FileRef; ``deferred`` marks a template that reads ``needs`` (rendered at run time)."""
+
+    node_id: str
+    field: str
+    value: Any
+    where: Where
+    deferred: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Sweep:
+    """A step's own combinations: the product of ``axes`` (each a tuple of values), of ``zips``
+    (each a tuple of parameter dicts varying together) and of ``rows``; then ``exclude`` drops
+    combinations matching every key of an entry, and ``include`` appends combinations."""
+
+    axes: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    zips: tuple[tuple[Mapping[str, Any], ...], ...] = ()
+    include: tuple[Mapping[str, Any], ...] = ()
+    exclude: tuple[Mapping[str, Any], ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        names = [name for name, _ in self.axes]
+        for group in self.zips:
+            if group:
+                names.extend(k for k in group[0] if k not in names)
+        return tuple(names)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of a pipeline, defaults applied."""
+
+    name: str
+    target: Target
+    workflow_json: Mapping[str, Any] | None
+    sweep: Sweep
+    overrides: tuple[Override, ...]
+    needs: tuple[str, ...] = ()
+    outputs: str = DEFAULT_OUTPUTS
+    retries: int = DEFAULT_RETRIES
+    timeout: float = DEFAULT_TIMEOUT
+    instance_type: str | None = None
+    add_metadata: bool | None = None
+    use_personal_queue: bool | None = None
+    webhook_url: str | None = None
+    where: Where | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    """A loaded pipeline: steps in a stable topological order (upstream first)."""
+
+    name: str
+    source: Path
+    output_dir: Path
+    concurrency: int
+    vars: Mapping[str, Any]
+    steps: tuple[Step, ...]
+    hash: str
+
+    def step(self, name: str) -> Step:
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(name)

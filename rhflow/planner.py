@@ -1,0 +1,351 @@
+"""Pure: Pipeline -> TaskGraph. No network, no clock, no files; deterministic order and ids.
+
+Each step's own combinations come from its sweep (``expand_sweep``); a step with ``needs`` gets
+one task per combination of upstream tasks that agree on their shared parameters (a natural
+join), times its own combinations. Parameters carry over from upstream; the step's own win on
+a name clash. Task ids hash the step, the target, the rendered request, input file contents,
+deferred templates, the parameters and the upstream task ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import PurePosixPath
+from typing import Any
+
+from rhflow.errors import PlanError, UsageError
+from rhflow.model import (
+    DeferredValue,
+    FileInput,
+    FileRef,
+    Pipeline,
+    PlannedTask,
+    Step,
+    Sweep,
+    TaskGraph,
+)
+from rhflow.render import RenderError, compile_template, is_template, render_text
+
+ID_LENGTH = 16
+SHORT_ID_LENGTH = 8
+_DUPLICATES_SHOWN = 4
+
+
+# -- command-line helpers --------------------------------------------------------------------
+
+
+def parse_assignments(items: Iterable[str], *, option: str = "--set") -> dict[str, Any]:
+    """``["style=ink", "seed=3"]`` -> ``{"style": "ink", "seed": 3}`` (values parsed as YAML)."""
+    from rhflow.loader import parse_value
+
+    result: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise UsageError(f"{option} expects KEY=VALUE with KEY a name, got {item!r}")
+        result[key] = parse_value(text)
+    return result
+
+
+# -- sweeps ----------------------------------------------------------------------------------
+
+
+def expand_sweep(sweep: Sweep) -> Iterator[dict[str, Any]]:
+    """The step's own combinations, in order: product of axes and zip groups (first axis
+    slowest), minus ``exclude`` matches, then ``include`` entries."""
+    names = [name for name, _ in sweep.axes]
+    factors: list[Sequence[Any]] = [values for _, values in sweep.axes]
+    factors += [group for group in sweep.zips]
+    n_axes = len(names)
+    for picked in itertools.product(*factors):
+        combo = dict(zip(names, picked[:n_axes], strict=True))
+        for row in picked[n_axes:]:
+            combo.update(row)
+        if not any(_matches(combo, entry) for entry in sweep.exclude):
+            yield combo
+    for entry in sweep.include:
+        yield dict(entry)
+
+
+def _matches(params: Mapping[str, Any], entry: Mapping[str, Any]) -> bool:
+    return all(key in params and params[key] == value for key, value in entry.items())
+
+
+def order_steps(graph: Mapping[str, Sequence[str]]) -> list[str]:
+    """Steps upstream first, otherwise in the given order; ValueError("a -> b -> a") on a cycle."""
+    done: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(name: str, stack: list[str]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            cycle = [*stack[stack.index(name) :], name]
+            raise ValueError(" -> ".join(cycle))
+        state[name] = 1
+        for need in graph[name]:
+            visit(need, [*stack, name])
+        state[name] = 2
+        done.append(name)
+
+    for name in graph:
+        visit(name, [])
+    return done
+
+
+# -- planning --------------------------------------------------------------------------------
+
+
+def plan(
+    pipeline: Pipeline,
+    *,
+    limit: int | None = None,
+    only: Mapping[str, Any] | Iterable[str] | None = None,
+) -> TaskGraph:
+    """Expand ``pipeline`` into its TaskGraph; PlanError for an empty sweep or a bad template."""
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit must be at least 1, got {limit}")
+    wanted = _only(pipeline, only)
+    tasks: dict[str, list[PlannedTask]] = {}
+    for step in pipeline.steps:
+        tasks[step.name] = _plan_step(pipeline, step, tasks, limit, wanted)
+    flat = tuple(task for step in pipeline.steps for task in tasks[step.name])
+    return TaskGraph(
+        pipeline=pipeline.name,
+        pipeline_hash=pipeline.hash,
+        source=pipeline.source,
+        output_dir=pipeline.output_dir,
+        concurrency=pipeline.concurrency,
+        tasks=flat,
+        warnings=tuple(
+            w for step in pipeline.steps for w in _duplicates(step.name, tasks[step.name])
+        ),
+    )
+
+
+def _only(pipeline: Pipeline, only: Mapping[str, Any] | Iterable[str] | None) -> dict[str, Any]:
+    if not only:
+        return {}
+    wanted = dict(only) if isinstance(only, Mapping) else parse_assignments(only, option="--only")
+    known = {name for step in pipeline.steps for name in _all_names(step)}
+    for key in wanted:
+        if key not in known:
+            names = ", ".join(sorted(known)) or "none"
+            raise UsageError(
+                f"--only {key}=...: no step has a parameter '{key}'; parameters are: {names}"
+            )
+    return wanted
+
+
+def _all_names(step: Step) -> set[str]:
+    names = set(step.sweep.names)
+    for entry in step.sweep.include:
+        names.update(entry)
+    return names
+
+
+def _keep(params: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    for key, value in wanted.items():
+        if key in params and params[key] != value and str(params[key]) != str(value):
+            return False
+    return True
+
+
+def _plan_step(
+    pipeline: Pipeline,
+    step: Step,
+    done: Mapping[str, list[PlannedTask]],
+    limit: int | None,
+    wanted: Mapping[str, Any],
+) -> list[PlannedTask]:
+    own = list(itertools.islice((c for c in expand_sweep(step.sweep) if _keep(c, wanted)), limit))
+    if not own and not wanted:
+        where = f"{step.where}: " if step.where else ""
+        raise PlanError(
+            f"{where}the sweep of step '{step.name}' is empty; check exclude and the lists"
+        )
+    maker = _TaskMaker(pipeline, step)
+    result = []
+    for upstream_params, needs in _join(step.needs, done):
+        for combo in own:
+            params = {**upstream_params, **combo}
+            if _keep(params, wanted):
+                result.append(maker.make(params, needs))
+    return result
+
+
+def _join(
+    needs: Sequence[str], done: Mapping[str, list[PlannedTask]]
+) -> list[tuple[dict[str, Any], dict[str, str]]]:
+    """Combinations of upstream tasks that agree on every parameter they share."""
+    rows: list[tuple[dict[str, Any], dict[str, str]]] = [({}, {})]
+    for name in needs:
+        joined = []
+        for params, ids in rows:
+            for task in done[name]:
+                if all(params[k] == v for k, v in task.params.items() if k in params):
+                    joined.append(({**params, **task.params}, {**ids, name: task.id}))
+        rows = joined
+    return rows
+
+
+class _TaskMaker:
+    """Builds the tasks of one step; per-step work (target hash, compiled templates) done once."""
+
+    def __init__(self, pipeline: Pipeline, step: Step) -> None:
+        self.pipeline = pipeline
+        self.step = step
+        target = step.target
+        workflow_hash = None
+        if target.workflow_json is not None:
+            workflow_hash = _digest(_canonical(target.workflow_json))
+        self.target_key = [target.kind, target.id, workflow_hash, target.quick_create_code]
+        self.vars = dict(pipeline.vars)
+
+    def make(self, params: dict[str, Any], needs: dict[str, str]) -> PlannedTask:
+        step = self.step
+        context = {**params, "params": params, "vars": self.vars, "step": step.name}
+        node_info: list[dict[str, Any]] = []
+        files: list[FileInput] = []
+        deferred: list[DeferredValue] = []
+        for index, override in enumerate(step.overrides):
+            value = override.value
+            if isinstance(value, FileRef):
+                files.append(FileInput(index, value.path, value.sha256))
+                value = f"<upload:{value.relpath}>"
+            elif override.deferred:
+                deferred.append(DeferredValue(index, value))
+            elif is_template(value):
+                value = _render(value, context, override.where)
+            node_info.append(
+                {"nodeId": override.node_id, "fieldName": override.field, "fieldValue": value}
+            )
+        key = [step.name, self.target_key, node_info, [f.sha256 for f in files],
+               [d.template for d in deferred], params, sorted(needs.items())]  # fmt: skip
+        return PlannedTask(
+            id=_digest(_canonical(key))[:ID_LENGTH],
+            step=step.name,
+            params=params,
+            target=step.target,
+            node_info_list=tuple(node_info),
+            needs=needs,
+            files=tuple(files),
+            deferred=tuple(deferred),
+            outputs=step.outputs,
+            retries=step.retries,
+            timeout=step.timeout,
+            instance_type=step.instance_type,
+            add_metadata=step.add_metadata,
+            use_personal_queue=step.use_personal_queue,
+            webhook_url=step.webhook_url,
+            context=context,
+        )
+
+
+def _render(source: str, context: Mapping[str, Any], where: object) -> Any:
+    try:
+        return compile_template(source).render(context)
+    except RenderError as exc:
+        raise PlanError(f"{where}: {exc}") from exc
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _duplicates(step: str, tasks: list[PlannedTask]) -> list[str]:
+    groups: dict[str, list[str]] = {}
+    for task in tasks:
+        request = _canonical(
+            [task.node_info_list, [f.sha256 for f in task.files], sorted(task.needs.items())]
+        )
+        groups.setdefault(request, []).append(task.id)
+    warnings = []
+    for ids in groups.values():
+        if len(ids) > 1:
+            shown = ", ".join(ids[:_DUPLICATES_SHOWN]) + (
+                ", ..." if len(ids) > _DUPLICATES_SHOWN else ""
+            )
+            warnings.append(
+                f"step '{step}': {len(ids)} tasks send identical requests ({shown}); ComfyUI "
+                "would serve all but the first from its cache. Vary the seed per task, e.g. "
+                'a seed axis and nodes: {"3": {seed: "{{ seed }}"}}'
+            )
+    return warnings
+
+
+# -- run time: values that depend on upstream outputs ---------------------------------------
+
+
+def sample_needs(names: Sequence[str], params: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Stand-ins for upstream results, used to check deferred templates before a run."""
+    return {name: _SampleResult(params.get(name, {})) for name in names}
+
+
+class _SampleOutputs(Sequence[str]):
+    def __getitem__(self, index: Any) -> Any:
+        return "<output>"
+
+    def __len__(self) -> int:
+        return 1
+
+
+class _SampleResult:
+    def __init__(self, params: Mapping[str, Any]) -> None:
+        self.outputs = self.urls = self.files = _SampleOutputs()
+        self.params = dict(params)
+        self.task_id = "0" * ID_LENGTH
+
+
+def resolve(task: PlannedTask, needs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``task.node_info_list`` with every DeferredValue rendered against ``needs`` (step name ->
+    object or mapping with outputs, urls, files, params, task_id); FileInput entries are left."""
+    values = [dict(entry) for entry in task.node_info_list]
+    if not task.deferred:
+        return values
+    context = {**task.context, "needs": needs}
+    for item in task.deferred:
+        try:
+            values[item.index]["fieldValue"] = compile_template(item.template).render(context)
+        except RenderError as exc:
+            raise PlanError(
+                f"task {task.id} of step '{task.step}': {exc} in {item.template!r}"
+            ) from exc
+    return values
+
+
+def output_name(task: PlannedTask, *, index: int, ext: str, node_id: str, task_short: str) -> str:
+    """The relative POSIX path of an output, from the step's ``outputs`` template."""
+    context = {**task.context, "index": index, "ext": ext, "node_id": node_id, "task": task_short}
+    try:
+        name = render_text(task.outputs, context)
+    except RenderError as exc:
+        raise PlanError(f"outputs of step '{task.step}': {exc}") from exc
+    return check_output_path(name)
+
+
+def check_output_path(name: str) -> str:
+    """``name`` normalised to a relative POSIX path; PlanError if empty, absolute or with ``..``."""
+    text = name.replace("\\", "/").strip()
+    path = PurePosixPath(text)
+    if not text or text.endswith("/"):
+        raise PlanError(
+            f"output name {name!r} is empty; the outputs template must give a file name"
+        )
+    if path.is_absolute() or (len(text) > 1 and text[1] == ":"):
+        raise PlanError(
+            f"output name {name!r} is absolute; outputs must stay under the output folder"
+        )
+    if ".." in path.parts:
+        raise PlanError(
+            f"output name {name!r} contains '..'; outputs must stay under the output folder"
+        )
+    return path.as_posix()

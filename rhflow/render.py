@@ -1,0 +1,147 @@
+"""Sandboxed Jinja2 templates with typed rendering; the only module that imports jinja2.
+
+A value that is exactly one expression keeps its type (``"{{ seed }}"`` renders ``3``, not
+``"3"``); anything else renders to a string. Templates run in an immutable sandbox with
+``StrictUndefined``: no file system, no environment, no Python internals, and an unknown name is
+an error rather than an empty string.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+import jinja2
+from jinja2 import meta, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from rhflow.errors import PlanError
+
+_SINGLE_EXPRESSION = re.compile(r"\A\s*\{\{(?P<expr>(?:(?!\{\{|\}\}|\{%|\{#).)*)\}\}\s*\Z", re.S)
+_MARKERS = ("{{", "{%", "{#")
+
+
+class RenderError(PlanError):
+    """A template cannot be compiled or rendered; ``str()`` says why, without location."""
+
+
+def _slug(value: object, sep: str = "-") -> str:
+    """``"A Red Fox!"`` -> ``"a-red-fox"``: safe in file names."""
+    text = unicodedata.normalize("NFKD", str(value)).encode("ascii", "ignore").decode()
+    text = re.sub(r"[^A-Za-z0-9]+", sep, text).strip(sep).lower()
+    return text or "x"
+
+
+def _zpad(value: object, width: int = 3) -> str:
+    """``7 | zpad(3)`` -> ``"007"``."""
+    return str(value).zfill(width)
+
+
+def _build_environment() -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+    )
+    env.filters["slug"] = _slug
+    env.filters["zpad"] = _zpad
+    return env
+
+
+ENV = _build_environment()
+
+#: Names every template may use, besides the step's parameters.
+BASE_NAMES = frozenset({"vars", "step", "params", "needs"})
+#: Names only the ``outputs`` template may use.
+OUTPUT_NAMES = frozenset({"index", "ext", "node_id", "task"})
+
+
+def is_template(value: object) -> bool:
+    """True if ``value`` is a string holding Jinja markup."""
+    return isinstance(value, str) and any(m in value for m in _MARKERS)
+
+
+class Template:
+    """A compiled template: ``render(context)`` returns a typed value or a string."""
+
+    __slots__ = ("_expr", "_needs", "_template", "names", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        try:
+            ast = ENV.parse(source)
+            self.names = frozenset(meta.find_undeclared_variables(ast))
+            self._needs = _needs_references(ast)
+            match = _SINGLE_EXPRESSION.match(source)
+            self._expr = (
+                ENV.compile_expression(match["expr"], undefined_to_none=False) if match else None
+            )
+            self._template = None if match else ENV.from_string(ast)
+        except jinja2.TemplateSyntaxError as exc:
+            raise RenderError(f"template syntax error: {exc.message}") from exc
+
+    @property
+    def needs(self) -> frozenset[str]:
+        """Upstream step names referenced as ``needs.NAME`` or ``needs["NAME"]``."""
+        return self._needs
+
+    def render(self, context: Mapping[str, Any]) -> Any:
+        try:
+            if self._expr is not None:
+                value = self._expr(**context)
+                if isinstance(value, jinja2.Undefined):
+                    str(value)  # raises the UndefinedError (or SecurityError) it stands for
+                return value
+            assert self._template is not None
+            return self._template.render(context)
+        except jinja2.exceptions.SecurityError as exc:
+            raise RenderError(f"not allowed in a pipeline template: {exc}") from exc
+        except jinja2.UndefinedError as exc:
+            raise RenderError(f"undefined in template: {_undefined_text(exc)}") from exc
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"template error: {exc}") from exc
+        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
+            raise RenderError(f"template error: {exc}") from exc
+
+
+def _undefined_text(exc: jinja2.UndefinedError) -> str:
+    text = str(exc.message or exc)
+    match = re.fullmatch(r"'(\w+)' is undefined", text)
+    if match:
+        return f"'{match[1]}' is not defined"
+    match = re.fullmatch(r"'dict object' has no attribute '(\w+)'", text)
+    return f"no key '{match[1]}'" if match else text
+
+
+def _needs_references(ast: nodes.Template) -> frozenset[str]:
+    found: set[str] = set()
+    for node in ast.find_all(nodes.Getattr):
+        if isinstance(node.node, nodes.Name) and node.node.name == "needs":
+            found.add(node.attr)
+    for item in ast.find_all(nodes.Getitem):
+        key = item.arg.value if isinstance(item.arg, nodes.Const) else None
+        if isinstance(item.node, nodes.Name) and item.node.name == "needs" and isinstance(key, str):
+            found.add(key)
+    return frozenset(found)
+
+
+@lru_cache(maxsize=4096)
+def compile_template(source: str) -> Template:
+    """Compile ``source`` once; raises RenderError for a syntax error."""
+    return Template(source)
+
+
+def render_value(value: Any, context: Mapping[str, Any]) -> Any:
+    """Render ``value`` if it is a template string; other values are returned unchanged."""
+    if not is_template(value):
+        return value
+    return compile_template(value).render(context)
+
+
+def render_text(source: str, context: Mapping[str, Any]) -> str:
+    """Render ``source`` to a string, whatever its single expression's type."""
+    value = render_value(source, context)
+    return value if isinstance(value, str) else str(value)

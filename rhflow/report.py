@@ -1,0 +1,121 @@
+"""What ``rhflow validate`` and ``rhflow plan`` print: problem lines, the plan table, plan JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rhflow.errors import ConfigError, PlanError
+from rhflow.loader import load_pipeline
+from rhflow.model import PlannedTask, TaskGraph
+from rhflow.planner import plan
+from rhflow.workflows import WorkflowSource
+
+_PARAMS_WIDTH = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Validation:
+    """The outcome of validating files: lines to print and whether all were valid."""
+
+    lines: tuple[str, ...]
+    ok: bool
+
+
+def validate_files(
+    files: Sequence[str],
+    *,
+    set_vars: Mapping[str, Any] | Iterable[str] = (),
+    workflows: WorkflowSource | None = None,
+) -> Validation:
+    """Load and plan each file; one ``FILE: ok (N tasks)`` line per valid file, every problem
+    of the others as ``FILE:LINE:COL: path: message`` lines (sorted per file)."""
+    lines: list[str] = []
+    ok = True
+    for file in files:
+        try:
+            graph = plan(load_pipeline(file, set_vars=set_vars, workflows=workflows))
+        except ConfigError as err:
+            lines.extend(str(p) for p in err.problems)
+            ok = False
+        except PlanError as err:
+            lines.append(str(err) if str(err).startswith(file) else f"{file}: {err}")
+            ok = False
+        else:
+            lines.append(f"{file}: ok ({_count(len(graph.tasks))})")
+    return Validation(tuple(lines), ok)
+
+
+def _count(n: int) -> str:
+    return f"{n} task" if n == 1 else f"{n} tasks"
+
+
+# -- plan ------------------------------------------------------------------------------------
+
+
+def plan_json(graph: TaskGraph) -> dict[str, Any]:
+    """``{"pipeline": NAME, "tasks": [...]}``; see docs/pipelines/planning.md for the fields."""
+    base = graph.source.parent.absolute()
+    return {"pipeline": graph.pipeline, "tasks": [_task_json(t, base) for t in graph.tasks]}
+
+
+def _task_json(task: PlannedTask, base: Path) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "step": task.step,
+        "params": dict(task.params),
+        "node_info_list": [dict(entry) for entry in task.node_info_list],
+        "needs": list(task.upstream_ids),
+        "target": {"kind": task.target.kind, "id": task.target.id},
+        "files": [
+            {"index": f.index, "path": _relative(f.path, base), "sha256": f.sha256}
+            for f in task.files
+        ],
+        "deferred": [{"index": d.index, "template": d.template} for d in task.deferred],
+    }
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return Path(os.path.relpath(path, base)).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def plan_json_text(graph: TaskGraph) -> str:
+    return json.dumps(plan_json(graph), indent=2, ensure_ascii=False, default=str)
+
+
+def plan_table(graph: TaskGraph) -> str:
+    """A readable table: task id, step, parameters, upstream ids; then the count per step."""
+    rows = [("TASK", "STEP", "PARAMS", "NEEDS")]
+    rows += [
+        (t.id, t.step, _params_text(t.params), ", ".join(t.upstream_ids) or "-")
+        for t in graph.tasks
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
+        + "  "
+        + row[3]
+        for row in rows
+    ]
+    counts = Counter(t.step for t in graph.tasks)
+    per_step = ", ".join(f"{step} {n}" for step, n in counts.items())
+    summary = f"{_count(len(graph.tasks))} in pipeline '{graph.pipeline}'"
+    lines.append(f"{summary}: {per_step}" if per_step else summary)
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _params_text(params: Mapping[str, Any]) -> str:
+    text = " ".join(f"{k}={_scalar(v)}" for k, v in params.items()) or "-"
+    return text if len(text) <= _PARAMS_WIDTH else text[: _PARAMS_WIDTH - 3] + "..."
+
+
+def _scalar(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)

@@ -1,0 +1,110 @@
+"""JSON Schema validation of a pipeline document, every error at once.
+
+``schemas/pipeline.schema.json`` is the single definition of the file's shape (editors read it
+through ``$schema``). This module turns jsonschema's errors into short, located issues; the
+loader adds the line and column.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+_HERE = Path(__file__).resolve().parent
+SCHEMA_PATHS = (
+    _HERE / "schemas" / "pipeline.schema.json",
+    _HERE.parent / "schemas" / "pipeline.schema.json",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One schema violation: ``path`` leads to the offending value (or key, when ``at_key``)."""
+
+    path: tuple[str | int, ...]
+    message: str
+    at_key: bool = False
+
+
+@lru_cache(maxsize=1)
+def pipeline_schema() -> dict[str, Any]:
+    """The pipeline JSON Schema (from the installed package or the source tree)."""
+    for path in SCHEMA_PATHS:
+        if path.is_file():
+            loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+            return loaded
+    raise FileNotFoundError("pipeline.schema.json is missing from the installation")
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Any:
+    return jsonschema.Draft202012Validator(pipeline_schema())
+
+
+def check(document: Any) -> list[Issue]:
+    """Every schema violation in ``document``, in document order."""
+    issues: list[Issue] = []
+    for error in _validator().iter_errors(document):
+        issues.extend(_issues(error))
+    return issues
+
+
+def _issues(error: Any) -> Iterator[Issue]:
+    path = tuple(error.absolute_path)
+    custom = error.schema.get("errorMessage") if isinstance(error.schema, dict) else None
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        hint = f"; expected one of: {', '.join(allowed)}" if allowed else ""
+        for key in sorted(set(error.instance) - set(allowed), key=str):
+            yield Issue((*path, key), f"unknown key '{key}'{hint}", at_key=True)
+    elif error.validator == "propertyNames":
+        key = error.instance
+        yield Issue((*path, key), _name_message(key), at_key=True)
+    elif custom and error.validator in ("anyOf", "oneOf"):
+        yield Issue(path, custom)
+    else:
+        yield Issue(path, _message(error))
+
+
+def _name_message(key: object) -> str:
+    return (
+        f"'{key}' is not a valid name; use letters, digits and underscores, "
+        "not starting with a digit"
+    )
+
+
+def _message(error: Any) -> str:
+    validator, value = error.validator, error.validator_value
+    instance = error.instance
+    if validator == "required":
+        missing = [k for k in value if k not in instance]
+        return f"missing required key '{missing[0]}'" if missing else error.message
+    if validator == "type":
+        kinds = value if isinstance(value, list) else [value]
+        return f"{_show(instance)} is not {' or '.join(_article(k) for k in kinds)}"
+    if validator == "const":
+        return f"must be {json.dumps(value)}, not {_show(instance)}"
+    if validator == "pattern" and isinstance(error.schema, dict) and "errorMessage" in error.schema:
+        return str(error.schema["errorMessage"])
+    if validator == "minProperties":
+        return "must not be empty"
+    if validator in ("minItems", "maxItems"):
+        return f"{_show(instance)} has {len(instance)} items; {validator[:3]}imum is {value}"
+    return str(error.message)
+
+
+def _article(kind: str) -> str:
+    return {"object": "a mapping", "array": "a list", "integer": "an integer"}.get(
+        kind, f"a {kind}"
+    )
+
+
+def _show(value: object) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."

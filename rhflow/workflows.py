@@ -1,0 +1,173 @@
+"""Workflow JSON (ComfyUI API format): where it comes from, and checking overrides against it.
+
+Sources implement ``WorkflowSource.get(workflow_id) -> Mapping | None``. ``CachedWorkflows``
+asks RunningHub (``client.get_workflow_json``) once per id and keeps the answer on disk under
+``$XDG_CACHE_HOME/rhflow/workflows``. The check functions turn what would be RunningHub's 803
+``APIKEY_INVALID_NODE_INFO`` into a local message naming the node, the field and what exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class WorkflowSource(Protocol):
+    """Anything that can produce a workflow's API-format JSON by id (None when unknown)."""
+
+    def get(self, workflow_id: str) -> Mapping[str, Any] | None: ...
+
+
+class _WorkflowClient(Protocol):
+    def get_workflow_json(self, workflow_id: str) -> Any: ...
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "rhflow" / "workflows"
+
+
+class CachedWorkflows:
+    """Workflow JSON fetched through ``client`` and cached on disk; any client error -> None."""
+
+    def __init__(self, client: _WorkflowClient, cache_dir: str | Path | None = None) -> None:
+        self._client = client
+        self._dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+
+    def __repr__(self) -> str:
+        return f"CachedWorkflows(cache_dir={str(self._dir)!r})"
+
+    def get(self, workflow_id: str) -> Mapping[str, Any] | None:
+        if not _SAFE_ID.match(workflow_id):
+            return None
+        path = self._dir / f"{workflow_id}.json"
+        try:
+            cached = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(cached, dict):
+                return cached
+        except (OSError, ValueError):
+            pass
+        try:
+            fetched = self._client.get_workflow_json(workflow_id)
+        except Exception:  # any failure only means "not known here"
+            return None
+        graph = workflow_nodes(fetched) if fetched is not None else None
+        if graph is None:
+            return None
+        _write_atomic(path, json.dumps(graph, ensure_ascii=False, sort_keys=True))
+        return graph
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a cache that cannot be written is only slower
+
+
+def workflow_nodes(data: Any) -> dict[str, Any] | None:
+    """The node table of an API-format workflow (also accepted: a JSON string of one, or
+    ``{"prompt": {...}}``); None if ``data`` is not one."""
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            return None
+    if isinstance(data, Mapping) and isinstance(data.get("prompt"), Mapping):
+        data = data["prompt"]
+    if not isinstance(data, Mapping) or not data:
+        return None
+    if not all(
+        isinstance(v, Mapping) and isinstance(v.get("inputs", {}), Mapping) for v in data.values()
+    ):
+        return None
+    return {str(k): v for k, v in data.items()}
+
+
+def _label(node_id: str, node: Mapping[str, Any]) -> str:
+    title = (node.get("_meta") or {}).get("title")
+    kind = node.get("class_type", "?")
+    return f'{node_id} "{title}" ({kind})' if title and title != kind else f"{node_id} ({kind})"
+
+
+def resolve_node(nodes: Mapping[str, Any], key: str) -> str:
+    """The node id for ``key`` (an id or a unique ``_meta.title``); LookupError lists the nodes."""
+    if key in nodes:
+        return key
+    titled = [nid for nid, node in nodes.items() if (node.get("_meta") or {}).get("title") == key]
+    if len(titled) == 1:
+        return titled[0]
+    if titled:
+        raise LookupError(
+            f"title '{key}' names several nodes ({', '.join(titled)}); use the node id"
+        )
+    listing = ", ".join(_label(nid, nodes[nid]) for nid in sorted(nodes, key=_id_order))
+    raise LookupError(f"node '{key}' is not in the workflow; nodes are: {listing}")
+
+
+def _id_order(node_id: str) -> tuple[int, str]:
+    return (int(node_id), "") if node_id.isdigit() else (1 << 60, node_id)
+
+
+def check_field(nodes: Mapping[str, Any], node_id: str, field: str) -> str | None:
+    """A message if ``field`` is not an input of the node, or is a link to another node."""
+    node = nodes[node_id]
+    inputs = node.get("inputs") or {}
+    if field not in inputs:
+        fields = ", ".join(sorted(inputs)) or "none"
+        return f"node {_label(node_id, node)} has no field '{field}'; fields are: {fields}"
+    original = inputs[field]
+    if _is_link(original):
+        return (
+            f"field '{field}' of node {node_id} is a link from node {original[0]}, not a value; "
+            f"override a field of node {original[0]} instead"
+        )
+    return None
+
+
+def check_type(nodes: Mapping[str, Any], node_id: str, field: str, value: Any) -> str | None:
+    """A message if ``value`` does not have the type of the field's value in the workflow."""
+    original = (nodes[node_id].get("inputs") or {}).get(field)
+    expected = _kind(original)
+    if expected is None or _kind(value) == expected:
+        return None
+    shown = json.dumps(value, ensure_ascii=False, default=str)
+    return (
+        f"field '{field}' of node {node_id} holds {_ARTICLE[expected]} in the workflow "
+        f"({json.dumps(original, ensure_ascii=False)}), but the value is {shown}; "
+        f"give {_ARTICLE[expected]}"
+    )
+
+
+_ARTICLE = {"number": "a number", "boolean": "a boolean", "string": "a string"}
+
+
+def _kind(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return None
+
+
+def _is_link(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], (str, int))
+        and isinstance(value[1], int)
+    )
