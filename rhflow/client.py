@@ -20,6 +20,7 @@ import json
 import logging
 import mimetypes
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
@@ -636,12 +637,17 @@ def _error(code: int | str | None, message: str, data: Any = None) -> ApiError:
     """The ApiError for an answer; 433 names the invalid nodes, 401 is a bad key."""
     if code == 401:
         return InvalidApiKeyError(message, code=401, name="UNAUTHORIZED")
-    if isinstance(data, Mapping):
+    if isinstance(data, Mapping) and _is_identifier(message):
         tips = _parse_prompt_tips(data.get("promptTips"))
         errors = tips.get("node_errors") if tips else None
         if isinstance(errors, Mapping) and errors:
             message = f"{message}: {_describe_node_errors(errors)}"
     return api_error(code if code is not None else -1, message)
+
+
+def _is_identifier(message: str) -> bool:
+    """True for a bare ``VALIDATE_PROMPT_FAILED``-style msg that explains nothing by itself."""
+    return not message or re.fullmatch(r"[A-Z0-9_]+", message) is not None
 
 
 def _describe_node_errors(errors: Mapping[str, Any]) -> str:
