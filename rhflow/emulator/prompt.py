@@ -9,6 +9,9 @@ from typing import Any
 
 from rhflow.emulator.workflows import Graph, graph_problem, is_link, output_nodes
 
+#: Fields ComfyUI declares FLOAT although workflows often store them as whole numbers.
+FLOAT_FIELDS = frozenset({"cfg", "denoise", "strength", "guidance", "scale_by", "frame_rate"})
+
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
@@ -110,6 +113,8 @@ def validate(graph: Graph, stored: Graph) -> dict[str, Any]:
                     )
                 continue
             expected = stored.get(node_id, {}).get("inputs", {}).get(name)
+            if name in FLOAT_FIELDS and isinstance(expected, int):
+                expected = float(expected)
             coerced = coerce(value, expected)
             if isinstance(coerced, _Bad):
                 found.append(

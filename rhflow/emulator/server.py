@@ -22,9 +22,9 @@ START_TIMEOUT = 15.0
 async def _listen(config: EmulatorConfig) -> tuple[web.AppRunner, State]:
     """Start serving ``config``; return the runner and the state, bound to the real port."""
     app = make_app(config)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, shutdown_timeout=1.0)
+    site = web.TCPSite(runner, config.host, config.port)
     try:
         await site.start()
     except OSError as exc:
