@@ -1,0 +1,106 @@
+"""Timing and selection policy, with fixed randomness: backoff, poll intervals, shards."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from rhflow.errors import UsageError
+from rhflow.model import PlannedTask, Target, TaskGraph
+from rhflow.scheduling import Backoff, PollPolicy, Shard, chain_keys, parse_shard, shard_tasks
+
+
+def test_backoff_doubles_to_its_cap_and_jitter_spreads_it() -> None:
+    policy = Backoff(base=1.0, factor=2.0, cap=10.0, jitter=0.5)
+    middle = [policy.delay(n, lambda: 0.5) for n in range(6)]
+    assert middle == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    assert policy.delay(2, lambda: 0.0) == 2.0  # 4 * (1 - 0.5)
+    assert policy.delay(2, lambda: 0.999999) == pytest.approx(6.0, rel=1e-5)
+
+
+def test_polling_starts_short_and_grows_to_a_cap_with_jitter() -> None:
+    policy = PollPolicy(first=1.0, factor=1.5, cap=15.0, jitter=0.2)
+    steady = [policy.interval(n, lambda: 0.5) for n in range(10)]
+    assert steady[0] == 1.0 and steady[1] == 1.5
+    assert all(b >= a for a, b in itertools.pairwise(steady))
+    assert steady[-1] == 15.0
+    assert policy.interval(0, lambda: 0.0) == pytest.approx(0.8)
+    assert policy.interval(0, lambda: 0.999999) == pytest.approx(1.2, rel=1e-5)
+
+
+def test_the_first_poll_moves_towards_the_expected_duration_within_bounds() -> None:
+    policy = PollPolicy(first=1.0, factor=1.5, cap=15.0, jitter=0.0)
+    assert policy.interval(0, lambda: 0.5, expected=6.0) == 6.0
+    assert policy.interval(0, lambda: 0.5, expected=0.1) == 1.0
+    assert policy.interval(0, lambda: 0.5, expected=600.0) == 15.0
+    assert policy.interval(1, lambda: 0.5, expected=6.0) == 1.5
+
+
+def test_a_simulated_task_costs_few_polls() -> None:
+    """A 60 s task polled with the default policy, on a fake clock: a handful of requests."""
+    policy, clock, polls = PollPolicy(), 0.0, 0
+    while clock < 60.0:
+        clock += policy.interval(polls, lambda: 0.5)
+        polls += 1
+    assert polls <= 10  # a fixed 5 s poller would need 12
+    assert clock - 60.0 < 15.0  # never more than one cap late
+
+
+@pytest.mark.parametrize("text", ["2/4", "1/1", "4/4"])
+def test_parse_shard_accepts_i_of_n(text: str) -> None:
+    index, count = map(int, text.split("/"))
+    assert parse_shard(text) == Shard(index, count)
+    assert str(parse_shard(text)) == text
+
+
+@pytest.mark.parametrize("text", ["0/4", "5/4", "2", "a/b", "1/0", "-1/2"])
+def test_parse_shard_rejects_anything_else(text: str) -> None:
+    with pytest.raises(UsageError) as err:
+        parse_shard(text)
+    assert str(err.value) == (
+        f"--shard {text!r} is not valid: write I/N with 1 <= I <= N, e.g. --shard 2/4"
+    )
+
+
+def _task(task_id: str, needs: dict[str, str] | None = None) -> PlannedTask:
+    return PlannedTask(
+        id=task_id,
+        step="down" if needs else "gen",
+        params={},
+        target=Target("workflow", "1"),
+        node_info_list=(),
+        needs=needs or {},
+    )
+
+
+def _graph(tasks: list[PlannedTask]) -> TaskGraph:
+    return TaskGraph("p", "h", Path("p.yaml"), Path("out"), 2, tuple(tasks))
+
+
+def test_shards_partition_the_tasks_and_keep_chains_together() -> None:
+    roots = [_task(f"root{i}") for i in range(40)]
+    chained = [_task(f"down{i}", {"gen": f"root{i}"}) for i in range(40)]
+    graph = _graph(roots + chained)
+    shares = [shard_tasks(graph, Shard(i, 3)) for i in (1, 2, 3)]
+    ids = [t.id for share in shares for t in share.tasks]
+    assert sorted(ids) == sorted(t.id for t in graph.tasks)  # every task exactly once
+    assert all(share.tasks for share in shares)  # 40 chains spread over 3 shares
+    for share in shares:
+        kept = {t.id for t in share.tasks}
+        assert all(up in kept for t in share.tasks for up in t.upstream_ids)
+
+
+def test_adding_a_task_does_not_move_the_others() -> None:
+    tasks = [_task(f"root{i}") for i in range(30)]
+    before = {t.id: i for i in (1, 2, 3, 4) for t in shard_tasks(_graph(tasks), Shard(i, 4)).tasks}
+    grown = [*tasks, _task("new-root")]
+    after = {t.id: i for i in (1, 2, 3, 4) for t in shard_tasks(_graph(grown), Shard(i, 4)).tasks}
+    assert all(after[k] == v for k, v in before.items())
+
+
+def test_a_task_with_two_upstreams_joins_their_chains() -> None:
+    tasks = [_task("a"), _task("b"), _task("c", {"x": "a", "y": "b"}), _task("d", {"z": "c"})]
+    keys = chain_keys(tasks)
+    assert keys == {"a": "a", "b": "a", "c": "a", "d": "a"}
