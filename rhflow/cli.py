@@ -158,8 +158,11 @@ def plan(file: str, set_vars: tuple[str, ...], limit: int | None, only: tuple[st
 @_api_options
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON event per line.")
-def run(file: str, **options: Any) -> None:
+def run(file: str, **options: Any) -> int:
     """Run a pipeline: submit, follow, retry, download, write the manifest.
+
+    Exit codes: 0 every task succeeded, 1 some failed, 2 invalid pipeline or usage,
+    130 interrupted.
 
     \b
     Examples:
@@ -167,33 +170,58 @@ def run(file: str, **options: Any) -> None:
       RH_API_KEY=... rhflow run pipelines/sweep.yaml --set style=ink --concurrency 8
       rhflow run pipelines/sweep.yaml --shard 2/4     # one of four CI jobs
     """
-    raise NotImplementedError
+    from rhflow.progress import format_summary, make_reporter
+    from rhflow.runner import exit_code, run_pipeline
+
+    quiet, as_json = options.pop("quiet"), options.pop("as_json")
+    reporter = make_reporter(quiet=quiet, as_json=as_json)
+    result = run_pipeline(file, emulator=options.pop("use_emulator"), reporter=reporter, **options)
+    if not as_json:
+        summary = format_summary(result.manifest, str(result.manifest_path), elapsed=result.elapsed)
+        click.echo(summary)
+    return exit_code(result.manifest)
 
 
 @cli.command()
 @click.argument("directory", required=False, type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def status(directory: str | None, as_json: bool) -> None:
+def status(directory: str | None, as_json: bool) -> int:
     """Summarise a run from its state store and manifest.
+
+    DIR is the run's output folder (default: the current folder).
 
     \b
     Example:
       rhflow status out/sweep
     """
-    raise NotImplementedError
+    import json
+    from pathlib import Path
+
+    from rhflow.status import format_summary, summarize
+
+    summary = summarize(Path(directory or "."))
+    click.echo(json.dumps(summary.to_dict(), indent=2) if as_json else format_summary(summary))
+    return 0
 
 
 @cli.command()
 @click.argument("directory", required=False, type=click.Path(file_okay=False))
 @_api_options
-def cancel(directory: str | None, base_url: str | None, api_key: str | None) -> None:
+def cancel(directory: str | None, base_url: str | None, api_key: str | None) -> int:
     """Cancel the tasks of a run that are still running remotely.
+
+    DIR is the run's output folder (default: the current folder).
 
     \b
     Example:
       rhflow cancel out/sweep
     """
-    raise NotImplementedError
+    from pathlib import Path
+
+    from rhflow.status import cancel_with_key
+
+    return cancel_with_key(Path(directory or "."), api_key=api_key, base_url=base_url,
+                           report=click.echo)
 
 
 def main(argv: list[str] | None = None) -> int:
