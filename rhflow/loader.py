@@ -55,6 +55,7 @@ from rhflow.workflows import (
 RESERVED = BASE_NAMES | OUTPUT_NAMES
 
 PathKey = tuple[str, ...]
+_EMPTY_FILE = "the file is empty; a pipeline needs at least `version: 1` and `steps:`"
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +201,10 @@ def load_pipeline(
             [Problem(str(path), 1, 1, "", f"cannot read the file: {reason}")]
         ) from exc
     doc, problems = parse_document(text, str(path))
-    problems += [doc.problem(i.path, i.message, at_key=i.at_key) for i in schema.check(doc.data)]
+    if doc.data is None:
+        problems.append(Problem(str(path), 1, 1, "", _EMPTY_FILE))
+    else:
+        problems += [doc.problem(i.path, i.message, at_key=i.at_key) for i in schema.check(doc.data)]
     if problems:
         raise ConfigError(problems)
     overrides = _set_vars(set_vars, doc.data.get("vars") or {})
@@ -512,10 +516,10 @@ class _Builder:
                 )
                 return None
             message = check_field(nodes, node_id, field_name)
-            if message is None and not is_template(value):
-                message = check_type(
-                    nodes, node_id, field_name, "" if isinstance(value, dict) else value
-                )
+            if message is None and isinstance(value, dict):
+                message = check_type(nodes, node_id, field_name, "<uploaded file name>")
+            elif message is None and not is_template(value):
+                message = check_type(nodes, node_id, field_name, value)
             if message:
                 self.report(at, message, at_key=at[-3] == "nodes")
                 return None
@@ -595,8 +599,9 @@ class _Builder:
             samples[step.name] = params
             context = {**params, "params": params, "vars": vars_, "step": step.name}
             needs = sample_needs(step.needs, samples)
+            reported = {p.path for p in self.problems}
             for override in step.overrides:
-                if is_template(override.value):
+                if is_template(override.value) and override.where.path not in reported:
                     self.sample_override(
                         step,
                         override,

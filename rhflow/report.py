@@ -118,4 +118,6 @@ def _params_text(params: Mapping[str, Any]) -> str:
 
 
 def _scalar(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    if isinstance(value, str) and value and not any(c in value for c in " ,=\"'"):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)

@@ -63,7 +63,7 @@ def _issues(error: Any) -> Iterator[Issue]:
         hint = f"; expected one of: {', '.join(allowed)}" if allowed else ""
         for key in sorted(set(error.instance) - set(allowed), key=str):
             yield Issue((*path, key), f"unknown key '{key}'{hint}", at_key=True)
-    elif error.validator == "propertyNames":
+    elif "propertyNames" in error.relative_schema_path:
         key = error.instance
         yield Issue((*path, key), _name_message(key), at_key=True)
     elif custom and error.validator in ("anyOf", "oneOf"):

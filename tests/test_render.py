@@ -1,0 +1,111 @@
+"""Typed rendering, filters, StrictUndefined and the sandbox."""
+
+from __future__ import annotations
+
+import pytest
+
+from rhflow.render import RenderError, compile_template, is_template, render_text, render_value
+
+
+@pytest.mark.parametrize(
+    ("source", "context", "expected"),
+    [
+        ("{{ seed }}", {"seed": 3}, 3),
+        ("  {{ seed }}  ", {"seed": 3}, 3),
+        ("{{ cfg * 2 }}", {"cfg": 1.5}, 3.0),
+        ("{{ flag }}", {"flag": False}, False),
+        ("{{ items }}", {"items": [1, 2]}, [1, 2]),
+        ("{{ seed + 1 }}", {"seed": 3}, 4),
+        ("seed {{ seed }}", {"seed": 3}, "seed 3"),
+        ("{{ a }}{{ b }}", {"a": 1, "b": 2}, "12"),
+        ("{% if x %}yes{% endif %}", {"x": 1}, "yes"),
+        ("plain text", {}, "plain text"),
+        (7, {}, 7),
+        (None, {}, None),
+    ],
+)
+def test_a_single_expression_keeps_its_type(
+    source: object, context: dict, expected: object
+) -> None:
+    value = render_value(source, context)
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+def test_render_text_always_gives_a_string() -> None:
+    assert render_text("{{ n }}", {"n": 5}) == "5"
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("{{ 'A Red Fox!' | slug }}", "a-red-fox"),
+        ("{{ 'Café au lait' | slug }}", "cafe-au-lait"),
+        ("{{ '***' | slug }}", "x"),
+        ("{{ 'a b' | slug('_') }}", "a_b"),
+        ("{{ 7 | zpad(3) }}", "007"),
+        ("{{ 1234 | zpad(3) }}", "1234"),
+        ("{{ 5 | zpad }}", "005"),
+    ],
+)
+def test_filters(source: str, expected: str) -> None:
+    assert render_value(source, {}) == expected
+
+
+def test_an_undefined_name_is_an_error_not_an_empty_string() -> None:
+    with pytest.raises(RenderError) as info:
+        render_value("a {{ subjcet }}", {"subject": "cat"})
+    assert str(info.value) == "undefined in template: 'subjcet' is not defined"
+
+
+def test_an_undefined_single_expression_is_an_error() -> None:
+    with pytest.raises(RenderError) as info:
+        render_value("{{ vars.stlye }}", {"vars": {"style": "ink"}})
+    assert str(info.value) == "undefined in template: no key 'stlye'"
+
+
+def test_a_syntax_error_is_reported() -> None:
+    with pytest.raises(RenderError) as info:
+        compile_template("{{ seed ")
+    assert str(info.value).startswith("template syntax error: ")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ ''.__class__ }}",
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "x {{ cycler.__init__.__globals__ }}",
+        "{{ lipsum.__globals__['os'] }}",
+        "{{ namespace.__init__.__globals__ }}",
+        "{{ range.__self__ }}",
+        "{% include '/etc/passwd' %}",
+        "{% import 'os' as os %}",
+        "{{ range(10 ** 7) | list | length }}",
+        "{{ [].append(1) }}",
+        "{{ {}.update(a=1) }}",
+    ],
+)
+def test_sandbox_escapes_are_refused(source: str) -> None:
+    with pytest.raises(RenderError):
+        render_value(source, {})
+
+
+def test_environment_and_files_are_not_reachable() -> None:
+    with pytest.raises(RenderError):
+        render_value("{{ environ }}", {})
+    with pytest.raises(RenderError):
+        render_value("{{ open('/etc/hostname') }}", {})
+
+
+def test_needs_references_are_found() -> None:
+    template = compile_template("{{ needs.draft.outputs[0] }} {{ needs['other'].urls[1] }}")
+    assert template.needs == {"draft", "other"}
+    assert "needs" in template.names
+
+
+def test_is_template() -> None:
+    assert is_template("{{ x }}")
+    assert is_template("{% if x %}{% endif %}")
+    assert not is_template("plain")
+    assert not is_template(3)
