@@ -649,3 +649,43 @@ def test_latency_delays_answers(make_emulator: Callable[..., Emulator], api_key:
     start = time.monotonic()
     post(emu, "/uc/openapi/accountStatus", {"apikey": api_key})
     assert time.monotonic() - start >= 0.15
+
+
+def test_float_ids_are_refused_rather_than_rounded(emulator: Emulator, api_key: str) -> None:
+    answer = post(
+        emulator, "/task/openapi/create", {"apiKey": api_key, "workflowId": float(TEXT_TO_IMAGE)}
+    )
+    assert answer["code"] == 301 and "precision" in answer["msg"]
+
+
+def test_v2_query_of_a_failed_task(make_emulator: Callable[..., Emulator], api_key: str) -> None:
+    emu = make_emulator(fail_rate=1.0, traceback_style="list")
+    task_id = create(emu, api_key)["data"]["taskId"]
+    headers = {"Authorization": api_key}  # a bare key without "Bearer " is tolerated
+
+    def failed() -> dict[str, Any] | None:
+        answer = post(emu, "/openapi/v2/query", {"taskId": task_id}, headers=headers)
+        return answer if answer["status"] == "FAILED" else None
+
+    answer = wait_for(failed)
+    assert answer["errorCode"] == "1000" and "out of memory" in answer["errorMessage"]
+    assert answer["failedReason"]["node_name"] == "KSampler"
+    assert isinstance(answer["failedReason"]["traceback"], list)
+
+
+def test_v2_upload_errors(make_emulator: Callable[..., Emulator], api_key: str) -> None:
+    emu = make_emulator(api_keys=(api_key,), upload_limit=10)
+
+    def send(key: str, data: bytes) -> dict[str, Any]:
+        response = requests.post(
+            emu.url + "/openapi/v2/media/upload/binary",
+            files={"file": ("a.png", data)},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=10,
+        )
+        result: dict[str, Any] = response.json()
+        return result
+
+    assert send("wrong", b"1")["code"] == 401
+    assert send(api_key, b"x" * 11) == {"code": 1008, "message": "FILE_TOO_LARGE", "data": None}
+    assert send(api_key, b"x" * 10)["code"] == 0
