@@ -10,6 +10,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -648,3 +649,21 @@ def test_follow_a_failing_task(make_emulator: EmulatorFactory, api_key: str) -> 
 
         assert asyncio.run(main()) == "error"
         assert events[-1].raw["data"]["exception_type"] == "torch.OutOfMemoryError"
+
+
+def test_threads_share_one_client_without_exhausting_its_pool(
+    make_emulator: EmulatorFactory, api_key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """16 calls at once (each answer takes 50 ms) all keep their connection for reuse."""
+    client = _client(make_emulator(latency=0.05), api_key)
+    barrier = threading.Barrier(16)
+
+    def call(_: int) -> int:
+        barrier.wait(timeout=10)
+        return client.account().current_task_counts
+
+    with caplog.at_level("WARNING", logger="urllib3"), ThreadPoolExecutor(16) as pool:
+        counts = list(pool.map(call, range(16)))
+    client.close()
+    assert counts == [0] * 16
+    assert "Connection pool is full" not in caplog.text
