@@ -360,7 +360,7 @@ class Client:
         if node_info_list is not None:
             body["nodeInfoList"] = _node_info(node_info_list)
         if workflow is not None:
-            body["workflow"] = workflow if isinstance(workflow, str) else json.dumps(workflow)
+            body["workflow"] = workflow if isinstance(workflow, str) else _dumps(workflow)
         _put_optional(body, addMetadata=add_metadata, webhookUrl=webhook_url)
         _put_optional(body, instanceType=instance_type, usePersonalQueue=use_personal_queue)
         return TaskCreated.from_data(self._data("/task/openapi/create", body))
@@ -562,6 +562,10 @@ class Client:
                 headers=self._auth_headers(),
                 timeout=timeout or self.timeout,
             )
+        except requests.exceptions.InvalidJSONError as exc:
+            raise UsageError(
+                f"POST {path}: the request cannot be sent as JSON: {self._scrub(str(exc))}"
+            ) from exc
         except requests.Timeout as exc:
             raise TransportError(f"POST {path} timed out: {self._scrub(str(exc))}") from exc
         except requests.RequestException as exc:
@@ -758,6 +762,17 @@ def _node_info(entries: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             item["nodeId"] = _id(item["nodeId"])
         result.append(item)
     return result
+
+
+def _dumps(value: Mapping[str, Any]) -> str:
+    """JSON text of a workflow given as nested mappings (dicts or read-only views)."""
+
+    def plain(obj: object) -> object:
+        if isinstance(obj, Mapping):
+            return dict(obj)
+        raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+    return json.dumps(value, default=plain)
 
 
 def _put_optional(body: dict[str, Any], **fields: Any) -> None:

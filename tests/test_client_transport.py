@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -515,3 +516,24 @@ def test_outputs_parse_matches_the_class_method(server: Scripted, client: Client
     payload = {"code": 804, "msg": "APIKEY_TASK_IS_RUNNING", "data": {"netWssUrl": "ws://x"}}
     server.json("/task/openapi/outputs", payload)
     assert client.outputs("1") == TaskOutputs.from_response(payload)
+
+
+def test_workflow_given_as_read_only_mappings(server: Scripted, client: Client) -> None:
+    server.json("/task/openapi/create", CREATED)
+    inputs = MappingProxyType({"text": "a cat", "clip": ["4", 1]})
+    workflow = MappingProxyType(
+        {"6": MappingProxyType({"class_type": "CLIPTextEncode", "inputs": inputs})}
+    )
+    client.create_task("1", workflow=workflow)
+    sent = json.loads(server.seen[0].json()["workflow"])
+    assert sent == {
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat", "clip": ["4", 1]}}
+    }
+
+
+def test_a_value_json_cannot_carry_is_refused_before_sending(
+    server: Scripted, client: Client
+) -> None:
+    with pytest.raises(UsageError, match="cannot be sent as JSON"):
+        client.create_task("1", [{"nodeId": "3", "fieldName": "cfg", "fieldValue": float("nan")}])
+    assert server.seen == []
