@@ -204,7 +204,8 @@ def load_pipeline(
     if doc.data is None:
         problems.append(Problem(str(path), 1, 1, "", _EMPTY_FILE))
     else:
-        problems += [doc.problem(i.path, i.message, at_key=i.at_key) for i in schema.check(doc.data)]
+        issues = schema.check(doc.data)
+        problems += [doc.problem(i.path, i.message, at_key=i.at_key) for i in issues]
     if problems:
         raise ConfigError(problems)
     overrides = _set_vars(set_vars, doc.data.get("vars") or {})
@@ -516,12 +517,15 @@ class _Builder:
                 )
                 return None
             message = check_field(nodes, node_id, field_name)
-            if message is None and isinstance(value, dict):
-                message = check_type(nodes, node_id, field_name, "<uploaded file name>")
-            elif message is None and not is_template(value):
-                message = check_type(nodes, node_id, field_name, value)
             if message:
                 self.report(at, message, at_key=at[-3] == "nodes")
+                return None
+            if isinstance(value, dict):
+                message = check_type(nodes, node_id, field_name, "<uploaded file name>")
+            elif not is_template(value):
+                message = check_type(nodes, node_id, field_name, value)
+            if message:
+                self.report(at, message)
                 return None
         if isinstance(value, dict):
             ref = self.file_ref(at, value["file"])

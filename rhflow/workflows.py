@@ -85,8 +85,8 @@ def workflow_nodes(data: Any) -> dict[str, Any] | None:
             data = json.loads(data)
         except ValueError:
             return None
-    if isinstance(data, Mapping) and isinstance(data.get("prompt"), Mapping):
-        data = data["prompt"]
+    if isinstance(data, Mapping) and "prompt" in data:
+        return workflow_nodes(data["prompt"])
     if not isinstance(data, Mapping) or not data:
         return None
     if not all(
