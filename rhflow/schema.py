@@ -48,7 +48,7 @@ def _validator() -> Any:
 
 
 def check(document: Any) -> list[Issue]:
-    """Every schema violation in ``document``, in document order."""
+    """Every schema violation in ``document`` (the loader sorts them by position)."""
     issues: list[Issue] = []
     for error in _validator().iter_errors(document):
         issues.extend(_issues(error))
