@@ -39,24 +39,45 @@ class Backoff:
 
 @dataclass(frozen=True, slots=True)
 class PollPolicy:
-    """Intervals between ``outputs`` calls: ``first`` seconds, growing by ``factor`` per poll to
-    ``cap``, each scaled by a jitter factor in ``[1 - jitter, 1 + jitter)``.
+    """Intervals between ``outputs`` calls for one task, each scaled by a jitter factor in
+    ``[1 - jitter, 1 + jitter)``.
 
-    ``expected`` (the typical remote run time seen so far in this run, when known) moves the first
-    poll towards the moment the task is likely to finish, within ``[first, cap]``.
+    With nothing known: ``first`` seconds, growing by ``factor`` per poll up to ``cap``.
+    With ``expected`` (the median remote run time of the tasks finished so far in this run):
+    the first poll waits ``lead`` of it (at most ``longest_first``), when the task is likely to
+    be nearly done; later polls start from ``expected * tail`` and grow to ``cap``.
     """
 
-    first: float = 1.0
-    factor: float = 1.5
+    first: float = 2.0
+    factor: float = 1.6
     cap: float = 15.0
     jitter: float = 0.2
+    lead: float = 0.8
+    tail: float = 0.25
+    longest_first: float = 120.0
 
     def interval(self, poll: int, rand: Rand, *, expected: float | None = None) -> float:
-        start = self.first
-        if expected is not None and poll == 0:
-            start = min(self.cap, max(self.first, expected))
-        raw = min(self.cap, start * self.factor ** max(0, poll))
-        return raw * (1.0 - self.jitter + 2.0 * self.jitter * rand())
+        return self._raw(max(0, poll), expected) * (1.0 - self.jitter + 2.0 * self.jitter * rand())
+
+    def _raw(self, poll: int, expected: float | None) -> float:
+        if expected is None:
+            return min(self.cap, self.first * self.factor**poll)
+        if poll == 0:
+            return max(self.first, min(self.longest_first, expected * self.lead))
+        start = max(self.first, expected * self.tail)
+        return min(self.cap, start * self.factor ** (poll - 1))
+
+    def scaled(self, divisor: float) -> PollPolicy:
+        """The same policy with every duration divided by ``divisor`` (for quick runs)."""
+        return PollPolicy(
+            first=self.first / divisor,
+            factor=self.factor,
+            cap=self.cap / divisor,
+            jitter=self.jitter,
+            lead=self.lead,
+            tail=self.tail,
+            longest_first=self.longest_first / divisor,
+        )
 
 
 @dataclass(frozen=True, slots=True)

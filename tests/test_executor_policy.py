@@ -23,29 +23,43 @@ def test_backoff_doubles_to_its_cap_and_jitter_spreads_it() -> None:
 def test_polling_starts_short_and_grows_to_a_cap_with_jitter() -> None:
     policy = PollPolicy(first=1.0, factor=1.5, cap=15.0, jitter=0.2)
     steady = [policy.interval(n, lambda: 0.5) for n in range(10)]
-    assert steady[0] == 1.0 and steady[1] == 1.5
+    assert steady[:3] == [1.0, 1.5, 2.25]
     assert all(b >= a for a, b in itertools.pairwise(steady))
     assert steady[-1] == 15.0
     assert policy.interval(0, lambda: 0.0) == pytest.approx(0.8)
     assert policy.interval(0, lambda: 0.999999) == pytest.approx(1.2, rel=1e-5)
 
 
-def test_the_first_poll_moves_towards_the_expected_duration_within_bounds() -> None:
-    policy = PollPolicy(first=1.0, factor=1.5, cap=15.0, jitter=0.0)
-    assert policy.interval(0, lambda: 0.5, expected=6.0) == 6.0
-    assert policy.interval(0, lambda: 0.5, expected=0.1) == 1.0
-    assert policy.interval(0, lambda: 0.5, expected=600.0) == 15.0
-    assert policy.interval(1, lambda: 0.5, expected=6.0) == 1.5
+def test_a_known_duration_moves_the_first_poll_to_just_before_it() -> None:
+    policy = PollPolicy(first=1.0, factor=2.0, cap=15.0, jitter=0.0, lead=0.8, tail=0.25)
+    polls = [policy.interval(n, lambda: 0.5, expected=20.0) for n in range(5)]
+    assert polls == [16.0, 5.0, 10.0, 15.0, 15.0]
+    assert policy.interval(0, lambda: 0.5, expected=0.5) == 1.0  # never below first
+    assert policy.interval(0, lambda: 0.5, expected=1000.0) == 120.0  # longest_first
 
 
-def test_a_simulated_task_costs_few_polls() -> None:
-    """A 60 s task polled with the default policy, on a fake clock: a handful of requests."""
-    policy, clock, polls = PollPolicy(), 0.0, 0
-    while clock < 60.0:
-        clock += policy.interval(polls, lambda: 0.5)
+def _polls_until(policy: PollPolicy, duration: float, expected: float | None) -> int:
+    """Polls a task of ``duration`` seconds needs, on a fake clock."""
+    clock, polls = 0.0, 0
+    while clock < duration:
+        clock += policy.interval(polls, lambda: 0.5, expected=expected)
         polls += 1
-    assert polls <= 10  # a fixed 5 s poller would need 12
-    assert clock - 60.0 < 15.0  # never more than one cap late
+    return polls
+
+
+@pytest.mark.parametrize("duration", [10.0, 20.0, 30.0, 120.0])
+def test_a_simulated_task_costs_fewer_polls_than_a_fixed_5_s_poller(duration: float) -> None:
+    policy = PollPolicy()
+    fixed = -(-duration // 5)
+    learned = _polls_until(policy, duration, expected=20.0)
+    assert learned < fixed or learned <= 2
+    assert _polls_until(policy, duration, expected=None) <= max(fixed, 5)
+
+
+def test_scaled_divides_every_duration() -> None:
+    quick = PollPolicy().scaled(20)
+    assert quick.first == 0.1 and quick.cap == 0.75 and quick.longest_first == 6.0
+    assert quick.factor == PollPolicy().factor
 
 
 @pytest.mark.parametrize("text", ["2/4", "1/1", "4/4"])
