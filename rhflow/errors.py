@@ -146,7 +146,8 @@ class GenericError(ApiError):
 
 
 class ParamsInvalidError(ApiError):
-    code, name, hint = 301, "PARAMS_INVALID", "a required parameter is missing or has the wrong type"
+    code, name = 301, "PARAMS_INVALID"
+    hint = "a required parameter is missing or has the wrong type"
 
 
 class WorkflowNotFoundError(ApiError):
@@ -177,7 +178,8 @@ class LegacyTaskNotFoundError(ApiError):
 
 
 class PromptValidationError(ApiError):
-    code, name, hint = 433, "VALIDATE_PROMPT_FAILED", "the workflow graph is invalid; see node_errors"
+    code, name = 433, "VALIDATE_PROMPT_FAILED"
+    hint = "the workflow graph is invalid; see node_errors"
 
 
 class InstanceNotFoundError(ApiError):
@@ -356,18 +358,53 @@ class RealPeopleProhibitedError(ApiError):
 API_ERRORS: dict[int, type[ApiError]] = {
     cls.code: cls
     for cls in (
-        GenericError, ParamsInvalidError, WorkflowNotFoundError, TokenInvalidError,
-        InstanceBusyError, WalletInsufficientError, QueueFullError, LegacyTaskNotFoundError,
-        PromptValidationError, InstanceNotFoundError, ExclusiveApiRequiredError,
-        UnknownServerError, FreeUserError, UnauthorizedError, InvalidNodeInfoError,
-        TaskIsRunningError, TaskStatusError, UserNotFoundError, TaskNotFoundError,
-        UploadFailedError, FileTooLargeError, WorkflowNotSavedError, CorpKeyInvalidError,
-        InsufficientFundsError, TaskIsQueuedError, PersonalQueueFullError, WebappNotFoundError,
-        V2UnknownError, InvalidUrlError, InvalidApiKeyError, RateLimitError, TaskExpiredError,
-        InternalError, ExecutionTimeoutError, InvalidParamsError, V2FileTooLargeError,
-        MethodNotSupportedError, ServiceUnavailableError, SystemBusyError, UpstreamError,
-        FileProcessingError, SharedKeyRequiredError, GenerationFailedError, NodeInfoError,
-        ModerationError, ModelTimeoutError, RealPeopleProhibitedError,
+        GenericError,
+        ParamsInvalidError,
+        WorkflowNotFoundError,
+        TokenInvalidError,
+        InstanceBusyError,
+        WalletInsufficientError,
+        QueueFullError,
+        LegacyTaskNotFoundError,
+        PromptValidationError,
+        InstanceNotFoundError,
+        ExclusiveApiRequiredError,
+        UnknownServerError,
+        FreeUserError,
+        UnauthorizedError,
+        InvalidNodeInfoError,
+        TaskIsRunningError,
+        TaskStatusError,
+        UserNotFoundError,
+        TaskNotFoundError,
+        UploadFailedError,
+        FileTooLargeError,
+        WorkflowNotSavedError,
+        CorpKeyInvalidError,
+        InsufficientFundsError,
+        TaskIsQueuedError,
+        PersonalQueueFullError,
+        WebappNotFoundError,
+        V2UnknownError,
+        InvalidUrlError,
+        InvalidApiKeyError,
+        RateLimitError,
+        TaskExpiredError,
+        InternalError,
+        ExecutionTimeoutError,
+        InvalidParamsError,
+        V2FileTooLargeError,
+        MethodNotSupportedError,
+        ServiceUnavailableError,
+        SystemBusyError,
+        UpstreamError,
+        FileProcessingError,
+        SharedKeyRequiredError,
+        GenerationFailedError,
+        NodeInfoError,
+        ModerationError,
+        ModelTimeoutError,
+        RealPeopleProhibitedError,
     )
 }
 

@@ -37,9 +37,39 @@ def test_fatal_codes_stop_the_run(code: int) -> None:
 
 
 def test_every_documented_code_has_its_own_class() -> None:
-    documented = [301, 380, 412, 415, 416, 421, 423, 433, 435, 436, 500, 801, 802, 803, 804,
-                  805, 806, 807, 808, 809, 810, 811, 812, 813, 814, 901,
-                  *range(1000, 1016), 1101, 1501, 1504, 1505]
+    documented = [
+        301,
+        380,
+        412,
+        415,
+        416,
+        421,
+        423,
+        433,
+        435,
+        436,
+        500,
+        801,
+        802,
+        803,
+        804,
+        805,
+        806,
+        807,
+        808,
+        809,
+        810,
+        811,
+        812,
+        813,
+        814,
+        901,
+        *range(1000, 1016),
+        1101,
+        1501,
+        1504,
+        1505,
+    ]
     classes = {code: type(api_error(code)) for code in documented}
     assert all(cls is not ApiError for cls in classes.values())
     assert len(set(classes.values())) == len(documented)
@@ -71,11 +101,13 @@ def test_api_errors_survive_pickling_for_worker_threads_and_processes() -> None:
 
 
 def test_config_error_lists_every_problem_sorted() -> None:
-    err = errors.ConfigError([
-        errors.Problem("b.yaml", 3, 1, "steps.x", "second file"),
-        errors.Problem("a.yaml", 9, 5, "", "later line"),
-        errors.Problem("a.yaml", 2, 7, "name", "earlier line"),
-    ])
+    err = errors.ConfigError(
+        [
+            errors.Problem("b.yaml", 3, 1, "steps.x", "second file"),
+            errors.Problem("a.yaml", 9, 5, "", "later line"),
+            errors.Problem("a.yaml", 2, 7, "name", "earlier line"),
+        ]
+    )
     assert str(err).splitlines() == [
         "a.yaml:2:7: name: earlier line",
         "a.yaml:9:5: later line",
