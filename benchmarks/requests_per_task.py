@@ -13,6 +13,7 @@ the naive baseline polls every 5 s / 20 = 0.25 s. Request counts are what the em
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -28,6 +29,7 @@ from rhflow.runner import run_pipeline
 from rhflow.scheduling import PollPolicy
 
 KEY = "benchmark-key-0123456789abcdef01"
+CREATE_TIMES: list[float] = []
 CREATE, OUTPUTS, FILES = "/task/openapi/create", "/task/openapi/outputs", "/files/{task_id}/{name}"
 
 
@@ -94,7 +96,9 @@ def run_naive(args: argparse.Namespace) -> Row:
 
         def one(seed: int) -> None:
             nodes = [{"nodeId": "3", "fieldName": "seed", "fieldValue": seed}]
+            sent = time.perf_counter()
             created = client.create_task("1904136902449209346", nodes)
+            CREATE_TIMES.append(time.perf_counter() - sent)
             while True:
                 time.sleep(interval)
                 outputs = client.outputs(created.task_id)
@@ -136,6 +140,25 @@ def main() -> None:
             f"{r.api / r.tasks:>10.2f}{r.api / ideal:>9.2f}{r.api / naive.api:>9.2f}"
         )
     print(f"ideal: 1 create + 1 outputs + 1 download = 3 requests per task ({ideal} in all)")
+    print(
+        f"create round trip on loopback: median {statistics.median(CREATE_TIMES) * 1000:.1f} ms; "
+        f"recording its answer in the state store: median {commit_time() * 1000:.2f} ms"
+    )
+
+
+def commit_time() -> float:
+    """How long the store takes to commit a created task's remote id (the rest of the window
+    in which a kill -9 could lose a created task)."""
+    from rhflow.store import Store, TaskRecord
+
+    times = []
+    with tempfile.TemporaryDirectory() as tmp, Store.for_output(Path(tmp)) as store:
+        store.save(TaskRecord("t", "gen", "pending"))
+        for n in range(50):
+            started = time.perf_counter()
+            store.update("t", remote_id=str(n), status="running")
+            times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
 
 if __name__ == "__main__":
