@@ -689,3 +689,8 @@ def test_v2_upload_errors(make_emulator: Callable[..., Emulator], api_key: str) 
     assert send("wrong", b"1")["code"] == 401
     assert send(api_key, b"x" * 11) == {"code": 1008, "message": "FILE_TOO_LARGE", "data": None}
     assert send(api_key, b"x" * 10)["code"] == 0
+
+
+def test_v2_query_without_task_id_is_1007(emulator: Emulator, api_key: str) -> None:
+    answer = post(emulator, "/openapi/v2/query", {}, headers={"Authorization": f"Bearer {api_key}"})
+    assert answer["errorCode"] == "1007" and answer["errorMessage"] == "taskId is required"

@@ -88,6 +88,7 @@ def test_personal_queue_waits_for_a_free_slot(
     )
     account = post(emu, "/uc/openapi/accountStatus", {"apikey": api_key})["data"]
     assert account["currentTaskCounts"] == "2"
+    assert (emu.stats()["running"], emu.stats()["queued"]) == (1, 1)
     wait_for(lambda: status(emu, api_key, second["taskId"]) == "RUNNING")
     assert status(emu, api_key, first) == "SUCCESS"
     wait_for(lambda: status(emu, api_key, second["taskId"]) == "SUCCESS")

@@ -64,7 +64,8 @@ async def output_file(request: web.Request) -> web.StreamResponse:
     item = next((f for f in task.files if f.name == name), None) if task else None
     if item is None:
         raise web.HTTPNotFound(text=f"no output file {name!r} for this task")
-    return await _send(request, item.data, _content_type(item.file_type))
+    data = await asyncio.get_running_loop().run_in_executor(None, item.data)
+    return await _send(request, data, _content_type(item.file_type))
 
 
 async def input_file(request: web.Request) -> web.StreamResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -10,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 from rhflow.emulator import images
 from rhflow.emulator.workflows import (
     IMAGE_OUTPUTS,
-    TEXT_OUTPUTS,
     VIDEO_OUTPUTS,
     Graph,
     is_link,
@@ -28,13 +28,32 @@ DEFAULT_SIDE = 512
 
 @dataclass(frozen=True, slots=True)
 class OutputFile:
-    """One output file: its name under /files/<taskId>/, node, extension and bytes."""
+    """One output file: its name under /files/<taskId>/, node, extension and how to make it.
+
+    The bytes are rendered when first asked for (and a few are cached), so that thousands of
+    finished tasks cost little memory; rendering is deterministic, so every GET is identical.
+    """
 
     name: str
     node_id: str
     file_type: str
     kind: str
-    data: bytes
+    recipe: tuple[Any, ...]
+
+    def data(self) -> bytes:
+        return _materialise(self.recipe)
+
+
+@functools.lru_cache(maxsize=32)
+def _materialise(recipe: tuple[Any, ...]) -> bytes:
+    kind, *args = recipe
+    if kind == "image":
+        width, height, key, prompt = args
+        metadata = {"prompt": prompt} if prompt is not None else None
+        return images.render_png(width, height, key, metadata)
+    if kind == "video":
+        return images.render_video(*args)
+    return images.render_text(*args)
 
 
 def input_exists(name: str, uploads: dict[str, bytes]) -> bool:
@@ -49,28 +68,37 @@ def render(task: Task, uploads: dict[str, bytes], seed: int) -> list[OutputFile]
     """Every output file of ``task``: a function of its effective graph and ``seed`` only."""
     graph = task.spec.graph
     key = images.digest(json.dumps(graph, sort_keys=True), seed)
-    metadata = {"prompt": json.dumps(graph)} if task.spec.add_metadata else None
+    prompt = json.dumps(graph) if task.spec.add_metadata else None
     files: list[OutputFile] = []
     for node_id in output_nodes(graph):
-        node = graph[node_id]
-        node_key = images.digest(key, node_id)
-        prefix = _prefix(node["inputs"].get("filename_prefix"))
-        if node["class_type"] in IMAGE_OUTPUTS:
-            width, height, count = _image_shape(graph, node_id, uploads)
-            for index in range(count):
-                data = images.render_png(width, height, images.digest(node_key, index), metadata)
-                files.append(
-                    OutputFile(f"{prefix}_{index + 1:05d}_.png", node_id, "png", "image", data)
-                )
-        elif node["class_type"] in VIDEO_OUTPUTS:
-            width, height, frames = _image_shape(graph, node_id, uploads)
-            data = images.render_video(frames, width, height, node_key)
-            files.append(OutputFile(f"{prefix}_00001.mp4", node_id, "mp4", "video", data))
-        elif node["class_type"] in TEXT_OUTPUTS:
-            text = node["inputs"].get("text", "")
-            data = images.render_text("" if is_link(text) else str(text), node_key)
-            files.append(OutputFile(f"{prefix}_00001_.txt", node_id, "txt", "text", data))
+        files.extend(_node_files(graph, node_id, images.digest(key, node_id), prompt, uploads))
     return files
+
+
+def _node_files(
+    graph: Graph, node_id: str, key: bytes, prompt: str | None, uploads: dict[str, bytes]
+) -> list[OutputFile]:
+    node = graph[node_id]
+    prefix = _prefix(node["inputs"].get("filename_prefix"))
+    if node["class_type"] in IMAGE_OUTPUTS:
+        width, height, count = _image_shape(graph, node_id, uploads)
+        return [
+            OutputFile(
+                f"{prefix}_{index + 1:05d}_.png",
+                node_id,
+                "png",
+                "image",
+                ("image", width, height, images.digest(key, index), prompt),
+            )
+            for index in range(count)
+        ]
+    if node["class_type"] in VIDEO_OUTPUTS:
+        width, height, frames = _image_shape(graph, node_id, uploads)
+        recipe = ("video", frames, width, height, key)
+        return [OutputFile(f"{prefix}_00001.mp4", node_id, "mp4", "video", recipe)]
+    text = node["inputs"].get("text", "")
+    recipe_text = ("text", "" if is_link(text) else str(text), key)
+    return [OutputFile(f"{prefix}_00001_.txt", node_id, "txt", "text", recipe_text)]
 
 
 def by_node(files: list[OutputFile]) -> dict[str, list[tuple[str, str]]]:

@@ -106,6 +106,8 @@ class TaskBoard:
         self.rng = random.Random(config.seed)
         self.counts = {"created": 0, "succeeded": 0, "failed": 0, "cancelled": 0, "duplicates": 0}
         self.fingerprints: set[str] = set()
+        self.running = 0
+        self.active = 0
         self.peak_running = 0
         self.peak_active = 0
 
@@ -117,7 +119,9 @@ class TaskBoard:
         return task if task is not None and task.spec.key == key else None
 
     def active_count(self, key: str) -> int:
-        return sum(1 for t in self.tasks.values() if t.spec.key == key and not t.terminal)
+        """QUEUED + RUNNING tasks of ``key`` (personal queue included)."""
+        account = self.account(key)
+        return account.slots + len(account.waiting)
 
     # -- create --------------------------------------------------------------------------
 
@@ -131,12 +135,13 @@ class TaskBoard:
         if full and len(account.waiting) >= self.config.personal_queue_limit:
             return Rejection(814, "PERSONAL_QUEUE_COUNT_LIMIT")
         task = self._new_task(spec)
+        self.active += 1
+        self.peak_active = max(self.peak_active, self.active)
         if full:
             task.waiting = True
             account.waiting.append(task)
         else:
             self._admit(task, account)
-        self._track_peaks()
         return task
 
     def _new_task(self, spec: TaskSpec) -> Task:
@@ -182,7 +187,8 @@ class TaskBoard:
         for offset, msg in schedule:
             self._later(task, offset, self.emit, task, msg)
         self._later(task, task.run_seconds, self._finish, task)
-        self._track_peaks()
+        self.running += 1
+        self.peak_running = max(self.peak_running, self.running)
 
     def _finish(self, task: Task) -> None:
         task.finished_at = time.monotonic()
@@ -219,6 +225,9 @@ class TaskBoard:
         for handle in task.handles:
             handle.cancel()
         task.handles.clear()
+        self.active -= 1
+        if task.started_at is not None:
+            self.running -= 1
         account = self.account(task.spec.key)
         if task.waiting:
             account.waiting.remove(task)
@@ -240,12 +249,6 @@ class TaskBoard:
         for queue in task.subscribers:
             queue.put_nowait(msg)
 
-    def _track_peaks(self) -> None:
-        running = sum(1 for t in self.tasks.values() if t.status == "RUNNING")
-        active = sum(1 for t in self.tasks.values() if not t.terminal)
-        self.peak_running = max(self.peak_running, running)
-        self.peak_active = max(self.peak_active, active)
-
     def shutdown(self) -> None:
         for task in self.tasks.values():
             for handle in task.handles:
@@ -254,11 +257,10 @@ class TaskBoard:
                 queue.put_nowait(None)
 
     def stats(self) -> dict[str, Any]:
-        statuses = [t.status for t in self.tasks.values()]
         return {
             "tasks": dict(self.counts),
-            "running": statuses.count("RUNNING"),
-            "queued": statuses.count("QUEUED"),
+            "running": self.running,
+            "queued": self.active - self.running,
             "peak_running": self.peak_running,
             "peak_active": self.peak_active,
             "task_records": [_record(t) for t in self.tasks.values()],
