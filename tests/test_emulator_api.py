@@ -694,3 +694,16 @@ def test_v2_upload_errors(make_emulator: Callable[..., Emulator], api_key: str) 
 def test_v2_query_without_task_id_is_1007(emulator: Emulator, api_key: str) -> None:
     answer = post(emulator, "/openapi/v2/query", {}, headers={"Authorization": f"Bearer {api_key}"})
     assert answer["errorCode"] == "1007" and answer["errorMessage"] == "taskId is required"
+
+
+def test_upload_that_is_not_multipart_is_301(emulator: Emulator, api_key: str) -> None:
+    broken = requests.post(
+        emulator.url + "/task/openapi/upload",
+        data=b"--xyz\r\nno headers here",
+        headers={
+            "Content-Type": "multipart/form-data; boundary=xyz",
+            "Authorization": f"Bearer {api_key}",
+        },
+        timeout=10,
+    )
+    assert broken.status_code == 200 and broken.json()["code"] == 301

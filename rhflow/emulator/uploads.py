@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http import HttpProcessingError
 
 if TYPE_CHECKING:
     from rhflow.emulator.state import State
@@ -30,6 +31,7 @@ class Form:
     data: bytes | None = None
     filename: str = ""
     too_large: bool = False
+    problem: str = ""
 
 
 async def read_form(request: web.Request, limit: int) -> Form:
@@ -37,16 +39,22 @@ async def read_form(request: web.Request, limit: int) -> Form:
     form = Form()
     if not request.content_type.startswith("multipart/"):
         return form
-    reader = await request.multipart()
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            continue
-        if part.filename is not None or part.name == "file":
-            form.filename = part.filename or ""
-            form.data, form.too_large = await _read_limited(part, limit)
-        elif part.name:
-            form.fields[part.name] = (await part.read()).decode("utf-8", "replace")
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if isinstance(part, BodyPartReader):
+                await _read_part(form, part, limit)
+    except (ValueError, HttpProcessingError) as exc:
+        form.problem = f"the upload is not valid multipart/form-data: {exc}"
     return form
+
+
+async def _read_part(form: Form, part: BodyPartReader, limit: int) -> None:
+    if part.filename is not None or part.name == "file":
+        form.filename = part.filename or ""
+        form.data, form.too_large = await _read_limited(part, limit)
+    elif part.name:
+        form.fields[part.name] = (await part.read()).decode("utf-8", "replace")
 
 
 async def _read_limited(part: BodyPartReader, limit: int) -> tuple[bytes | None, bool]:

@@ -19,6 +19,7 @@ from rhflow.emulator.state import (
 )
 from rhflow.emulator.submit import created_data, submit
 from rhflow.emulator.tasks import Task
+from rhflow.emulator.workflows import demo_fields
 
 
 def _answer(request: web.Request, result: Task | Rejection) -> web.Response:
@@ -112,6 +113,8 @@ async def upload(request: web.Request) -> web.Response:
     state = state_of(request)
     form = await uploads.read_form(request, state.config.upload_limit)
     api_key(request, {"apiKey": form.fields.get("apiKey", "")})
+    if form.problem:
+        raise Refused(301, form.problem)
     if form.too_large:
         raise Refused(809)
     if form.data is None:
@@ -149,20 +152,7 @@ async def api_call_demo(request: web.Request) -> web.Response:
     app = state.apps.get(required_id(query, "webappId"))
     if app is None:
         raise Refused(901)
-    graph = state.workflows[app.workflow_id]
-    nodes = [
-        {
-            "nodeId": f.node_id,
-            "nodeName": graph[f.node_id]["class_type"],
-            "fieldName": f.field_name,
-            "fieldValue": str(graph[f.node_id]["inputs"][f.field_name]),
-            "fieldData": None,
-            "fieldType": f.field_type,
-            "description": f.description,
-            "descriptionEn": f.description,
-        }
-        for f in app.fields
-    ]
+    nodes = demo_fields(app, state.workflows[app.workflow_id])
     body = json.dumps(
         {"webappId": app.webapp_id, "apiKey": "[Your API KEY]", "nodeInfoList": nodes},
         ensure_ascii=False,

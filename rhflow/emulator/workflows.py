@@ -155,6 +155,23 @@ BUILTIN_APPS: dict[str, App] = {
 }
 
 
+def demo_fields(app: App, graph: Graph) -> list[dict[str, Any]]:
+    """The app's nodeInfoList as apiCallDemo shows it (current values as strings)."""
+    return [
+        {
+            "nodeId": f.node_id,
+            "nodeName": graph[f.node_id]["class_type"],
+            "fieldName": f.field_name,
+            "fieldValue": str(graph[f.node_id]["inputs"][f.field_name]),
+            "fieldData": None,
+            "fieldType": f.field_type,
+            "description": f.description,
+            "descriptionEn": f.description,
+        }
+        for f in app.fields
+    ]
+
+
 def load_workflows(directory: str | None) -> dict[str, Graph]:
     """The built-in workflows plus every ``<workflowId>.json`` in ``directory``."""
     workflows = copy.deepcopy(BUILTIN_WORKFLOWS)
