@@ -93,6 +93,7 @@ class Executor:
         self._wake = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self._stop_reason: str | None = None
+        self._to_save: list[TaskRecord] = []
         self.interrupted = False
 
     # -- the run ----------------------------------------------------------------------------
@@ -197,6 +198,8 @@ class Executor:
                 rec = records.get(up)
                 if rec is None or rec.status != "succeeded":
                     live.waiting.add(up)  # never satisfied: cancelled below
+        self._store.save_many(self._to_save)
+        self._to_save.clear()
         self._reporter.emit(
             "run_started",
             pipeline=self.graph.pipeline,
@@ -219,7 +222,7 @@ class Executor:
         if record is None or self._options.force:
             attempts = 0 if record is None else record.attempts
             live = Live(task, replace(fresh, attempts=attempts))
-            self._store.save(live.record)
+            self._to_save.append(live.record)
             return live
         if record.status == "succeeded" and self._outputs_intact(record):
             return Live(task, record, mode="done")
@@ -231,12 +234,12 @@ class Executor:
                 failure=None,
                 notes=(*record.notes, note) if record.status == "succeeded" else record.notes,
             )
-            self._store.save(updated)
+            self._to_save.append(updated)
             return Live(task, updated, mode="collect")
         if record.status in ACTIVE and record.remote_id:
             return Live(task, record, mode="follow")
         updated = replace(record, status="pending", failure=None)
-        self._store.save(updated)
+        self._to_save.append(updated)
         return Live(task, updated)
 
     def _outputs_intact(self, record: TaskRecord) -> bool:
@@ -315,7 +318,7 @@ class Executor:
                 return found
         if live.mode == "fresh":
             live.run_attempts += 1
-            needs = self._remote.upstream_views(task, self._live_records())
+            needs = self._remote.upstream_views(task, self._upstream_records(task))
             created = await self._remote.submit(task, needs)
             return await self._remote.wait_end(task, created.net_wss_url, fresh=True)
         self._reporter.emit(
@@ -326,8 +329,9 @@ class Executor:
         )
         return await self._remote.wait_end(task, None, fresh=False)
 
-    def _live_records(self) -> dict[str, TaskRecord]:
-        return self._store.tasks(None)
+    def _upstream_records(self, task: PlannedTask) -> dict[str, TaskRecord]:
+        found = {up: self._store.get(up) for up in task.upstream_ids}
+        return {up: record for up, record in found.items() if record is not None}
 
     def _store_record(self, task: PlannedTask) -> TaskRecord:
         record = self._store.get(task.id)

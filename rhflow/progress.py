@@ -206,11 +206,13 @@ def format_summary(manifest: Manifest, manifest_path: str, *, elapsed: float | N
         if counts.get(status):
             parts.append(f"{counts[status]} {status}")
     head = f"{manifest.pipeline}: {manifest.status}: " + ", ".join(parts)
-    head += f" ({counts.get('total', 0)} tasks)"
+    total = counts.get("total", 0)
+    head += f" ({total} task{'' if total == 1 else 's'})"
     if elapsed is not None:
         head += f" in {elapsed:.1f} s"
     if manifest.cost.get("coins"):
-        head += f"; {manifest.cost['coins']:g} coins"
+        coins = manifest.cost["coins"]
+        head += f"; {coins:g} coin{'' if coins == 1 else 's'}"
     lines = [head]
     for error in manifest.errors:
         lines.append(f"  error: {error}")

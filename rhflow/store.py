@@ -195,28 +195,36 @@ class Store:
 
     def save(self, record: TaskRecord) -> None:
         """Insert or replace one task and its outputs, in one transaction."""
+        self.save_many([record])
+
+    def save_many(self, records: Sequence[TaskRecord]) -> None:
+        """Insert or replace tasks and their outputs, all in one transaction."""
         with self._tx() as db:
+            for record in records:
+                self._write(db, record)
+
+    def _write(self, db: sqlite3.Connection, record: TaskRecord) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO tasks (id, step, status, remote_id, server, attempts, "
+            "params, node_info_list, submitted_at, started_at, finished_at, cost_time, coins, "
+            "failure, notes, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            _task_row(record, self._clock()),
+        )
+        db.execute("DELETE FROM outputs WHERE task = ?", (record.id,))
+        db.executemany(
+            "INSERT INTO outputs (task, idx, node_id, url, file_type, path, sha256, bytes) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            [
+                (record.id, o.index, o.node_id, o.url, o.file_type, o.path, o.sha256, o.bytes)
+                for o in record.outputs
+            ],
+        )
+        if record.remote_id:
             db.execute(
-                "INSERT OR REPLACE INTO tasks (id, step, status, remote_id, server, attempts, "
-                "params, node_info_list, submitted_at, started_at, finished_at, cost_time, coins, "
-                "failure, notes, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                _task_row(record, self._clock()),
+                "INSERT OR IGNORE INTO remote_tasks (remote_id, task, server, created_at) "
+                "VALUES (?,?,?,?)",
+                (record.remote_id, record.id, record.server, self._clock()),
             )
-            db.execute("DELETE FROM outputs WHERE task = ?", (record.id,))
-            db.executemany(
-                "INSERT INTO outputs (task, idx, node_id, url, file_type, path, sha256, bytes) "
-                "VALUES (?,?,?,?,?,?,?,?)",
-                [
-                    (record.id, o.index, o.node_id, o.url, o.file_type, o.path, o.sha256, o.bytes)
-                    for o in record.outputs
-                ],
-            )
-            if record.remote_id:
-                db.execute(
-                    "INSERT OR IGNORE INTO remote_tasks (remote_id, task, server, created_at) "
-                    "VALUES (?,?,?,?)",
-                    (record.remote_id, record.id, record.server, self._clock()),
-                )
 
     def update(self, task_id: str, **changes: Any) -> TaskRecord:
         """Change some fields of a stored task and return the new record."""

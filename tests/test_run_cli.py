@@ -145,7 +145,7 @@ def test_emulator_flag_runs_without_a_key_and_leaves_images_and_a_manifest(
 ) -> None:
     assert run_cli([str(pipeline(tmp_path, seeds=1)), "--emulator"], None, None, monkeypatch) == 0
     out, err = capsys.readouterr()
-    assert out.startswith("cats: succeeded: 1 succeeded, 0 failed (1 tasks) in ")
+    assert out.startswith("cats: succeeded: 1 succeeded, 0 failed (1 task) in ")
     assert "gen/" in err and "succeeded, 1 file(s)" in err  # plain progress lines
     assert (tmp_path / "out" / "cat-1.png").read_bytes()[:4] == b"\x89PNG"
     jsonschema.validate(json.loads((tmp_path / "out" / "manifest.json").read_text()), SCHEMA)
