@@ -264,8 +264,8 @@ def _digest(text: str) -> str:
 def _duplicates(step: str, tasks: list[PlannedTask]) -> list[str]:
     groups: dict[str, list[str]] = {}
     for task in tasks:
-        request = _canonical(
-            [task.node_info_list, [f.sha256 for f in task.files], sorted(task.needs.items())]
+        request = repr(
+            (task.node_info_list, [f.sha256 for f in task.files], sorted(task.needs.items()))
         )
         groups.setdefault(request, []).append(task.id)
     warnings = []

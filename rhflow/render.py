@@ -16,6 +16,7 @@ from typing import Any
 
 import jinja2
 from jinja2 import meta, nodes
+from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from rhflow.errors import PlanError
@@ -52,6 +53,7 @@ def _build_environment() -> ImmutableSandboxedEnvironment:
 
 
 ENV = _build_environment()
+_GLOBALS = dict(ENV.globals)
 
 #: Names every template may use, besides the step's parameters.
 BASE_NAMES = frozenset({"vars", "step", "params", "needs"})
@@ -65,9 +67,15 @@ def is_template(value: object) -> bool:
 
 
 class Template:
-    """A compiled template: ``render(context)`` returns a typed value or a string."""
+    """A compiled template: ``render(context)`` returns a typed value or a string.
 
-    __slots__ = ("_expr", "_needs", "_template", "names", "source")
+    A single expression is compiled as ``{% set result = EXPR %}`` (what Jinja2's
+    ``compile_expression`` does) so that its value is read back with its type. Rendering passes
+    the context to ``new_context(..., shared=True)`` with the globals merged in once, which
+    avoids Jinja2's per-call merge and keeps large sweeps fast.
+    """
+
+    __slots__ = ("_is_expr", "_needs", "_template", "names", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -76,10 +84,9 @@ class Template:
             self.names = frozenset(meta.find_undeclared_variables(ast))
             self._needs = _needs_references(ast)
             match = _SINGLE_EXPRESSION.match(source)
-            self._expr = (
-                ENV.compile_expression(match["expr"], undefined_to_none=False) if match else None
-            )
-            self._template = None if match else ENV.from_string(ast)
+            self._is_expr = match is not None
+            self._template = ENV.from_string(_expression_ast(match["expr"]) if match else ast)
+            self._template.globals = _GLOBALS  # a plain dict: cheaper per render than a ChainMap
         except jinja2.TemplateSyntaxError as exc:
             raise RenderError(f"template syntax error: {exc.message}") from exc
 
@@ -90,13 +97,7 @@ class Template:
 
     def render(self, context: Mapping[str, Any]) -> Any:
         try:
-            if self._expr is not None:
-                value = self._expr(**context)
-                if isinstance(value, jinja2.Undefined):
-                    str(value)  # raises the UndefinedError (or SecurityError) it stands for
-                return value
-            assert self._template is not None
-            return self._template.render(context)
+            return self._render(context)
         except jinja2.exceptions.SecurityError as exc:
             raise RenderError(f"not allowed in a pipeline template: {exc}") from exc
         except jinja2.UndefinedError as exc:
@@ -105,6 +106,26 @@ class Template:
             raise RenderError(f"template error: {exc}") from exc
         except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
             raise RenderError(f"template error: {exc}") from exc
+
+    def _render(self, context: Mapping[str, Any]) -> Any:
+        ctx = self._template.new_context({**_GLOBALS, **context}, shared=True)
+        if not self._is_expr:
+            return ENV.concat(self._template.root_render_func(ctx))
+        for _ in self._template.root_render_func(ctx):
+            pass
+        value = ctx.vars["result"]
+        if isinstance(value, jinja2.Undefined):
+            str(value)  # raises the UndefinedError (or SecurityError) it stands for
+        return value
+
+
+def _expression_ast(expr: str) -> nodes.Template:
+    parser = Parser(ENV, expr, state="variable")
+    body = parser.parse_expression()
+    if not parser.stream.eos:
+        token = parser.stream.current
+        raise jinja2.TemplateSyntaxError(f"unexpected {token.value!r}", token.lineno)
+    return nodes.Template([nodes.Assign(nodes.Name("result", "store"), body)], lineno=1)
 
 
 def _undefined_text(exc: jinja2.UndefinedError) -> str:
