@@ -106,33 +106,66 @@ def emulator(**options: Any) -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--set", "set_vars", multiple=True, metavar="KEY=VALUE",
               help="Override a template variable (value parsed as YAML).")
-def validate(files: tuple[str, ...], set_vars: tuple[str, ...]) -> None:
+def validate(files: tuple[str, ...], set_vars: tuple[str, ...]) -> int:
     """Check pipeline files; print every problem as FILE:LINE:COL: path: message.
+
+    Exit 0 when every file is valid, 1 otherwise. Nothing is sent; with RH_API_KEY set,
+    workflow JSON is fetched (and cached) to check node overrides.
 
     \b
     Example:
       rhflow validate pipelines/*.yaml
     """
-    raise NotImplementedError
+    from rhflow.report import validate_files
+
+    result = validate_files(files, set_vars=set_vars, workflows=_workflow_source())
+    for line in result.lines:
+        click.echo(line)
+    return 0 if result.ok else 1
+
+
+def _workflow_source() -> Any:
+    """Cached getJsonApiFormat answers when a key is set; else None (no network)."""
+    import os
+
+    if not os.environ.get("RH_API_KEY", "").strip():
+        return None
+    try:
+        from rhflow.client import Client
+        from rhflow.workflows import CachedWorkflows
+
+        return CachedWorkflows(Client.from_env())
+    except (ImportError, AttributeError, RhflowError):
+        return None
 
 
 @cli.command()
 @click.argument("file", type=click.Path())
 @click.option("--set", "set_vars", multiple=True, metavar="KEY=VALUE",
               help="Override a template variable (value parsed as YAML).")
-@click.option("--limit", type=int, help="Plan only the first N tasks of each root step.")
+@click.option("--limit", type=int,
+              help="Plan only the first N combinations of each step's own sweep.")
 @click.option("--only", multiple=True, metavar="KEY=VALUE",
-              help="Plan only tasks whose parameter KEY equals VALUE (repeatable).")
+              help="Plan only tasks whose parameter KEY equals VALUE (repeatable, all must match).")
 @click.option("--json", "as_json", is_flag=True, help="Print the task graph as JSON.")
 def plan(file: str, set_vars: tuple[str, ...], limit: int | None, only: tuple[str, ...],
-         as_json: bool) -> None:
+         as_json: bool) -> int:
     """Expand a pipeline into its task graph without touching the network.
 
     \b
-    Example:
-      rhflow plan pipelines/sweep.yaml --set style=ink --json
+    Examples:
+      rhflow plan pipelines/sweep.yaml --set style=ink
+      rhflow plan pipelines/sweep.yaml --only subject=cat --limit 2 --json
     """
-    raise NotImplementedError
+    from rhflow.loader import load_pipeline
+    from rhflow.planner import plan as plan_graph
+    from rhflow.report import plan_json_text, plan_table
+
+    graph = plan_graph(load_pipeline(file, set_vars=set_vars), limit=limit, only=only)
+    click.echo(plan_json_text(graph) if as_json else plan_table(graph))
+    for warning in graph.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    return 0
 
 
 # -- run / status / cancel -------------------------------------------------------------------
