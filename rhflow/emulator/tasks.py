@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import math
 import random
 import secrets
@@ -17,9 +16,10 @@ from typing import Any
 
 from rhflow.emulator import events, outputs
 from rhflow.emulator.config import EmulatorConfig
+from rhflow.emulator.failures import cancelled_reason, missing_input, out_of_memory
 from rhflow.emulator.faults import Faults
 from rhflow.emulator.prompt import Rejection
-from rhflow.emulator.workflows import LOADER_FIELDS, Graph, topological_order
+from rhflow.emulator.workflows import Graph, topological_order
 
 ACTIVE = ("QUEUED", "RUNNING")
 _SEQUENCE = itertools.count()
@@ -276,62 +276,4 @@ def _record(task: Task) -> dict[str, Any]:
         "webappId": task.spec.webapp_id,
         "created": task.created,
         "files": [f.name for f in task.files],
-    }
-
-
-def missing_input(graph: Graph, uploads: dict[str, bytes]) -> dict[str, Any] | None:
-    """The failure ComfyUI reports when a loader names a file that was never uploaded."""
-    for node_id in topological_order(graph):
-        node = graph[node_id]
-        name = LOADER_FIELDS.get(node["class_type"])
-        value = node["inputs"].get(name) if name else None
-        if isinstance(value, str) and not outputs.input_exists(value, uploads):
-            path = f"/workspace/ComfyUI/input/{value}"
-            return reason(
-                node_id,
-                node["class_type"],
-                "FileNotFoundError",
-                f"[Errno 2] No such file or directory: '{path}'",
-            )
-    return None
-
-
-def out_of_memory(graph: Graph) -> dict[str, Any]:
-    order = topological_order(graph)
-    node_id = next((n for n in order if graph[n]["class_type"] == "KSampler"), order[-1])
-    return reason(
-        node_id,
-        graph[node_id]["class_type"],
-        "torch.OutOfMemoryError",
-        "Allocation on device would exceed allowed memory. (out of memory)",
-    )
-
-
-def cancelled_reason(node_id: str | None, graph: Graph) -> dict[str, Any]:
-    name = graph[node_id]["class_type"] if node_id else ""
-    return reason(
-        node_id or "",
-        name,
-        "InterruptedError",
-        "The task was cancelled by the user (/task/openapi/cancel).",
-    )
-
-
-def reason(node_id: str, node_name: str, exc_type: str, text: str) -> dict[str, Any]:
-    """A failedReason in the shape of the API document's 805 example."""
-    lines = [
-        '  File "/workspace/ComfyUI/execution.py", line 496, in execute\n'
-        "    output_data, output_ui, has_subgraph = get_output_data(obj, input_data_all)\n",
-        f'  File "/workspace/ComfyUI/nodes.py", line 1, in {node_name or "execute"}\n'
-        f"    raise {exc_type.rsplit('.', 1)[-1]}\n",
-    ]
-    return {
-        "current_outputs": "{}",
-        "exception_type": exc_type,
-        "node_name": node_name,
-        "current_inputs": "{}",
-        "traceback_list": lines,
-        "traceback": json.dumps(lines),
-        "node_id": node_id,
-        "exception_message": text,
     }
