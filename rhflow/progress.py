@@ -125,8 +125,9 @@ class LiveReporter:
         {"task_failed", "task_retry", "task_busy", "run_error", "task_cancelled", "note"}
     )
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(self, console: Console | None = None, *, auto_refresh: bool = True) -> None:
         self._console = console or Console(stderr=True)
+        self._auto = auto_refresh
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -134,6 +135,7 @@ class LiveReporter:
             TimeElapsedColumn(),
             console=self._console,
             transient=False,
+            auto_refresh=auto_refresh,
         )
         self._overall: TaskID | None = None
         self._rows: dict[str, TaskID] = {}
@@ -157,6 +159,8 @@ class LiveReporter:
             line = describe(event, fields)
             if line:
                 self._progress.console.print(line, markup=False, highlight=False)
+        if not self._auto:
+            self._progress.refresh()
 
     def _row(self, fields: Mapping[str, Any], info: str) -> None:
         key = str(fields["task"])
