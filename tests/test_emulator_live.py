@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from test_emulator_api import create, finished_outputs, post, wait_for
 
-from rhflow.emulator import Emulator
+from rhflow.emulator import Emulator, EmulatorConfig
 
 # -- WebSocket ---------------------------------------------------------------------------------
 
@@ -110,6 +110,46 @@ def test_websocket_for_an_unknown_task_closes_with_a_reason(emulator: Emulator) 
     url = emulator.url.replace("http", "ws") + "/ws/c_instance?clientId=x&taskId=1"
     messages, _, close_code = collect(url)
     assert messages == [] and close_code == 1008
+
+
+async def _cancel_while_following(emu: Emulator, key: str) -> list[dict[str, Any]]:
+    data = create(emu, key)["data"]
+    messages: list[dict[str, Any]] = []
+    async with aiohttp.ClientSession() as session, session.ws_connect(data["netWssUrl"]) as ws:
+        first = await ws.receive_json()  # the stream has started: now cancel the task
+        messages.append(first)
+        await asyncio.to_thread(
+            post, emu, "/task/openapi/cancel", {"apiKey": key, "taskId": data["taskId"]}
+        )
+        async for frame in ws:
+            messages.append(json.loads(frame.data))
+    return messages
+
+
+def test_websocket_reports_a_cancel(make_emulator: Callable[..., Emulator], api_key: str) -> None:
+    emu = make_emulator(task_seconds=(5, 5))
+    messages = asyncio.run(_cancel_while_following(emu, api_key))
+    assert messages[0]["type"] == "status"
+    assert messages[-1]["type"] == "execution_interrupted"
+
+
+def test_stopping_the_emulator_ends_open_websockets(api_key: str) -> None:
+    emu = Emulator(EmulatorConfig(task_seconds=(30, 30))).start()
+    url = create(emu, api_key)["data"]["netWssUrl"]
+
+    async def follow() -> int | None:
+        async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+            await ws.receive_json()
+            await asyncio.to_thread(emu.stop)
+            async for _ in ws:
+                pass
+            return ws.close_code
+
+    start = time.monotonic()
+    assert asyncio.run(follow()) is not None
+    assert time.monotonic() - start < 5
+    with pytest.raises(RuntimeError, match="not running"):
+        emu.stats()
 
 
 # -- webhooks ----------------------------------------------------------------------------------

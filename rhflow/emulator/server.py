@@ -115,7 +115,7 @@ class Emulator:
 
     def stats(self) -> dict[str, Any]:
         """The same dict as ``GET /emulator/stats``."""
-        if self._loop is None or self._state is None:
+        if self._thread is None or self._loop is None or self._state is None:
             raise RuntimeError("the emulator is not running; call start() first")
         state = self._state
 
