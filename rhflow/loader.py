@@ -202,26 +202,32 @@ def load_pipeline(
         ) from exc
     doc, problems = parse_document(text, str(path))
     if doc.data is None:
-        problems.append(Problem(str(path), 1, 1, "", _EMPTY_FILE))
-    else:
-        issues = schema.check(doc.data)
-        problems += [doc.problem(i.path, i.message, at_key=i.at_key) for i in issues]
-    if problems:
-        raise ConfigError(problems)
+        raise ConfigError([*problems, Problem(str(path), 1, 1, "", _EMPTY_FILE)])
+    issues = schema.check(doc.data)
+    problems += [doc.problem(i.path, i.message, at_key=i.at_key) for i in issues]
+    if any(len(i.path) < 2 or i.path[0] != "steps" for i in issues):
+        raise ConfigError(problems)  # the file's frame is wrong: meaning checks would mislead
     overrides = _set_vars(set_vars, doc.data.get("vars") or {})
     digest = hashlib.sha256(text.encode())
     digest.update(
         json.dumps([overrides, str(output), concurrency], sort_keys=True, default=str).encode()
     )
-    return build_pipeline(
-        doc,
-        path,
-        vars_=overrides,
-        output=output,
-        concurrency=concurrency,
-        workflows=workflows,
-        digest=digest.hexdigest(),
-    )
+    try:
+        pipeline = build_pipeline(
+            doc,
+            path,
+            vars_=overrides,
+            output=output,
+            concurrency=concurrency,
+            workflows=workflows,
+            digest=digest.hexdigest(),
+            skip=frozenset(str(i.path[1]) for i in issues),
+        )
+    except ConfigError as err:
+        raise ConfigError([*problems, *err.problems]) from None
+    if problems:
+        raise ConfigError(problems)
+    return pipeline
 
 
 def _set_vars(
@@ -257,16 +263,19 @@ def build_pipeline(
     concurrency: int | None,
     workflows: WorkflowSource | None,
     digest: str,
+    skip: frozenset[str] = frozenset(),
 ) -> Pipeline:
     """Check the meaning of a schema-valid document and build the Pipeline (steps upstream
-    first); ConfigError lists every problem."""
+    first); ConfigError lists every problem. Steps named in ``skip`` (which failed the schema)
+    are left out, but still count as existing for ``needs``."""
     builder = _Builder(doc, path, workflows)
     data = doc.data
     steps = {
         name: builder.step(name, raw, data.get("defaults") or {})
         for name, raw in data["steps"].items()
+        if str(name) not in skip
     }
-    order = builder.order(steps)
+    order = builder.order(steps, known=[str(n) for n in data["steps"]])
     builder.sample_render([steps[n] for n in order], dict(vars_))
     if builder.problems:
         raise ConfigError(builder.problems)
@@ -569,17 +578,17 @@ class _Builder:
 
     # -- the whole pipeline ------------------------------------------------------------------
 
-    def order(self, steps: Mapping[str, Step]) -> list[str]:
+    def order(self, steps: Mapping[str, Step], known: list[str]) -> list[str]:
         from rhflow.planner import order_steps
 
         graph: dict[str, tuple[str, ...]] = {}
         for name, step in steps.items():
             for number, need in enumerate(step.needs):
-                if need not in steps:
+                if need not in known:
                     at = ("steps", name, "needs") + (
                         (number,) if isinstance(self.doc.data["steps"][name]["needs"], list) else ()
                     )
-                    self.report(at, f"unknown step '{need}'; steps are: {', '.join(steps)}")
+                    self.report(at, f"unknown step '{need}'; steps are: {', '.join(known)}")
             graph[name] = tuple(n for n in step.needs if n in steps)
         try:
             return order_steps(graph)
