@@ -13,7 +13,7 @@ client calls run in a small thread pool; nothing sleeps in a thread per task. Pe
    ``outputs`` call; otherwise ``outputs`` polled at an adaptive interval (``PollPolicy``);
    ``timeout`` cancels the remote task;
 4. outcome: FAILED is retried up to ``retries`` times; SUCCESS downloads every output
-   (``rhflow.remote``), retried as downloads, never by running the paid task again.
+   (``rhflow.downloads``), retried as downloads, never by running the paid task again.
 
 Ctrl-C / SIGTERM and ``--fail-fast`` cancel the workers; a cancelled worker cancels its remote
 task (unless ``--detach`` on Ctrl-C). Fatal API errors (bad key, no balance) stop submissions.
@@ -22,20 +22,21 @@ task (unless ``--detach`` on Ctrl-C). Fatal API errors (bad key, no balance) sto
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import signal
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from pathlib import Path
 
 import aiohttp
 
 from rhflow.client import Client, TaskOutputs
-from rhflow.journal import Journal
+from rhflow.downloads import Downloads
+from rhflow.journal import Journal, run_status
 from rhflow.model import PlannedTask, TaskGraph
 from rhflow.progress import Reporter
 from rhflow.remote import ExecuteOptions, Lost, Remote, TaskFailure, failure_of
@@ -43,6 +44,8 @@ from rhflow.store import ACTIVE, Store, TaskRecord
 from rhflow.transfers import intact
 
 __all__ = ["ExecuteOptions", "Executor", "execute"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -54,6 +57,7 @@ class Live:
     mode: str = "fresh"  # fresh | follow | collect
     waiting: set[str] = field(default_factory=set)
     run_attempts: int = 0
+    stale: bool = False  # downloading from links recorded by an earlier run
 
 
 class Executor:
@@ -77,15 +81,9 @@ class Executor:
         self._reporter = reporter
         self._options = options
         self._remote = Remote(
-            client,
-            store,
-            journal,
-            reporter,
-            options=options,
-            server=server,
-            rand=rand,
-            output_dir=graph.output_dir,
+            client, store, journal, reporter, options=options, server=server, rand=rand
         )
+        self._downloads = Downloads(self._remote, graph.output_dir)
         self._live: dict[str, Live] = {}
         self._children: dict[str, list[str]] = {}
         self._ready: deque[Live] = deque()
@@ -121,8 +119,6 @@ class Executor:
 
     def _status(self) -> str:
         counts = self._journal.build("running").counts
-        from rhflow.journal import run_status
-
         return run_status(counts, interrupted=self.interrupted, errors=bool(self._journal.errors))
 
     async def _journal_loop(self) -> None:
@@ -183,7 +179,7 @@ class Executor:
                 self._children.setdefault(up, []).append(task.id)
             if live.mode == "done":
                 skipped += 1
-                self._remote.claim_outputs(live.record)
+                self._downloads.claim(live.record)
                 self._reporter.emit(
                     "task_skipped",
                     task=task.id,
@@ -243,8 +239,6 @@ class Executor:
         return Live(task, updated)
 
     def _outputs_intact(self, record: TaskRecord) -> bool:
-        from pathlib import Path
-
         return all(o.path is not None and intact(Path(o.path), o.sha256) for o in record.outputs)
 
     def _queue_if_ready(self, live: Live, *, at_start: bool = False) -> None:
@@ -273,6 +267,10 @@ class Executor:
         while (live := await self._next()) is not None:
             try:
                 await self._run_task(live)
+            except Exception as exc:  # a local fault or a bug: fail this task, not the run
+                log.error("task %s: %s", live.task.id, exc, exc_info=not isinstance(exc, OSError))
+                detail = {"kind": "error", "message": f"{type(exc).__name__}: {exc}"}
+                self._fail(live.task, TaskFailure(detail, retry=False))
             except asyncio.CancelledError:
                 await self._remote.abandon(live.task, self._abandon_reason())
                 self._reporter.emit(
@@ -295,13 +293,21 @@ class Executor:
                 outputs = await self._reach_end(live)
                 if not outputs.succeeded:
                     raise TaskFailure(failure_of(outputs), retry=True)
-                await self._remote.collect(task, outputs.outputs)
+                retries = 0 if live.stale else None
+                await self._downloads.collect(task, outputs.outputs, retries=retries)
                 self._finish(task, succeeded=True)
                 return
             except Lost as lost:
                 self._remote.note(task, str(lost))
                 live.mode = "fresh"
             except TaskFailure as failure:
+                if failure.kind == "download" and live.stale:
+                    live.stale, live.mode = False, "fresh"
+                    self._remote.note(
+                        task,
+                        "the earlier outputs can no longer be downloaded; running the task again",
+                    )
+                    continue
                 if not self._retry_allowed(live, failure):
                     self._fail(task, failure)
                     return
@@ -313,7 +319,7 @@ class Executor:
         task = live.task
         if live.mode == "collect":
             live.mode = "follow"
-            found = await self._remote.recover(task)
+            found, live.stale = await self._remote.recover(task)
             if found is not None:
                 return found
         if live.mode == "fresh":
@@ -353,7 +359,7 @@ class Executor:
             reason=failure.message,
             kind=failure.kind,
         )
-        if failure.fatal:
+        if failure.fatal and failure.message not in self._journal.errors:
             self._journal.errors.append(failure.message)
             self._reporter.emit("run_error", message=f"{failure.message}; stopping the run")
             self._stop("fatal", cancel=False)
@@ -406,14 +412,9 @@ def execute(
     options: ExecuteOptions,
     server: str,
     rand: Callable[[], float] = random.random,
-) -> tuple[str, Any]:
-    """Run the graph on a fresh event loop; return (run status, the executor)."""
+) -> str:
+    """Run the graph on a fresh event loop; return the run status."""
     executor = Executor(
         graph, client, store, journal, reporter, options=options, server=server, rand=rand
     )
-    status = asyncio.run(executor.run())
-    return status, executor
-
-
-def monotonic() -> float:  # pragma: no cover - kept for symmetry with injected clocks
-    return time.monotonic()
+    return asyncio.run(executor.run())

@@ -1,9 +1,10 @@
-"""One task's dealings with RunningHub, for the executor: submit, follow, download, cancel.
+"""One task's dealings with RunningHub, for the executor: inputs, create, follow, cancel.
 
-Everything here runs on the executor's event loop; blocking client calls go to its thread pool.
-Each step records into the state store as soon as it knows something: the remote taskId right
-after create answers, the output links as soon as the task succeeds, each file once it is in
-place. A task's failure is a ``TaskFailure`` carrying a structured reason.
+Everything here runs on the executor's event loop; blocking client calls go to its thread pool
+(``Remote.call``). Each step records into the state store as soon as it knows something: the
+remote taskId right after create answers, the remote state while it runs, the failure when it
+ends. A task's failure is a ``TaskFailure`` carrying a structured reason; ``Lost`` means the
+server no longer knows the task. Downloads are in ``rhflow.downloads``.
 """
 
 from __future__ import annotations
@@ -14,33 +15,25 @@ import json
 import statistics
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 
 from rhflow.client import Output, TaskCreated, TaskOutputs
-from rhflow.errors import ApiError, PlanError, RhflowError, TaskNotFoundError
+from rhflow.errors import ApiError, RhflowError, TaskNotFoundError
 from rhflow.follow import ProgressEvent, follow
 from rhflow.journal import Journal
 from rhflow.model import PlannedTask
 from rhflow.progress import Reporter
 from rhflow.scheduling import Backoff, PollPolicy
 from rhflow.store import Store, TaskRecord
-from rhflow.transfers import (
-    LazyUploads,
-    UploadCache,
-    UpstreamView,
-    check_file,
-    place,
-    safe_destination,
-)
+from rhflow.transfers import LazyUploads, UploadCache, UpstreamView
 
 T = TypeVar("T")
-STAGING = ".rhflow/partial"
 DEFAULT_POLL = PollPolicy()
 RETRY_BACKOFF = Backoff(base=2.0, cap=60.0)  # a FAILED task, before it is submitted again
 BUSY_BACKOFF = Backoff(base=2.0, factor=1.5, cap=30.0)  # 421/415/814, unless a slot frees first
@@ -124,19 +117,16 @@ class Remote:
         options: ExecuteOptions,
         server: str,
         rand: Callable[[], float],
-        output_dir: Path,
     ) -> None:
-        self._client = client
+        self.client = client
         self._store = store
         self._journal = journal
         self._reporter = reporter
-        self._options = options
-        self._rand = rand
-        self._output_dir = output_dir
+        self.options = options
+        self.rand = rand
         self._server = server
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._durations: deque[float] = deque(maxlen=20)
-        self._claimed: dict[Path, str] = {}
         self._started: dict[str, float] = {}
         self.dirty = False
         self._uploads = UploadCache(
@@ -164,21 +154,21 @@ class Remote:
             )
         )
 
-    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await self._loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
-    def _emit(self, event: str, task: PlannedTask, **fields: Any) -> None:
+    def emit(self, event: str, task: PlannedTask, **fields: Any) -> None:
         self._reporter.emit(event, task=task.id, step=task.step, **fields)
 
-    def _save(self, task: PlannedTask, **changes: Any) -> TaskRecord:
+    def save(self, task: PlannedTask, **changes: Any) -> TaskRecord:
         self.dirty = True
         return self._store.update(task.id, **changes)
 
     def note(self, task: PlannedTask, message: str) -> None:
         record = self._store.get(task.id)
         notes = record.notes if record else ()
-        self._save(task, notes=(*notes, message))
-        self._emit("note", task, message=message)
+        self.save(task, notes=(*notes, message))
+        self.emit("note", task, message=message)
 
     # -- inputs and create ------------------------------------------------------------------
 
@@ -205,11 +195,11 @@ class Remote:
             if task.deferred:
                 from rhflow.planner import resolve
 
-                entries = await self._call(resolve, task, needs)
+                entries = await self.call(resolve, task, needs)
             else:
                 entries = [dict(e) for e in task.node_info_list]
             for file_input in task.files:
-                name = await self._call(self._uploads.name_for, file_input.path, file_input.sha256)
+                name = await self.call(self._uploads.name_for, file_input.path, file_input.sha256)
                 entries[file_input.index] = {**entries[file_input.index], "fieldValue": name}
         except ApiError as err:
             raise api_failure(err, "uploading an input failed") from err
@@ -228,12 +218,12 @@ class Remote:
                 return await self._create_recorded(task, entries)
             except ApiError as err:
                 if err.busy:
-                    delay = self._options.busy_backoff.delay(busy, self._rand)
+                    delay = self.options.busy_backoff.delay(busy, self.rand)
                     busy += 1
-                    self._emit("task_busy", task, reason=str(err), delay=delay)
+                    self.emit("task_busy", task, reason=str(err), delay=delay)
                     await self._wait_for_slot(delay)
                     continue
-                if err.retryable and errors < self._options.api_retries:
+                if err.retryable and errors < self.options.api_retries:
                     await self._api_pause(task, errors, err, "submitting")
                     errors += 1
                     continue
@@ -259,13 +249,13 @@ class Remote:
     def _create(self, task: PlannedTask, entries: list[dict[str, Any]]) -> TaskCreated:
         target = task.target
         if target.kind == "app":
-            return self._client.run_ai_app(
+            return self.client.run_ai_app(
                 target.id, entries, webhook_url=task.webhook_url, instance_type=task.instance_type
             )
         if target.kind == "quick_app":
-            return self._client.run_quick_ai_app(target.id, target.quick_create_code or "", entries)
+            return self.client.run_quick_ai_app(target.id, target.quick_create_code or "", entries)
         workflow = json.dumps(target.workflow_json) if target.workflow_json else None
-        return self._client.create_task(
+        return self.client.create_task(
             target.id,
             entries,
             workflow=workflow,
@@ -281,7 +271,7 @@ class Remote:
         record = self._store.get(task.id)
         attempts = (record.attempts if record else 0) + 1
         status = "queued" if created.status.upper() == "QUEUED" else "running"
-        self._save(
+        self.save(
             task,
             remote_id=created.task_id,
             server=self._server,
@@ -294,7 +284,7 @@ class Remote:
             outputs=(),
         )
         self._started[task.id] = time.monotonic()
-        self._emit("task_submitted", task, task_id=created.task_id, attempt=attempts, status=status)
+        self.emit("task_submitted", task, task_id=created.task_id, attempt=attempts, status=status)
 
     async def _wait_for_slot(self, delay: float) -> None:
         """Wait until one of our tasks ends (first in line first) or ``delay`` passes."""
@@ -316,14 +306,14 @@ class Remote:
                 return
 
     async def _api_pause(self, task: PlannedTask, attempt: int, err: ApiError, doing: str) -> None:
-        delay = self._options.api_backoff.delay(attempt, self._rand)
-        self._emit("api_retry", task, reason=f"{doing}: {err}", delay=delay)
+        delay = self.options.api_backoff.delay(attempt, self.rand)
+        self.emit("api_retry", task, reason=f"{doing}: {err}", delay=delay)
         await asyncio.sleep(delay)
 
     async def retry_pause(self, task: PlannedTask, attempt: int, failure: TaskFailure) -> None:
-        delay = self._options.retry_backoff.delay(attempt, self._rand)
-        self._save(task, failure=failure.detail)
-        self._emit("task_retry", task, reason=failure.message, delay=delay, attempt=attempt + 1)
+        delay = self.options.retry_backoff.delay(attempt, self.rand)
+        self.save(task, failure=failure.detail)
+        self.emit("task_retry", task, reason=failure.message, delay=delay, attempt=attempt + 1)
         await asyncio.sleep(delay)
 
     # -- following --------------------------------------------------------------------------
@@ -337,7 +327,7 @@ class Remote:
         deadline = None if task.timeout is None else started + task.timeout
         polls, tried_ws = (0, False) if fresh else (-1, False)
         while True:
-            if wss and self._options.websocket and not tried_ws:
+            if wss and self.options.websocket and not tried_ws:
                 tried_ws = True
                 await follow(
                     wss,
@@ -346,7 +336,7 @@ class Remote:
                     on_event=functools.partial(self._progress, task),
                 )
             elif polls >= 0:
-                interval = self._options.poll.interval(polls, self._rand, expected=self._expected())
+                interval = self.options.poll.interval(polls, self.rand, expected=self._expected())
                 polls += 1
                 left = _remaining(deadline)
                 await asyncio.sleep(interval if left is None else min(interval, left))
@@ -365,7 +355,7 @@ class Remote:
     def _set_remote_state(self, task: PlannedTask, record: TaskRecord, out: TaskOutputs) -> None:
         status = "queued" if out.state == "QUEUED" else "running"
         if record.status != status:
-            self._save(task, status=status)
+            self.save(task, status=status)
 
     def _expected(self) -> float | None:
         return statistics.median(self._durations) if self._durations else None
@@ -374,20 +364,20 @@ class Remote:
         if event.kind == "progress" and event.max:
             fraction = min(1.0, (event.value or 0) / event.max)
             self._journal.progress[task.id] = round(fraction, 3)
-            self._emit("task_progress", task, node=event.node, value=event.value, max=event.max)
+            self.emit("task_progress", task, node=event.node, value=event.value, max=event.max)
         elif event.kind in ("executing", "cached", "start") and event.node is not None:
-            self._emit("task_node", task, node=event.node, kind=event.kind)
+            self.emit("task_node", task, node=event.node, kind=event.kind)
 
     async def _outputs(self, task: PlannedTask, remote_id: str) -> TaskOutputs:
         errors = 0
         while True:
             try:
-                return await self._call(self._client.outputs, remote_id)
+                return await self.call(self.client.outputs, remote_id)
             except TaskNotFoundError as err:
                 message = f"the server no longer knows task {remote_id}; submitting again"
                 raise Lost(message) from err
             except ApiError as err:
-                if err.retryable and errors < self._options.api_retries:
+                if err.retryable and errors < self.options.api_retries:
                     await self._api_pause(task, errors, err, "checking the task")
                     errors += 1
                     continue
@@ -406,134 +396,37 @@ class Remote:
 
     async def _cancel_quietly(self, remote_id: str) -> str | None:
         try:
-            await asyncio.wait_for(self._call(self._client.cancel, remote_id), 15.0)
+            await asyncio.wait_for(self.call(self.client.cancel, remote_id), 15.0)
         except (ApiError, asyncio.TimeoutError) as err:
             return str(err) or "no answer"
         return None
 
-    async def recover(self, task: PlannedTask) -> TaskOutputs | None:
-        """A task that succeeded remotely before: its outputs (fresh links), or None to follow."""
+    async def recover(self, task: PlannedTask) -> tuple[TaskOutputs | None, bool]:
+        """A task that succeeded remotely in an earlier run: its outputs with fresh links, or
+        else the links recorded then (second item True); (None, False) when still running."""
         record = self._store.get(task.id)
         assert record is not None
         if record.remote_id:
             try:
                 outputs = await self._outputs(task, record.remote_id)
-                if outputs.done:
-                    return outputs
-                return None
+                return (outputs, False) if outputs.done else (None, False)
             except (Lost, TaskFailure):
                 pass
         if record.outputs and all(o.url for o in record.outputs):
-            return TaskOutputs(
-                "SUCCESS",
-                tuple(
-                    Output(o.url or "", o.file_type or "", o.node_id, None, None, None)
-                    for o in record.outputs
-                ),
+            first = record.outputs[0].index
+            recorded = tuple(
+                Output(
+                    o.url or "",
+                    o.file_type or "",
+                    o.node_id,
+                    record.cost_time if o.index == first else None,
+                    record.coins if o.index == first else None,
+                    None,
+                )
+                for o in record.outputs
             )
+            return TaskOutputs("SUCCESS", recorded), True
         raise Lost("the outputs of the earlier run can no longer be fetched; running it again")
-
-    # -- outputs ----------------------------------------------------------------------------
-
-    async def collect(self, task: PlannedTask, outputs: Sequence[Output]) -> None:
-        """Record the output links, then download each file into place."""
-        from rhflow.store import OutputRecord
-
-        cost = next((o.task_cost_time for o in outputs if o.task_cost_time is not None), None)
-        coins = sum(o.consume_coins or 0.0 for o in outputs) if outputs else None
-        records = [
-            OutputRecord(i, o.node_id, o.file_url or None, o.file_type)
-            for i, o in enumerate(outputs)
-        ]
-        self._save(
-            task,
-            status="downloading",
-            outputs=tuple(records),
-            cost_time=cost,
-            coins=coins,
-            failure=None,
-        )
-        done = []
-        for index, output in enumerate(outputs):
-            done.append(await self._download(task, index, output))
-            self._save(task, outputs=(*done, *records[len(done) :]))
-        self._save(task, status="succeeded", finished_at=time.time(), failure=None)
-        self._emit("task_succeeded", task, task_id=self._task_remote(task), outputs=len(done))
-
-    def _task_remote(self, task: PlannedTask) -> str | None:
-        record = self._store.get(task.id)
-        return record.remote_id if record else None
-
-    async def _download(self, task: PlannedTask, index: int, output: Output) -> Any:
-        from rhflow.store import OutputRecord
-
-        ext = (output.file_type or "bin").lower()
-        dest = self._destination(task, index, ext, output.node_id)
-        staged = self._output_dir / STAGING / f"{task.id}-{index}.{ext}"
-        for attempt in range(self._options.download_retries + 1):
-            try:
-                sha, size = await self._call(self._fetch, output, staged, ext)
-                place(staged, dest)
-                break
-            except ApiError as err:
-                if attempt == self._options.download_retries:
-                    raise TaskFailure(
-                        {
-                            "kind": "download",
-                            "message": f"downloading output "
-                            f"{index} failed: {err}; run again to retry the "
-                            "download (the task is not run again)",
-                        },
-                        retry=False,
-                    ) from err
-                delay = self._options.api_backoff.delay(attempt, self._rand)
-                self._emit("download_retry", task, reason=str(err), delay=delay)
-                await asyncio.sleep(delay)
-        self._emit("download", task, path=str(dest), bytes=size, sha256=sha, index=index)
-        return OutputRecord(
-            index, output.node_id, output.file_url or None, output.file_type, str(dest), sha, size
-        )
-
-    def _fetch(self, output: Output, staged: Path, ext: str) -> tuple[str, int]:
-        if not output.file_url:
-            from rhflow.manifest import write_atomic
-            from rhflow.transfers import file_sha256
-
-            write_atomic(staged, (output.text or "").encode("utf-8"))
-            return file_sha256(staged), staged.stat().st_size
-        result = self._client.download(output.file_url, staged)
-        try:
-            check_file(staged, ext, result.bytes)
-        except ApiError:
-            staged.unlink(missing_ok=True)
-            raise
-        return str(result.sha256), int(result.bytes)
-
-    def _destination(self, task: PlannedTask, index: int, ext: str, node_id: str | None) -> Path:
-        from rhflow.planner import output_name
-
-        try:
-            name = output_name(
-                task, index=index, ext=ext, node_id=node_id or "", task_short=task.id[:8]
-            )
-            dest = safe_destination(self._output_dir, name)
-        except PlanError as err:
-            raise TaskFailure({"kind": "download", "message": str(err)}, retry=False) from err
-        owner = self._claimed.setdefault(dest, task.id)
-        if owner != task.id:
-            dest = dest.with_name(f"{dest.stem}-{task.id[:8]}{dest.suffix}")
-            self._claimed[dest] = task.id
-            self.note(
-                task,
-                f"output name {name!r} is used by task {owner[:10]} too; "
-                f"writing {dest.name} instead (make the outputs template unique)",
-            )
-        return dest
-
-    def claim_outputs(self, record: TaskRecord) -> None:
-        for output in record.outputs:
-            if output.path:
-                self._claimed.setdefault(Path(output.path), record.id)
 
     # -- endings ----------------------------------------------------------------------------
 
@@ -546,7 +439,7 @@ class Remote:
             self._store.save(record)
         if status is None:
             status = "downloading" if failure.kind == "download" else "failed"
-        self._save(task, status=status, failure=failure.detail, finished_at=time.time())
+        self.save(task, status=status, failure=failure.detail, finished_at=time.time())
 
     async def abandon(self, task: PlannedTask, reason: str) -> None:
         """The run stops while this task is in flight: cancel it remotely, or leave it running
@@ -558,14 +451,14 @@ class Remote:
             or record.status not in ("submitted", "queued", "running")
         ):
             return
-        if reason == "interrupted" and self._options.detach:
+        if reason == "interrupted" and self.options.detach:
             self.note(task, f"left running remotely (--detach) as task {record.remote_id}")
             return
         problem = await self._cancel_quietly(record.remote_id)
         message = f"{reason}; remote task {record.remote_id} cancelled"
         if problem:
             message = f"{reason}; cancelling remote task {record.remote_id} failed: {problem}"
-        self._save(
+        self.save(
             task,
             status="cancelled",
             finished_at=time.time(),
@@ -578,7 +471,3 @@ class Remote:
 
 def _remaining(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-
-def _replace_record(record: TaskRecord, **changes: Any) -> TaskRecord:
-    return replace(record, **changes)

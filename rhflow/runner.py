@@ -117,7 +117,7 @@ def plan_graph(
 ) -> TaskGraph:
     """The task graph this run will execute (one share of it with ``shard``)."""
     from rhflow.loader import load_pipeline
-    from rhflow.planner import parse_assignments, plan
+    from rhflow.planner import plan
 
     share = parse_shard(shard) if shard else None
     pipeline = load_pipeline(
@@ -126,8 +126,7 @@ def plan_graph(
         output=None if out is None else Path(out),
         concurrency=concurrency,
     )
-    selected = parse_assignments(list(only)) if only else None
-    graph = plan(pipeline, limit=limit, only=selected)
+    graph = plan(pipeline, limit=limit, only=list(only) or None)
     graph = replace(graph, output_dir=Path(graph.output_dir).resolve())
     return shard_tasks(graph, share) if share else graph
 
@@ -147,7 +146,7 @@ def _execute(
         store.set_meta("pipeline", graph.pipeline)
         status = "interrupted"
         try:
-            status, _ = execute(
+            status = execute(
                 graph, client, store, journal, reporter, options=options, server=client.base_url
             )
         finally:

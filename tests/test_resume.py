@@ -119,6 +119,26 @@ def test_missing_or_changed_files_are_downloaded_again_not_rerun(
         )
 
 
+def test_outputs_whose_links_died_are_made_again_with_a_note(
+    make_emulator: Callable[..., Emulator], api_key: str, tmp_path: Path
+) -> None:
+    first = make_emulator()
+    path = pipeline(tmp_path, seeds=2, concurrency=2)
+    assert run(first, path, api_key).manifest.status == "succeeded"
+    first.stop()  # its task ids and file links are gone
+    (tmp_path / "out" / "img-1.png").unlink()
+    second = make_emulator()
+    manifest = run(second, path, api_key).manifest
+    assert manifest.status == "succeeded"
+    assert second.stats()["tasks"]["created"] == 1
+    remade = next(t for t in manifest.tasks if t.params["seed"] == 1)
+    assert remade.notes == (
+        "files missing or changed since the last run; downloading them again",
+        "the earlier outputs can no longer be downloaded; running the task again",
+    )
+    assert sha(tmp_path / "out" / "img-1.png") == remade.outputs[0].sha256
+
+
 def test_failed_tasks_are_retried_on_the_next_run_and_force_reruns_all(
     make_emulator: Callable[..., Emulator], api_key: str, tmp_path: Path
 ) -> None:

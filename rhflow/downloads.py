@@ -1,0 +1,142 @@
+"""Downloading a succeeded task's outputs into the output folder, for the executor.
+
+Each output is streamed to ``<output>/.rhflow/partial/``, checked (length, and the header of PNG
+and JPEG files), then renamed into place under the name the step's ``outputs`` template gives,
+which can never lead outside the output folder. A failed download is retried as a download with
+backoff; the paid task is never run again for it. The store records the links as soon as the
+task succeeds and each file as soon as it is in place, so an interrupted run downloads only
+what is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from rhflow.client import Output
+from rhflow.errors import ApiError, PlanError
+from rhflow.manifest import write_atomic
+from rhflow.model import PlannedTask
+from rhflow.remote import Remote, TaskFailure
+from rhflow.store import OutputRecord, TaskRecord
+from rhflow.transfers import check_file, file_sha256, place, safe_destination
+
+STAGING = ".rhflow/partial"
+
+
+class Downloads:
+    """Puts the outputs of the run's tasks on disk, through ``remote``'s pool and store."""
+
+    def __init__(self, remote: Remote, output_dir: Path) -> None:
+        self._remote = remote
+        self._output_dir = output_dir
+        self._claimed: dict[Path, str] = {}
+
+    async def collect(
+        self, task: PlannedTask, outputs: Sequence[Output], *, retries: int | None = None
+    ) -> None:
+        """Record the output links, then download each file into place."""
+        remote = self._remote
+        if not outputs:
+            raise TaskFailure(
+                {
+                    "kind": "failed",
+                    "message": "the task succeeded without any output file; "
+                    "check that the workflow has an output node (SaveImage...)",
+                },
+                retry=False,
+            )
+        cost = next((o.task_cost_time for o in outputs if o.task_cost_time is not None), None)
+        coins = sum(o.consume_coins or 0.0 for o in outputs)
+        links = [
+            OutputRecord(i, o.node_id, o.file_url or None, o.file_type)
+            for i, o in enumerate(outputs)
+        ]
+        remote.save(
+            task,
+            status="downloading",
+            outputs=tuple(links),
+            cost_time=cost,
+            coins=coins,
+            failure=None,
+        )
+        done: list[OutputRecord] = []
+        for index, output in enumerate(outputs):
+            done.append(await self._download(task, index, output, retries))
+            remote.save(task, outputs=(*done, *links[len(done) :]))
+        record = remote.save(task, status="succeeded", finished_at=time.time(), failure=None)
+        remote.emit("task_succeeded", task, task_id=record.remote_id, outputs=len(done))
+
+    async def _download(
+        self, task: PlannedTask, index: int, output: Output, retries: int | None
+    ) -> OutputRecord:
+        remote = self._remote
+        options = remote.options
+        tries = options.download_retries if retries is None else retries
+        ext = (output.file_type or "bin").lower()
+        dest = self._destination(task, index, ext, output.node_id)
+        staged = self._output_dir / STAGING / f"{task.id}-{index}.{ext}"
+        for attempt in range(tries + 1):
+            try:
+                sha, size = await remote.call(self._fetch, output, staged, ext)
+                place(staged, dest)
+                break
+            except ApiError as err:
+                if attempt == tries:
+                    raise TaskFailure(
+                        {
+                            "kind": "download",
+                            "message": f"downloading output {index} failed: "
+                            f"{err}; run again to retry the download (the task is not run again)",
+                        },
+                        retry=False,
+                    ) from err
+                delay = options.api_backoff.delay(attempt, remote.rand)
+                remote.emit("download_retry", task, reason=str(err), delay=delay)
+                await asyncio.sleep(delay)
+        remote.emit("download", task, path=str(dest), bytes=size, sha256=sha, index=index)
+        return OutputRecord(
+            index, output.node_id, output.file_url or None, output.file_type, str(dest), sha, size
+        )
+
+    def _fetch(self, output: Output, staged: Path, ext: str) -> tuple[str, int]:
+        """In a pool thread: the file (or a text output) into ``staged``, checked."""
+        if not output.file_url:
+            write_atomic(staged, (output.text or "").encode("utf-8"))
+            return file_sha256(staged), staged.stat().st_size
+        result = self._remote.client.download(output.file_url, staged)
+        try:
+            check_file(staged, ext, result.bytes)
+        except ApiError:
+            staged.unlink(missing_ok=True)
+            raise
+        return str(result.sha256), int(result.bytes)
+
+    def _destination(self, task: PlannedTask, index: int, ext: str, node_id: str | None) -> Path:
+        from rhflow.planner import output_name
+
+        try:
+            name = output_name(
+                task, index=index, ext=ext, node_id=node_id or "", task_short=task.id[:8]
+            )
+            dest = safe_destination(self._output_dir, name)
+        except PlanError as err:
+            raise TaskFailure({"kind": "download", "message": str(err)}, retry=False) from err
+        owner = self._claimed.setdefault(dest, task.id)
+        if owner != task.id:
+            dest = dest.with_name(f"{dest.stem}-{task.id[:8]}{dest.suffix}")
+            self._claimed[dest] = task.id
+            self._remote.note(
+                task,
+                f"output name {name!r} is used by task {owner[:10]} too; "
+                f"writing {dest.name} instead (make the outputs template unique)",
+            )
+        return dest
+
+    def claim(self, record: TaskRecord) -> None:
+        """Reserve the file names of a task done in an earlier run."""
+        for output in record.outputs:
+            if output.path:
+                self._claimed.setdefault(Path(output.path), record.id)
