@@ -707,3 +707,45 @@ def test_upload_that_is_not_multipart_is_301(emulator: Emulator, api_key: str) -
         timeout=10,
     )
     assert broken.status_code == 200 and broken.json()["code"] == 301
+
+
+def test_value_not_in_list_is_433(emulator: Emulator, api_key: str) -> None:
+    answer = create(
+        emulator,
+        api_key,
+        nodeInfoList=[
+            {"nodeId": "3", "fieldName": "sampler_name", "fieldValue": "no_such_sampler"}
+        ],
+    )
+    assert answer["code"] == 433
+    error = json.loads(answer["data"]["promptTips"])["node_errors"]["3"]["errors"][0]
+    assert error["type"] == "value_not_in_list"
+    assert error["details"].startswith("sampler_name: 'no_such_sampler' not in ['euler',")
+
+
+def test_every_field_sent_back_as_a_string_is_accepted(emulator: Emulator, api_key: str) -> None:
+    """The walkthrough turns every input of the graph, links included, into a string."""
+    graph = json.loads(
+        post(
+            emulator,
+            "/api/openapi/getJsonApiFormat",
+            {"apiKey": api_key, "workflowId": TEXT_TO_IMAGE},
+        )["data"]["prompt"]
+    )
+    node_info_list = [
+        {
+            "nodeId": str(node_id),
+            "fieldName": name,
+            "fieldValue": json.dumps(value) if isinstance(value, (list, dict)) else str(value),
+        }
+        for node_id, node in graph.items()
+        for name, value in node["inputs"].items()
+    ]
+    for entry in node_info_list:
+        if entry["fieldName"] in ("width", "height"):
+            entry["fieldValue"] = "32"
+    answer = create(emulator, api_key, nodeInfoList=node_info_list)
+    assert answer["code"] == 0, answer
+    outputs = finished_outputs(emulator, api_key, answer["data"]["taskId"])
+    image = requests.get(outputs["data"][0]["fileUrl"], timeout=10).content
+    assert image[16:24] == (32).to_bytes(4, "big") * 2  # the PNG header's width and height

@@ -13,6 +13,64 @@ from rhflow.emulator.workflows import Graph, graph_problem, is_link, output_node
 FLOAT_FIELDS = frozenset({"cfg", "denoise", "strength", "guidance", "scale_by", "frame_rate"})
 
 
+SAMPLERS = (
+    "euler",
+    "euler_cfg_pp",
+    "euler_ancestral",
+    "euler_ancestral_cfg_pp",
+    "heun",
+    "heunpp2",
+    "dpm_2",
+    "dpm_2_ancestral",
+    "lms",
+    "dpm_fast",
+    "dpm_adaptive",
+    "dpmpp_2s_ancestral",
+    "dpmpp_2s_ancestral_cfg_pp",
+    "dpmpp_sde",
+    "dpmpp_sde_gpu",
+    "dpmpp_2m",
+    "dpmpp_2m_cfg_pp",
+    "dpmpp_2m_sde",
+    "dpmpp_2m_sde_gpu",
+    "dpmpp_3m_sde",
+    "dpmpp_3m_sde_gpu",
+    "ddpm",
+    "lcm",
+    "ipndm",
+    "ipndm_v",
+    "deis",
+    "res_multistep",
+    "res_multistep_cfg_pp",
+    "res_multistep_ancestral",
+    "gradient_estimation",
+    "er_sde",
+    "seeds_2",
+    "seeds_3",
+    "uni_pc",
+    "uni_pc_bh2",
+    "ddim",
+)
+SCHEDULERS = (
+    "simple",
+    "sgm_uniform",
+    "karras",
+    "exponential",
+    "ddim_uniform",
+    "beta",
+    "normal",
+    "linear_quadratic",
+    "kl_optimal",
+)
+#: (class_type, field) -> the values ComfyUI accepts (anything else is value_not_in_list).
+CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("KSampler", "sampler_name"): SAMPLERS,
+    ("KSampler", "scheduler"): SCHEDULERS,
+    ("KSamplerAdvanced", "sampler_name"): SAMPLERS,
+    ("KSamplerAdvanced", "scheduler"): SCHEDULERS,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Rejection:
     """Why a create request is refused: a v1 code, a message and optional promptTips."""
@@ -95,39 +153,15 @@ def _apply_node_info(graph: Graph, node_info: Any) -> Rejection | None:
 
 
 def validate(graph: Graph, stored: Graph) -> dict[str, Any]:
-    """ComfyUI-style node_errors: dangling links and values of the wrong type."""
+    """ComfyUI-style node_errors: dangling links, wrong types, values not in a list."""
     errors: dict[str, Any] = {}
     for node_id, node in graph.items():
-        found = []
-        for name, value in node["inputs"].items():
-            if is_link(value):
-                if str(value[0]) not in graph:
-                    found.append(
-                        _error(
-                            "exception_during_inner_validation",
-                            "Exception when validating inner node",
-                            f"{name}: links to node {value[0]}, which does not exist",
-                            name,
-                            value,
-                        )
-                    )
-                continue
-            expected = stored.get(node_id, {}).get("inputs", {}).get(name)
-            if name in FLOAT_FIELDS and isinstance(expected, int):
-                expected = float(expected)
-            coerced = coerce(value, expected)
-            if isinstance(coerced, _Bad):
-                found.append(
-                    _error(
-                        "invalid_input_type",
-                        f"Failed to convert an input value to a {coerced.kind} value",
-                        f"{name}, {value}, {coerced.reason}",
-                        name,
-                        value,
-                    )
-                )
-            else:
-                node["inputs"][name] = coerced
+        like = stored.get(node_id, {}).get("inputs", {})
+        found = [
+            problem
+            for name in list(node["inputs"])
+            if (problem := _check_input(graph, node, name, like.get(name))) is not None
+        ]
         if found:
             errors[node_id] = {
                 "errors": found,
@@ -135,6 +169,48 @@ def validate(graph: Graph, stored: Graph) -> dict[str, Any]:
                 "class_type": node["class_type"],
             }
     return errors
+
+
+def _check_input(graph: Graph, node: dict[str, Any], name: str, like: Any) -> dict[str, Any] | None:
+    """The error for one input, or None after storing its converted value."""
+    value = _as_link(node["inputs"][name]) if is_link(like) else node["inputs"][name]
+    node["inputs"][name] = value
+    if is_link(value):
+        if str(value[0]) in graph:
+            return None
+        details = f"{name}: links to node {value[0]}, which does not exist"
+        return _error(
+            "exception_during_inner_validation",
+            "Exception when validating inner node",
+            details,
+            name,
+            value,
+        )
+    if name in FLOAT_FIELDS and isinstance(like, int) and not isinstance(like, bool):
+        like = float(like)
+    coerced = coerce(value, like)
+    if isinstance(coerced, _Bad):
+        message = f"Failed to convert an input value to a {coerced.kind} value"
+        return _error(
+            "invalid_input_type", message, f"{name}, {value}, {coerced.reason}", name, value
+        )
+    choices = CHOICES.get((node["class_type"], name))
+    if choices is not None and coerced not in choices:
+        details = f"{name}: '{coerced}' not in {list(choices)}"
+        return _error("value_not_in_list", "Value not in list", details, name, value)
+    node["inputs"][name] = coerced
+    return None
+
+
+def _as_link(value: Any) -> Any:
+    """A link sent as the string '["4", 0]' (clients that stringify every field) is a link."""
+    if isinstance(value, str) and value.startswith("["):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            return value
+        return parsed if is_link(parsed) else value
+    return value
 
 
 @dataclass(frozen=True, slots=True)
