@@ -24,7 +24,14 @@ from datetime import datetime, timezone
 from typing import Any, Protocol, TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from rhflow.manifest import Manifest
 
@@ -131,6 +138,7 @@ class LiveReporter:
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
+            MofNCompleteColumn(),
             TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(),
             console=self._console,
