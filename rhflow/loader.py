@@ -339,6 +339,10 @@ class _Builder:
     def target(
         self, base: tuple[str | int, ...], raw: Mapping[str, Any]
     ) -> tuple[Target, Mapping[str, Any] | None]:
+        if "quick_create_code" in raw:
+            return Target(
+                "quick_app", str(raw["app"]), quick_create_code=raw["quick_create_code"]
+            ), None
         if "app" in raw:
             return Target("app", str(raw["app"])), None
         workflow_id = str(raw["workflow"])

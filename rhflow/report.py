@@ -71,13 +71,20 @@ def _task_json(task: PlannedTask, base: Path) -> dict[str, Any]:
         "params": dict(task.params),
         "node_info_list": [dict(entry) for entry in task.node_info_list],
         "needs": list(task.upstream_ids),
-        "target": {"kind": task.target.kind, "id": task.target.id},
+        "target": _target_json(task),
         "files": [
             {"index": f.index, "path": _relative(f.path, base), "sha256": f.sha256}
             for f in task.files
         ],
         "deferred": [{"index": d.index, "template": d.template} for d in task.deferred],
     }
+
+
+def _target_json(task: PlannedTask) -> dict[str, Any]:
+    target: dict[str, Any] = {"kind": task.target.kind, "id": task.target.id}
+    if task.target.quick_create_code is not None:
+        target["quick_create_code"] = task.target.quick_create_code
+    return target
 
 
 def _relative(path: Path, base: Path) -> str:

@@ -88,6 +88,11 @@ def _message(error: Any) -> str:
     if validator == "type":
         kinds = value if isinstance(value, list) else [value]
         return f"{_show(instance)} is not {' or '.join(_article(k) for k in kinds)}"
+    if validator == "dependentRequired":
+        pairs = [(k, n) for k, needed in value.items() if k in instance for n in needed]
+        missing = [(k, n) for k, n in pairs if n not in instance]
+        if missing:
+            return f"'{missing[0][0]}' needs '{missing[0][1]}' beside it"
     if validator == "const":
         return f"must be {json.dumps(value)}, not {_show(instance)}"
     if validator == "pattern" and isinstance(error.schema, dict) and "errorMessage" in error.schema:

@@ -447,3 +447,9 @@ def test_task_context_and_fields_for_the_executor() -> None:
     assert graph.concurrency == 2
     assert graph.output_dir == Path("out/app").absolute()
     assert graph.pipeline == "app-run"
+
+
+def test_a_quick_app_target() -> None:
+    (task,) = example("quick-app").tasks
+    assert (task.target.kind, task.target.id) == ("quick_app", "1877265245566922753")
+    assert task.target.quick_create_code == "1"
