@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ from rhflow.render import (
     is_template,
     render_text,
 )
+from rhflow.schema import did_you_mean
 from rhflow.workflows import (
     WorkflowSource,
     check_field,
@@ -241,7 +243,8 @@ def _set_vars(
         if key not in declared:
             known = ", ".join(sorted(declared)) or "none (declare them under vars:)"
             raise UsageError(
-                f"--set {key}=...: the pipeline has no variable '{key}'; variables are: {known}"
+                f"--set {key}=...: the pipeline has no variable '{key}'"
+                f"{did_you_mean(key, declared)}; variables are: {known}"
             )
         merged[key] = value
     return merged
@@ -466,7 +469,8 @@ class _Builder:
                     known = ", ".join(names) or "none"
                     self.report(
                         (*at, number, key),
-                        f"'{key}' is not a parameter of this step; parameters are: {known}",
+                        f"'{key}' is not a parameter of this step{did_you_mean(key, names)}; "
+                        f"parameters are: {known}",
                         at_key=True,
                     )
             missing = [n for n in names if n not in entry]
@@ -592,7 +596,8 @@ class _Builder:
                     at = ("steps", name, "needs") + (
                         (number,) if isinstance(self.doc.data["steps"][name]["needs"], list) else ()
                     )
-                    self.report(at, f"unknown step '{need}'; steps are: {', '.join(known)}")
+                    hint = did_you_mean(need, known)
+                    self.report(at, f"unknown step '{need}'{hint}; steps are: {', '.join(known)}")
             graph[name] = tuple(n for n in step.needs if n in steps)
         try:
             return order_steps(graph)
@@ -631,7 +636,8 @@ class _Builder:
         try:
             value = compile_template(override.value).render(context)
         except RenderError as exc:
-            self.problems.append(Problem(where.file, where.line, where.col, where.path, str(exc)))
+            message = str(exc) + _suggest_name(str(exc), context)
+            self.problems.append(Problem(where.file, where.line, where.col, where.path, message))
             return
         nodes = self.nodes.get(step.name)
         if nodes is not None and not override.deferred:
@@ -652,6 +658,16 @@ class _Builder:
         try:
             check_output_path(render_text(step.outputs, context))
         except RenderError as exc:
-            self.report(at, str(exc))
+            self.report(at, str(exc) + _suggest_name(str(exc), context))
         except PlanError as exc:
             self.report(at, str(exc))
+
+
+def _suggest_name(message: str, context: Mapping[str, Any]) -> str:
+    """A "did you mean" for an undefined name or a missing ``vars`` key."""
+    match = re.search(r"(?:'(\w+)' is not defined|no key '(\w+)')$", message)
+    if not match:
+        return ""
+    if match[1]:
+        return did_you_mean(match[1], context)
+    return did_you_mean(match[2], context.get("vars") or {})

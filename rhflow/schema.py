@@ -7,8 +7,9 @@ loader adds the line and column.
 
 from __future__ import annotations
 
+import difflib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -62,7 +63,8 @@ def _issues(error: Any) -> Iterator[Issue]:
         allowed = sorted(error.schema.get("properties", {}))
         hint = f"; expected one of: {', '.join(allowed)}" if allowed else ""
         for key in sorted(set(error.instance) - set(allowed), key=str):
-            yield Issue((*path, key), f"unknown key '{key}'{hint}", at_key=True)
+            message = f"unknown key '{key}'{did_you_mean(key, allowed)}{hint}"
+            yield Issue((*path, key), message, at_key=True)
     elif "propertyNames" in error.relative_schema_path:
         key = error.instance
         yield Issue((*path, key), _name_message(key), at_key=True)
@@ -70,6 +72,12 @@ def _issues(error: Any) -> Iterator[Issue]:
         yield Issue(path, custom)
     else:
         yield Issue(path, _message(error))
+
+
+def did_you_mean(name: object, choices: Iterable[object]) -> str:
+    """`` (did you mean 'seed'?)`` when ``name`` looks like a typo of one of ``choices``."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.7)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _name_message(key: object) -> str:

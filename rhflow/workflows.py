@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from rhflow.schema import did_you_mean
+
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -127,7 +129,8 @@ def check_field(nodes: Mapping[str, Any], node_id: str, field: str) -> str | Non
     inputs = node.get("inputs") or {}
     if field not in inputs:
         fields = ", ".join(sorted(inputs)) or "none"
-        return f"node {_label(node_id, node)} has no field '{field}'; fields are: {fields}"
+        hint = did_you_mean(field, inputs)
+        return f"node {_label(node_id, node)} has no field '{field}'{hint}; fields are: {fields}"
     original = inputs[field]
     if _is_link(original):
         return (

@@ -180,7 +180,8 @@ def test_plan_rejects_an_unknown_variable(
     monkeypatch.chdir(ROOT)
     assert main(["plan", "pipelines/sweep.yaml", "--set", "stlye=ink"]) == 2
     assert capsys.readouterr().err == (
-        "Error: --set stlye=...: the pipeline has no variable 'stlye'; variables are: style\n"
+        "Error: --set stlye=...: the pipeline has no variable 'stlye' (did you mean 'style'?); "
+        "variables are: style\n"
     )
 
 

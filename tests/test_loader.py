@@ -121,7 +121,8 @@ def test_an_unknown_variable_is_refused(tmp_path: Path) -> None:
         load_pipeline(path, set_vars=["stlye=x"])
     assert (
         str(info.value)
-        == "--set stlye=...: the pipeline has no variable 'stlye'; variables are: style"
+        == "--set stlye=...: the pipeline has no variable 'stlye' (did you mean 'style'?); "
+        "variables are: style"
     )
 
 
@@ -165,7 +166,8 @@ def test_a_workflow_source_checks_overrides_without_sending_the_graph(tmp_path: 
     )
     source = DictWorkflows({"42": T2I})
     assert problems(path, workflows=source) == [
-        f"{path}:6:27: steps.a.nodes.KSampler.stepz: node 3 (KSampler) has no field 'stepz'; "
+        f"{path}:6:27: steps.a.nodes.KSampler.stepz: node 3 (KSampler) has no field 'stepz' "
+        "(did you mean 'steps'?); "
         "fields are: cfg, denoise, latent_image, model, negative, positive, sampler_name, "
         "scheduler, seed, steps",
         f"{path}:7:20: steps.a.nodes.5.width: field 'width' of node 5 holds a number in the "
