@@ -17,9 +17,10 @@ from pathlib import Path
 
 from rhflow.client import Output
 from rhflow.errors import ApiError, PlanError
+from rhflow.failures import TaskFailure
 from rhflow.manifest import write_atomic
 from rhflow.model import PlannedTask
-from rhflow.remote import Remote, TaskFailure
+from rhflow.remote import Remote
 from rhflow.store import OutputRecord, TaskRecord
 from rhflow.transfers import check_file, file_sha256, place, safe_destination
 

@@ -36,10 +36,12 @@ import aiohttp
 
 from rhflow.client import Client, TaskOutputs
 from rhflow.downloads import Downloads
+from rhflow.failures import Lost, TaskFailure, failure_of
 from rhflow.journal import Journal, run_status
 from rhflow.model import PlannedTask, TaskGraph
 from rhflow.progress import Reporter
-from rhflow.remote import ExecuteOptions, Lost, Remote, TaskFailure, failure_of
+from rhflow.remote import Remote
+from rhflow.scheduling import ExecuteOptions
 from rhflow.store import ACTIVE, Store, TaskRecord
 from rhflow.transfers import intact
 

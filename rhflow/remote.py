@@ -17,7 +17,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,83 +24,16 @@ import aiohttp
 
 from rhflow.client import Output, TaskCreated, TaskOutputs
 from rhflow.errors import ApiError, RhflowError, TaskNotFoundError
+from rhflow.failures import Lost, TaskFailure, api_failure
 from rhflow.follow import ProgressEvent, follow
 from rhflow.journal import Journal
 from rhflow.model import PlannedTask
 from rhflow.progress import Reporter
-from rhflow.scheduling import Backoff, PollPolicy
+from rhflow.scheduling import ExecuteOptions
 from rhflow.store import Store, TaskRecord
 from rhflow.transfers import LazyUploads, UploadCache, UpstreamView
 
 T = TypeVar("T")
-DEFAULT_POLL = PollPolicy()
-RETRY_BACKOFF = Backoff(base=2.0, cap=60.0)  # a FAILED task, before it is submitted again
-BUSY_BACKOFF = Backoff(base=2.0, factor=1.5, cap=30.0)  # 421/415/814, unless a slot frees first
-API_BACKOFF = Backoff(base=0.5, cap=20.0)  # network faults, 5xx, 1011...
-
-
-@dataclass(frozen=True, slots=True)
-class ExecuteOptions:
-    """How a run behaves; the defaults suit the real platform."""
-
-    concurrency: int = 4
-    force: bool = False
-    fail_fast: bool = False
-    detach: bool = False
-    websocket: bool = True
-    poll: PollPolicy = DEFAULT_POLL
-    retry_backoff: Backoff = RETRY_BACKOFF
-    busy_backoff: Backoff = BUSY_BACKOFF
-    api_backoff: Backoff = API_BACKOFF
-    api_retries: int = 6
-    download_retries: int = 5
-    threads: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.threads is None:
-            object.__setattr__(self, "threads", min(32, self.concurrency + 2))
-
-
-class TaskFailure(Exception):
-    """Why a task stopped: ``detail`` is ``{"kind", "message", ...}`` as the manifest shows it."""
-
-    def __init__(self, detail: Mapping[str, Any], *, retry: bool, fatal: bool = False) -> None:
-        self.detail = dict(detail)
-        self.retry = retry
-        self.fatal = fatal
-        super().__init__(self.detail["message"])
-
-    @property
-    def message(self) -> str:
-        return str(self.detail["message"])
-
-    @property
-    def kind(self) -> str:
-        return str(self.detail["kind"])
-
-
-class Lost(Exception):
-    """The remote task is gone (unknown to the server): submit the task again."""
-
-
-def failure_of(outputs: TaskOutputs) -> dict[str, Any]:
-    """The structured failure of a FAILED task."""
-    reason = outputs.failed_reason
-    if reason is None:
-        return {"kind": "failed", "message": f"the task failed ({outputs.message or 'no reason'})"}
-    return {
-        "kind": "failed",
-        "message": str(reason),
-        "code": None,
-        "node_id": reason.node_id,
-        "node_name": reason.node_name,
-        "exception_type": reason.exception_type,
-    }
-
-
-def api_failure(err: ApiError, doing: str) -> TaskFailure:
-    detail = {"kind": "api_error", "message": f"{doing}: {err}", "code": err.code}
-    return TaskFailure(detail, retry=False, fatal=err.fatal)
 
 
 class Remote:

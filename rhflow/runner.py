@@ -26,8 +26,7 @@ from rhflow.journal import Journal
 from rhflow.manifest import Manifest
 from rhflow.model import TaskGraph
 from rhflow.progress import QuietReporter, Reporter
-from rhflow.remote import ExecuteOptions
-from rhflow.scheduling import PollPolicy, parse_shard, shard_tasks
+from rhflow.scheduling import ExecuteOptions, PollPolicy, parse_shard, shard_tasks
 from rhflow.store import RunLock, Store
 
 EMULATOR_KEY = "emulator-key-not-secret"

@@ -5,6 +5,7 @@
 - ``PollPolicy``: how long to wait before the next ``outputs`` call for a task that is not
   followed over a WebSocket: short at first, growing to a cap, with jitter so that many tasks
   started together do not poll in lockstep.
+- ``ExecuteOptions``: every knob of a run, with defaults that suit the real platform.
 - ``parse_shard`` / ``shard_tasks``: a deterministic share of a task graph for CI matrix jobs.
 
 Randomness comes in as a ``rand`` callable returning a float in [0, 1), so tests pass a fixed one.
@@ -78,6 +79,33 @@ class PollPolicy:
             tail=self.tail,
             longest_first=self.longest_first / divisor,
         )
+
+
+RETRY_BACKOFF = Backoff(base=2.0, cap=60.0)  # a FAILED task, before it is submitted again
+BUSY_BACKOFF = Backoff(base=2.0, factor=1.5, cap=30.0)  # 421/415/814, unless a slot frees first
+API_BACKOFF = Backoff(base=0.5, cap=20.0)  # network faults, 5xx, 1011...
+
+
+@dataclass(frozen=True, slots=True)
+class ExecuteOptions:
+    """How a run behaves; the defaults suit the real platform."""
+
+    concurrency: int = 4
+    force: bool = False
+    fail_fast: bool = False
+    detach: bool = False
+    websocket: bool = True
+    poll: PollPolicy = PollPolicy()
+    retry_backoff: Backoff = RETRY_BACKOFF
+    busy_backoff: Backoff = BUSY_BACKOFF
+    api_backoff: Backoff = API_BACKOFF
+    api_retries: int = 6
+    download_retries: int = 5
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.threads is None:
+            object.__setattr__(self, "threads", min(32, self.concurrency + 2))
 
 
 @dataclass(frozen=True, slots=True)
