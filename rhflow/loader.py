@@ -641,10 +641,10 @@ class _Builder:
             return
         nodes = self.nodes.get(step.name)
         if nodes is not None and not override.deferred:
-            message = check_type(nodes, override.node_id, override.field, value)
-            if message:
+            mismatch = check_type(nodes, override.node_id, override.field, value)
+            if mismatch:
                 self.problems.append(
-                    Problem(where.file, where.line, where.col, where.path, message)
+                    Problem(where.file, where.line, where.col, where.path, mismatch)
                 )
 
     def sample_outputs(self, step: Step, context: Mapping[str, Any]) -> None:
