@@ -29,8 +29,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import aiohttp
 
@@ -41,9 +40,9 @@ from rhflow.journal import Journal, run_status
 from rhflow.model import PlannedTask, TaskGraph
 from rhflow.progress import Reporter
 from rhflow.remote import Remote
+from rhflow.resume import decide
 from rhflow.scheduling import ExecuteOptions
-from rhflow.store import ACTIVE, Store, TaskRecord
-from rhflow.transfers import intact
+from rhflow.store import Store, TaskRecord
 
 __all__ = ["ExecuteOptions", "Executor", "execute"]
 
@@ -216,32 +215,10 @@ class Executor:
         self._journal.write()
 
     def _initial(self, task: PlannedTask, record: TaskRecord | None) -> Live:
-        fresh = TaskRecord(task.id, task.step, "pending", params=dict(task.params))
-        if record is None or self._options.force:
-            attempts = 0 if record is None else record.attempts
-            live = Live(task, replace(fresh, attempts=attempts))
-            self._to_save.append(live.record)
-            return live
-        if record.status == "succeeded" and self._outputs_intact(record):
-            return Live(task, record, mode="done")
-        if record.status == "succeeded" or (record.status == "downloading" and record.remote_id):
-            note = "files missing or changed since the last run; downloading them again"
-            updated = replace(
-                record,
-                status="downloading",
-                failure=None,
-                notes=(*record.notes, note) if record.status == "succeeded" else record.notes,
-            )
-            self._to_save.append(updated)
-            return Live(task, updated, mode="collect")
-        if record.status in ACTIVE and record.remote_id:
-            return Live(task, record, mode="follow")
-        updated = replace(record, status="pending", failure=None)
-        self._to_save.append(updated)
-        return Live(task, updated)
-
-    def _outputs_intact(self, record: TaskRecord) -> bool:
-        return all(o.path is not None and intact(Path(o.path), o.sha256) for o in record.outputs)
+        decision = decide(task, record, force=self._options.force)
+        if decision.changed:
+            self._to_save.append(decision.record)
+        return Live(task, decision.record, mode=decision.mode)
 
     def _queue_if_ready(self, live: Live, *, at_start: bool = False) -> None:
         if live.mode == "done" or live.waiting:

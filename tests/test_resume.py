@@ -245,3 +245,48 @@ def test_cancel_stops_what_a_detached_run_left_running(
     assert emu.stats()["tasks"]["cancelled"] == 2
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert [t["status"] for t in manifest["tasks"]] == ["cancelled", "cancelled"]
+
+
+def _planned() -> Any:
+    from rhflow.model import PlannedTask, Target
+
+    return PlannedTask("t1", "gen", {"seed": 1}, Target("workflow", T2I), ())
+
+
+def _stored(tmp_path: Path, status: str, **changes: Any) -> Any:
+    from rhflow.store import OutputRecord, TaskRecord
+
+    image = tmp_path / "a.png"
+    image.write_bytes(b"png")
+    output = OutputRecord(0, "9", "http://x/a.png", "png", str(image), sha(image), 3)
+    return TaskRecord("t1", "gen", status, remote_id="19", outputs=(output,), **changes)
+
+
+@pytest.mark.parametrize(
+    ("status", "damage", "mode"),
+    [
+        ("succeeded", False, "done"),
+        ("succeeded", True, "collect"),
+        ("downloading", False, "collect"),
+        ("running", False, "follow"),
+        ("queued", False, "follow"),
+        ("submitted", False, "follow"),
+        ("failed", False, "fresh"),
+        ("cancelled", False, "fresh"),
+        ("pending", False, "fresh"),
+    ],
+)
+def test_the_resume_decision_for_each_stored_status(
+    tmp_path: Path, status: str, damage: bool, mode: str
+) -> None:
+    from rhflow.resume import decide
+
+    record = _stored(tmp_path, status)
+    if damage:
+        (tmp_path / "a.png").write_bytes(b"changed")
+    decision = decide(_planned(), record, force=False)
+    assert decision.mode == mode
+    if mode == "fresh":
+        assert decision.record.status == "pending" and decision.record.remote_id == "19"
+    assert decide(_planned(), record, force=True).mode == "fresh"
+    assert decide(_planned(), None, force=False).record.status == "pending"

@@ -1,0 +1,55 @@
+"""What to do with each planned task, given what the state store remembers of earlier runs.
+
+``decide`` is the whole resume policy, without I/O other than checking output files:
+
+- no record, or ``--force``: run it (``fresh``);
+- succeeded and every file present with its recorded sha256: nothing (``done``);
+- succeeded but a file is missing or changed, or interrupted while downloading: download
+  again without running it (``collect``);
+- submitted earlier and possibly still queued or running remotely: follow it, never create it
+  again (``follow``);
+- failed, cancelled or never submitted: run it (``fresh``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from rhflow.model import PlannedTask
+from rhflow.store import ACTIVE, TaskRecord
+from rhflow.transfers import intact
+
+REDOWNLOAD_NOTE = "files missing or changed since the last run; downloading them again"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """``mode`` (fresh, done, collect, follow), the record to start from, and whether that
+    record must be written back before the run starts."""
+
+    mode: str
+    record: TaskRecord
+    changed: bool
+
+
+def decide(task: PlannedTask, record: TaskRecord | None, *, force: bool) -> Decision:
+    if record is None or force:
+        fresh = TaskRecord(task.id, task.step, "pending", params=dict(task.params))
+        attempts = 0 if record is None else record.attempts
+        return Decision("fresh", replace(fresh, attempts=attempts), True)
+    if record.status == "succeeded" and outputs_intact(record):
+        return Decision("done", record, False)
+    if record.status == "succeeded":
+        notes = (*record.notes, REDOWNLOAD_NOTE)
+        return Decision("collect", replace(record, status="downloading", notes=notes), True)
+    if record.status == "downloading" and record.remote_id:
+        return Decision("collect", replace(record, failure=None), True)
+    if record.status in ACTIVE and record.remote_id:
+        return Decision("follow", record, False)
+    return Decision("fresh", replace(record, status="pending", failure=None), True)
+
+
+def outputs_intact(record: TaskRecord) -> bool:
+    """Every output of the record is on disk with its recorded content."""
+    return all(o.path is not None and intact(Path(o.path), o.sha256) for o in record.outputs)
