@@ -95,8 +95,13 @@ def dotted(path: Iterable[str | int]) -> str:
 def parse_document(text: str, file: str) -> tuple[Document, list[Problem]]:
     """Parse YAML text; duplicate keys are returned as problems, syntax errors raise ConfigError."""
     loader = yaml.SafeLoader(text)
+    marks: dict[PathKey, tuple[int, int]] = {}
+    key_marks: dict[PathKey, tuple[int, int]] = {}
+    duplicates: list[tuple[PathKey, tuple[int, int]]] = []
     try:
         node = loader.get_single_node()
+        if node is not None:  # before constructing, which flattens merge keys into the nodes
+            _walk(node, (), marks, key_marks, duplicates, frozenset())
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -107,11 +112,6 @@ def parse_document(text: str, file: str) -> tuple[Document, list[Problem]]:
         raise ConfigError([Problem(file, 1, 1, "", f"invalid YAML: {exc}")]) from exc
     finally:
         loader.dispose()
-    marks: dict[PathKey, tuple[int, int]] = {}
-    key_marks: dict[PathKey, tuple[int, int]] = {}
-    duplicates: list[tuple[PathKey, tuple[int, int]]] = []
-    if node is not None:
-        _walk(node, (), marks, key_marks, duplicates)
     doc = Document(file, data, marks, key_marks)
     problems = [
         Problem(file, *mark, dotted(path), "duplicate key; each key may appear once")
@@ -126,21 +126,27 @@ def _walk(
     marks: dict[PathKey, tuple[int, int]],
     key_marks: dict[PathKey, tuple[int, int]],
     duplicates: list[tuple[PathKey, tuple[int, int]]],
+    active: frozenset[int],
 ) -> None:
     marks.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+    if id(node) in active:  # a recursive alias
+        return
+    active = active | {id(node)}
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
             key = str(key_node.value)
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key_mark = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             if key in seen:
                 duplicates.append(((*path, key), key_mark))
             seen.add(key)
             key_marks.setdefault((*path, key), key_mark)
-            _walk(value_node, (*path, key), marks, key_marks, duplicates)
+            _walk(value_node, (*path, key), marks, key_marks, duplicates, active)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _walk(item, (*path, str(index)), marks, key_marks, duplicates)
+            _walk(item, (*path, str(index)), marks, key_marks, duplicates, active)
 
 
 def parse_value(text: str) -> Any:

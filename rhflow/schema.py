@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -62,7 +63,11 @@ def _issues(error: Any) -> Iterator[Issue]:
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         hint = f"; expected one of: {', '.join(allowed)}" if allowed else ""
-        for key in sorted(set(error.instance) - set(allowed), key=str):
+        patterns = [re.compile(p) for p in error.schema.get("patternProperties", {})]
+        extra = [k for k in error.instance if k not in allowed]
+        for key in sorted(extra, key=str):
+            if any(p.search(str(key)) for p in patterns):
+                continue
             message = f"unknown key '{key}'{did_you_mean(key, allowed)}{hint}"
             yield Issue((*path, key), message, at_key=True)
     elif "propertyNames" in error.relative_schema_path:

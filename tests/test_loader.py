@@ -272,3 +272,24 @@ def test_only_the_loader_imports_yaml_and_only_render_imports_jinja2() -> None:
             assert "import yaml" not in text, module
         if module.name != "render.py":
             assert "import jinja2" not in text and "from jinja2" not in text, module
+
+
+def test_yaml_anchors_in_extension_keys(tmp_path: Path) -> None:
+    graph = plan(load_pipeline(ROOT / "tests/examples/valid/anchors.yaml"))
+    by_step = {t.step: t for t in graph.tasks}
+    assert by_step["small"].node_info_list == (
+        {"nodeId": "5", "fieldName": "width", "fieldValue": 64},
+        {"nodeId": "5", "fieldName": "height", "fieldValue": 64},
+    )
+    assert by_step["tall"].node_info_list[1] == {
+        "nodeId": "5",
+        "fieldName": "height",
+        "fieldValue": 128,
+    }
+    recursive = write(
+        tmp_path, 'version: 1\nsteps:\n  a: &a\n    workflow: "1"\n    nodes: {"1": {x: *a}}\n'
+    )
+    assert problems(recursive) == [
+        f"{recursive}:3:6: steps.a.nodes.1.x: "
+        "a field value is a string, number, boolean, null or {file: path}"
+    ]
