@@ -150,9 +150,10 @@ class Executor:
         return restore
 
     def interrupt(self) -> None:
-        """Ctrl-C / SIGTERM: stop submitting and cancel what is in flight (unless detached)."""
+        """Ctrl-C / SIGTERM: stop submitting and cancel what is in flight (unless detached).
+        A second one stops at once, without waiting for the cancellations."""
         if self.interrupted:
-            return
+            raise KeyboardInterrupt
         self.interrupted = True
         self._reporter.emit("run_error", message="interrupted: stopping")
         self._stop("interrupted", cancel=True)

@@ -1,17 +1,17 @@
 """The manifest of a run, built from the state store and rewritten as the run goes on.
 
 The store is the single record of what happened; the manifest is a readable view of it, written
-atomically after changes (at most every ``interval`` seconds, and once more at the end).
+atomically after changes (the executor decides how often) and once more at the end.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from rhflow import __version__
 from rhflow.manifest import Manifest, OutputFile, TaskEntry, count_statuses, write_manifest
@@ -91,17 +91,14 @@ class Journal:
         store: Store,
         *,
         shard: str | None = None,
-        interval: float = 0.5,
-        clock: Any = time.monotonic,
     ) -> None:
         self.path = path
         self._graph = graph
         self._store = store
         self._shard = shard
-        self._interval = interval
-        self._clock = clock
+        self._writing = threading.Lock()
+        self._closed = False
         self._started = time.time()
-        self._last = float("-inf")
         self.errors: list[str] = []
         self.progress: dict[str, float] = {}
 
@@ -129,14 +126,22 @@ class Journal:
             tasks=tasks,
         )
 
-    def write(self, status: str = "running", *, finished: bool = False) -> Manifest:
-        manifest = self.build(status, finished=finished)
-        write_manifest(self.path, manifest)
-        self._last = self._clock()
-        return manifest
+    def write(self, status: str = "running", *, finished: bool = False) -> Manifest | None:
+        """Rewrite the manifest. After the final write (``finished``), progress writes still
+        under way in other threads are dropped, so the final manifest is the last one."""
+        with self._writing:
+            if self._closed and not finished:
+                return None
+            manifest = self.build(status, finished=finished)
+            write_manifest(self.path, manifest)
+            self._closed = self._closed or finished
+            return manifest
 
-    def due(self) -> bool:
-        return self._clock() - self._last >= self._interval
+    def finish(self, status: str) -> Manifest:
+        """The final manifest of the run, written."""
+        manifest = self.write(status, finished=True)
+        assert manifest is not None
+        return manifest
 
 
 def run_status(counts: Mapping[str, int], *, interrupted: bool, errors: bool) -> str:

@@ -137,7 +137,7 @@ class Remote:
             raise api_failure(err, "uploading an input failed") from err
         except (RhflowError, OSError) as err:
             raise TaskFailure(
-                {"kind": "api_error", "message": f"preparing inputs: {err}"}, retry=False
+                {"kind": "error", "message": f"preparing inputs: {err}"}, retry=False
             ) from err
         return [dict(e) for e in entries]
 
@@ -255,7 +255,10 @@ class Remote:
         record = self._store.get(task.id)
         assert record is not None and record.remote_id is not None
         remote_id = record.remote_id
-        started = self._started.setdefault(task.id, time.monotonic())
+        if task.id not in self._started:  # picked up from an earlier run: its age counts
+            age = time.time() - record.submitted_at if record.submitted_at else 0.0
+            self._started[task.id] = time.monotonic() - max(0.0, age)
+        started = self._started[task.id]
         deadline = None if task.timeout is None else started + task.timeout
         polls, tried_ws = (0, False) if fresh else (-1, False)
         while True:

@@ -149,7 +149,7 @@ def _execute(
                 graph, client, store, journal, reporter, options=options, server=client.base_url
             )
         finally:
-            final = journal.write(status, finished=True)
+            final = journal.finish(status)
         return final
 
 
