@@ -372,3 +372,15 @@ def test_the_api_key_is_written_nowhere(
     assert any(p.name == "state.db" for p in written)
     for path in written:
         assert api_key.encode() not in path.read_bytes(), path
+
+
+def test_random_failures_are_retried_until_every_task_succeeds(
+    make_emulator: Callable[..., Emulator], api_key: str, tmp_path: Path
+) -> None:
+    emu = make_emulator(fail_rate=0.4, seed=11)
+    result = run(emu, write(tmp_path, sweep_yaml(6, retries=6, concurrency=3)), api_key)
+    manifest = result.manifest
+    assert manifest.status == "succeeded"
+    stats = emu.stats()["tasks"]
+    assert stats["failed"] >= 1  # the seed makes some of them fail
+    assert stats["created"] == 6 + stats["failed"] == sum(t.attempts for t in manifest.tasks)
