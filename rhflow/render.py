@@ -16,6 +16,7 @@ from typing import Any
 
 import jinja2
 from jinja2 import meta, nodes
+from jinja2.exceptions import SecurityError
 from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -41,8 +42,31 @@ def _zpad(value: object, width: int = 3) -> str:
     return str(value).zfill(width)
 
 
+#: Longest string or list a template may build with ``*``, and largest result of ``**``.
+MAX_SIZE = 100_000
+MAX_POWER_BITS = 4096
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with ``*`` and ``**`` bounded so a template cannot exhaust memory."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, count in ((left, right), (right, left)):
+                sized = isinstance(seq, (str, list, tuple)) and isinstance(count, int)
+                if sized and len(seq) * count > MAX_SIZE:
+                    raise SecurityError(f"the result would exceed {MAX_SIZE} items")
+            return left * right
+        whole = isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1
+        if whole and right * abs(left).bit_length() > MAX_POWER_BITS:
+            raise SecurityError("the power is too large")
+        return left**right
+
+
 def _build_environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+    env = _Sandbox(
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,

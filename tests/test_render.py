@@ -83,12 +83,23 @@ def test_a_syntax_error_is_reported() -> None:
         "{% import 'os' as os %}",
         "{{ range(10 ** 7) | list | length }}",
         "{{ [].append(1) }}",
+        "{{ 'a' * 10 ** 9 }}",
+        "{{ [0] * 10 ** 9 }}",
+        "{{ (10 ** 1000) ** 1000 }}",
+        "x{{ 7 ** 100000 }}",
         "{{ {}.update(a=1) }}",
     ],
 )
 def test_sandbox_escapes_are_refused(source: str) -> None:
     with pytest.raises(RenderError):
         render_value(source, {})
+
+
+def test_ordinary_arithmetic_still_works() -> None:
+    assert render_value("{{ 2 ** 10 }}", {}) == 1024
+    assert render_value("{{ 'ab' * 3 }}", {}) == "ababab"
+    assert render_value("{{ 3 * 4 }}", {}) == 12
+    assert render_value("{{ 2.0 ** -1 }}", {}) == 0.5
 
 
 def test_environment_and_files_are_not_reachable() -> None:
