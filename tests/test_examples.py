@@ -3,6 +3,7 @@ its expected lines; and the ``validate`` / ``plan`` commands end to end."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -133,9 +134,7 @@ def test_plan_json(monkeypatch: pytest.MonkeyPatch) -> None:
     ]
     assert task["needs"] == []
     assert task["target"] == {"kind": "workflow", "id": "1904136902449209347"}
-    digest = (
-        __import__("hashlib").sha256((ROOT / "pipelines/refs/face.png").read_bytes()).hexdigest()
-    )
+    digest = hashlib.sha256((ROOT / "pipelines/refs/face.png").read_bytes()).hexdigest()
     assert task["files"] == [{"index": 0, "path": "refs/face.png", "sha256": digest}]
     assert task["deferred"] == []
 
