@@ -533,11 +533,8 @@ class _Builder:
             try:
                 node_id = resolve_node(nodes, node_key)
             except LookupError as exc:
-                self.report(
-                    at[:-1] if at[-2] != "node_info_list" else at,
-                    str(exc),
-                    at_key=at[-3] == "nodes",
-                )
+                # at the node's key under nodes:, at the entry in node_info_list
+                self.report(at[:-1], str(exc), at_key=at[-3] == "nodes")
                 return None
             message = check_field(nodes, node_id, field_name)
             if message:
