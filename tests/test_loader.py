@@ -293,3 +293,25 @@ def test_yaml_anchors_in_extension_keys(tmp_path: Path) -> None:
         f"{recursive}:3:6: steps.a.nodes.1.x: "
         "a field value is a string, number, boolean, null or {file: path}"
     ]
+
+
+def test_a_corrupt_cache_entry_is_fetched_again(tmp_path: Path) -> None:
+    (tmp_path / "5.json").write_text("{not json")
+    calls: list[str] = []
+
+    class Counting:
+        def get_workflow_json(self, workflow_id: str) -> Any:
+            calls.append(workflow_id)
+            return T2I
+
+    assert CachedWorkflows(Counting(), cache_dir=tmp_path).get("5") == T2I
+    assert CachedWorkflows(Counting(), cache_dir=tmp_path).get("5") == T2I
+    assert calls == ["5"]
+    assert json.loads((tmp_path / "5.json").read_text()) == T2I
+
+
+@pytest.mark.parametrize("data", [None, [], {}, {"3": 1}, {"3": {"inputs": []}}, "not json"])
+def test_workflow_json_of_the_wrong_shape_is_not_used(data: Any) -> None:
+    from rhflow.workflows import workflow_nodes
+
+    assert workflow_nodes(data) is None
