@@ -53,6 +53,8 @@ from rhflow.workflows import (
     workflow_nodes,
 )
 
+#: Most values one ``range`` axis may produce.
+MAX_AXIS = 1_000_000
 #: Names a sweep parameter cannot take: the template names rhflow provides.
 RESERVED = BASE_NAMES | OUTPUT_NAMES
 
@@ -414,6 +416,9 @@ class _Builder:
             self.report(
                 (*at, "range"), f"range({start}, {stop}, {step}) is empty; stop is excluded"
             )
+        if len(values) > MAX_AXIS:
+            self.report((*at, "range"), f"range has {len(values)} values; at most {MAX_AXIS}")
+            return ()
         return tuple(values)
 
     def zip(self, at: tuple[str | int, ...], table: Mapping[str, Any]) -> list[dict[str, Any]]:
