@@ -66,8 +66,11 @@ class Downloads:
         done: list[OutputRecord] = []
         for index, output in enumerate(outputs):
             done.append(await self._download(task, index, output, retries))
-            remote.save(task, outputs=(*done, *links[len(done) :]))
-        record = remote.save(task, status="succeeded", finished_at=time.time(), failure=None)
+            if len(done) < len(links):
+                remote.save(task, outputs=(*done, *links[len(done) :]))
+        record = remote.save(
+            task, status="succeeded", outputs=tuple(done), finished_at=time.time(), failure=None
+        )
         remote.emit("task_succeeded", task, task_id=record.remote_id, outputs=len(done))
 
     async def _download(
@@ -81,8 +84,7 @@ class Downloads:
         staged = self._output_dir / STAGING / f"{task.id}-{index}.{ext}"
         for attempt in range(tries + 1):
             try:
-                sha, size = await remote.call(self._fetch, output, staged, ext)
-                place(staged, dest)
+                sha, size = await remote.call(self._fetch, output, staged, ext, dest)
                 break
             except ApiError as err:
                 if attempt == tries:
@@ -102,18 +104,22 @@ class Downloads:
             index, output.node_id, output.file_url or None, output.file_type, str(dest), sha, size
         )
 
-    def _fetch(self, output: Output, staged: Path, ext: str) -> tuple[str, int]:
-        """In a pool thread: the file (or a text output) into ``staged``, checked."""
+    def _fetch(self, output: Output, staged: Path, ext: str, dest: Path) -> tuple[str, int]:
+        """In a pool thread: the file (or a text output) into ``staged``, checked, then renamed
+        to ``dest``."""
         if not output.file_url:
             write_atomic(staged, (output.text or "").encode("utf-8"))
-            return file_sha256(staged), staged.stat().st_size
-        result = self._remote.client.download(output.file_url, staged)
-        try:
-            check_file(staged, ext, result.bytes)
-        except ApiError:
-            staged.unlink(missing_ok=True)
-            raise
-        return str(result.sha256), int(result.bytes)
+            digest, size = file_sha256(staged), staged.stat().st_size
+        else:
+            result = self._remote.client.download(output.file_url, staged)
+            try:
+                check_file(staged, ext, result.bytes)
+            except ApiError:
+                staged.unlink(missing_ok=True)
+                raise
+            digest, size = str(result.sha256), int(result.bytes)
+        place(staged, dest)
+        return digest, size
 
     def _destination(self, task: PlannedTask, index: int, ext: str, node_id: str | None) -> Path:
         from rhflow.planner import output_name
