@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
@@ -30,7 +31,8 @@ from rhflow.model import (
 from rhflow.render import RenderError, compile_template, is_template, render_text
 
 ID_LENGTH = 16
-SHORT_ID_LENGTH = 8
+#: Most combinations one step's sweep may have (without --limit).
+MAX_COMBINATIONS = 2_000_000
 _DUPLICATES_SHOWN = 4
 
 
@@ -69,6 +71,12 @@ def expand_sweep(sweep: Sweep) -> Iterator[dict[str, Any]]:
             yield combo
     for entry in sweep.include:
         yield dict(entry)
+
+
+def sweep_size(sweep: Sweep) -> int:
+    """How many combinations the product has (before exclude), plus the includes."""
+    size = math.prod(len(values) for _, values in sweep.axes)
+    return size * math.prod(len(group) for group in sweep.zips) + len(sweep.include)
 
 
 def _matches(params: Mapping[str, Any], entry: Mapping[str, Any]) -> bool:
@@ -162,6 +170,13 @@ def _plan_step(
     limit: int | None,
     wanted: Mapping[str, Any],
 ) -> list[PlannedTask]:
+    size = sweep_size(step.sweep)
+    if size > MAX_COMBINATIONS and limit is None:
+        where = f"{step.where}: " if step.where else ""
+        raise PlanError(
+            f"{where}step '{step.name}' has {size:,} combinations, more than {MAX_COMBINATIONS:,}; "
+            "split the sweep or plan a part with --limit or --only"
+        )
     own = list(itertools.islice((c for c in expand_sweep(step.sweep) if _keep(c, wanted)), limit))
     if not own and not wanted:
         where = f"{step.where}: " if step.where else ""

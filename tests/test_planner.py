@@ -453,3 +453,21 @@ def test_a_quick_app_target() -> None:
     (task,) = example("quick-app").tasks
     assert (task.target.kind, task.target.id) == ("quick_app", "1877265245566922753")
     assert task.target.quick_create_code == "1"
+
+
+def test_a_huge_sweep_is_refused_unless_limited(tmp_path: Path) -> None:
+    text = """
+        version: 1
+        steps:
+          a:
+            workflow: "1"
+            matrix: {x: {range: [0, 2000]}, y: {range: [0, 2000]}}
+    """
+    path = write(tmp_path, text)
+    with pytest.raises(PlanError) as info:
+        plan(load_pipeline(path))
+    assert str(info.value) == (
+        f"{path}:5:5: steps.a: step 'a' has 4,000,000 combinations, more than 2,000,000; "
+        "split the sweep or plan a part with --limit or --only"
+    )
+    assert params(plan(load_pipeline(path), limit=2)) == [{"x": 0, "y": 0}, {"x": 0, "y": 1}]
