@@ -175,7 +175,7 @@ def _plan_step(
         where = f"{step.where}: " if step.where else ""
         raise PlanError(
             f"{where}step '{step.name}' has {size:,} combinations, more than {MAX_COMBINATIONS:,}; "
-            "split the sweep or plan a part with --limit or --only"
+            "split the sweep or plan a part of it with --limit"
         )
     own = list(itertools.islice((c for c in expand_sweep(step.sweep) if _keep(c, wanted)), limit))
     if not own and not wanted:

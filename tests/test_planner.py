@@ -468,6 +468,6 @@ def test_a_huge_sweep_is_refused_unless_limited(tmp_path: Path) -> None:
         plan(load_pipeline(path))
     assert str(info.value) == (
         f"{path}:5:5: steps.a: step 'a' has 4,000,000 combinations, more than 2,000,000; "
-        "split the sweep or plan a part with --limit or --only"
+        "split the sweep or plan a part of it with --limit"
     )
     assert params(plan(load_pipeline(path), limit=2)) == [{"x": 0, "y": 0}, {"x": 0, "y": 1}]
