@@ -190,7 +190,8 @@ class Executor:
                 )
                 continue
             self._remaining += 1
-            live.waiting = {u for u in task.upstream_ids if u in ids}
+            # graph.tasks lists upstream tasks first, so their decision is already made
+            live.waiting = {u for u in task.upstream_ids if u in ids and not self._done(u)}
             missing = [u for u in task.upstream_ids if u not in ids]
             for up in missing:
                 rec = records.get(up)
@@ -214,6 +215,10 @@ class Executor:
             if stuck and live.mode != "done" and live.record.status != "cancelled":
                 self._cancel_downstream_of(stuck[0], f"upstream task {stuck[0]} has not succeeded")
         self._journal.write()
+
+    def _done(self, task_id: str) -> bool:
+        live = self._live.get(task_id)
+        return live is not None and live.mode == "done" and live.record.status == "succeeded"
 
     def _initial(self, task: PlannedTask, record: TaskRecord | None) -> Live:
         decision = decide(task, record, force=self._options.force)

@@ -290,3 +290,33 @@ def test_the_resume_decision_for_each_stored_status(
         assert decision.record.status == "pending" and decision.record.remote_id == "19"
     assert decide(_planned(), record, force=True).mode == "fresh"
     assert decide(_planned(), None, force=False).record.status == "pending"
+
+
+def test_a_downstream_task_resumes_when_its_upstream_is_already_done(
+    make_emulator: Callable[..., Emulator], api_key: str, tmp_path: Path
+) -> None:
+    emu = make_emulator()
+    path = tmp_path / "chain.yaml"
+    path.write_text(f"""
+version: 1
+name: chain
+output: out
+steps:
+  draft:
+    workflow: "{T2I}"
+    nodes: {{"5": {{width: 64, height: 64}}}}
+    outputs: "draft.{{{{ ext }}}}"
+  refine:
+    needs: draft
+    workflow: "1904136902449209347"
+    nodes: {{"2": {{image: "{{{{ needs.draft.outputs[0] }}}}"}}}}
+    outputs: "refine.{{{{ ext }}}}"
+""")
+    assert run(emu, path, api_key).manifest.status == "succeeded"
+    (tmp_path / "out" / "refine.png").unlink()
+    again = run(emu, path, api_key).manifest
+    assert again.status == "succeeded"
+    assert (tmp_path / "out" / "refine.png").is_file()
+    assert emu.stats()["tasks"]["created"] == 2
+    third = run(emu, path, api_key).manifest
+    assert third.counts["succeeded"] == 2 and emu.stats()["tasks"]["created"] == 2
