@@ -54,7 +54,40 @@ def check(document: Any) -> list[Issue]:
     issues: list[Issue] = []
     for error in _validator().iter_errors(document):
         issues.extend(_issues(error))
-    return issues
+    issues.extend(_non_string_names(document))
+    return [Issue(_keys_as_text(document, i.path), i.message, i.at_key) for i in issues]
+
+
+def _keys_as_text(document: Any, path: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """Mapping keys as strings, list indices as ints (YAML allows ``3:`` as a key)."""
+    result: list[str | int] = []
+    node = document
+    for part in path:
+        if isinstance(node, dict):
+            result.append(str(part))
+            node = node.get(part)
+        else:
+            result.append(part)
+            node = node[part] if isinstance(node, list) and isinstance(part, int) else None
+    return tuple(result)
+
+
+def _non_string_names(document: Any) -> Iterator[Issue]:
+    """Names written as numbers (``1:``), which JSON Schema's propertyNames cannot see."""
+    if not isinstance(document, dict):
+        return
+    tables: list[tuple[tuple[str | int, ...], Any]] = [
+        (("steps",), document.get("steps")),
+        (("vars",), document.get("vars")),
+    ]
+    steps = document.get("steps")
+    for name, step in steps.items() if isinstance(steps, dict) else ():
+        if isinstance(step, dict):
+            tables += [(("steps", name, key), step.get(key)) for key in ("matrix", "zip")]
+    for path, table in tables:
+        for key in table if isinstance(table, dict) else ():
+            if not isinstance(key, str):
+                yield Issue((*path, key), _name_message(key), at_key=True)
 
 
 def _issues(error: Any) -> Iterator[Issue]:
