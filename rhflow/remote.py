@@ -262,14 +262,10 @@ class Remote:
         deadline = None if task.timeout is None else started + task.timeout
         polls, tried_ws = (0, False) if fresh else (-1, False)
         while True:
+            outputs = None
             if wss and self.options.websocket and not tried_ws:
                 tried_ws = True
-                await follow(
-                    wss,
-                    session=self._session,
-                    timeout=_remaining(deadline),
-                    on_event=functools.partial(self._progress, task),
-                )
+                outputs = await self._watch(task, remote_id, wss, deadline)
             elif polls >= 0:
                 interval = self.options.poll.interval(polls, self.rand, expected=self._expected())
                 polls += 1
@@ -277,15 +273,44 @@ class Remote:
                 await asyncio.sleep(interval if left is None else min(interval, left))
             else:
                 polls = 0  # re-attaching: ask at once
-            if deadline is not None and time.monotonic() >= deadline:
-                await self._timed_out(task, remote_id)
-            outputs = await self._outputs(task, remote_id)
+            if outputs is None:
+                if deadline is not None and time.monotonic() >= deadline:
+                    await self._timed_out(task, remote_id)
+                outputs = await self._outputs(task, remote_id)
             if outputs.done:
                 self._durations.append(time.monotonic() - started)
                 return outputs
             self._set_remote_state(task, record, outputs)
             if outputs.net_wss_url and not tried_ws:
                 wss = outputs.net_wss_url
+
+    async def _watch(
+        self, task: PlannedTask, remote_id: str, wss: str, deadline: float | None
+    ) -> TaskOutputs | None:
+        """Follow the WebSocket until it ends (None: confirm with ``outputs``). Every
+        ``ws_check`` seconds one ``outputs`` call makes sure a silent socket cannot hide the
+        end of the task; its answer is returned when the task is done."""
+        socket = asyncio.create_task(
+            follow(
+                wss,
+                session=self._session,
+                timeout=_remaining(deadline),
+                on_event=functools.partial(self._progress, task),
+            )
+        )
+        try:
+            while True:
+                left = _remaining(deadline)
+                check = self.options.ws_check if left is None else min(self.options.ws_check, left)
+                ended, _ = await asyncio.wait({socket}, timeout=check)
+                if ended or (deadline is not None and time.monotonic() >= deadline):
+                    return None
+                outputs = await self._outputs(task, remote_id)
+                if outputs.done:
+                    return outputs
+        finally:
+            socket.cancel()
+            await asyncio.gather(socket, return_exceptions=True)
 
     def _set_remote_state(self, task: PlannedTask, record: TaskRecord, out: TaskOutputs) -> None:
         status = "queued" if out.state == "QUEUED" else "running"

@@ -100,6 +100,7 @@ class ExecuteOptions:
     busy_backoff: Backoff = BUSY_BACKOFF
     api_backoff: Backoff = API_BACKOFF
     api_retries: int = 6
+    ws_check: float = 60.0  # while following a WebSocket, one outputs call this often
     download_retries: int = 5
     threads: int | None = None
 

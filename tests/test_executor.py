@@ -384,3 +384,15 @@ def test_random_failures_are_retried_until_every_task_succeeds(
     stats = emu.stats()["tasks"]
     assert stats["failed"] >= 1  # the seed makes some of them fail
     assert stats["created"] == 6 + stats["failed"] == sum(t.attempts for t in manifest.tasks)
+
+
+def test_while_following_a_websocket_outputs_is_still_checked_now_and_then(
+    make_emulator: Callable[..., Emulator], api_key: str, tmp_path: Path
+) -> None:
+    emu = make_emulator(task_seconds=(0.6, 0.6))
+    options = {**FAST, "ws_check": 0.1}
+    result = run(emu, write(tmp_path, sweep_yaml(1)), api_key, execute_options=options)
+    assert result.manifest.status == "succeeded"
+    stats = emu.stats()
+    assert stats["websocket_connections"] == 1
+    assert 3 <= stats["requests"]["/task/openapi/outputs"] <= 8
