@@ -161,7 +161,9 @@ class Remote:
                     continue
                 raise api_failure(err, "submitting the task failed") from err
 
-    async def _create_recorded(self, task: PlannedTask, entries: list[dict[str, Any]]) -> Any:
+    async def _create_recorded(
+        self, task: PlannedTask, entries: list[dict[str, Any]]
+    ) -> TaskCreated:
         future = self._loop.run_in_executor(
             self._pool, functools.partial(self._create, task, entries)
         )
