@@ -396,3 +396,30 @@ def test_while_following_a_websocket_outputs_is_still_checked_now_and_then(
     stats = emu.stats()
     assert stats["websocket_connections"] == 1
     assert 3 <= stats["requests"]["/task/openapi/outputs"] <= 8
+
+
+def test_a_downstream_task_starts_as_soon_as_its_upstream_is_done(
+    make_emulator: Callable[..., Emulator], api_key: str, tmp_path: Path
+) -> None:
+    emu = make_emulator()
+    text = f"""
+version: 1
+name: chain
+output: out
+concurrency: 1
+steps:
+  draft:
+    workflow: "{T2I}"
+    matrix: {{subject: [cat, dog]}}
+    nodes: {{"6": {{text: "a {{{{ subject }}}}"}}}}
+  refine:
+    needs: draft
+    workflow: "{I2I}"
+    nodes: {{"2": {{image: "{{{{ needs.draft.outputs[0] }}}}"}}}}
+"""
+    events: list[dict[str, Any]] = []
+    result = run(emu, write(tmp_path, text), api_key, events)
+    assert result.manifest.status == "succeeded"
+    params = {t.id: (t.step, t.params["subject"]) for t in result.manifest.tasks}
+    order = [params[e["task"]] for e in events if e["event"] == "task_submitted"]
+    assert order == [("draft", "cat"), ("refine", "cat"), ("draft", "dog"), ("refine", "dog")]
