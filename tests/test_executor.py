@@ -423,3 +423,17 @@ steps:
     params = {t.id: (t.step, t.params["subject"]) for t in result.manifest.tasks}
     order = [params[e["task"]] for e in events if e["event"] == "task_submitted"]
     assert order == [("draft", "cat"), ("refine", "cat"), ("draft", "dog"), ("refine", "dog")]
+
+
+def test_a_success_without_outputs_is_a_failure_that_says_why(
+    make_emulator: Callable[..., Emulator], api_key: str, tmp_path: Path
+) -> None:
+    emu = make_emulator()
+    faults(emu, no_outputs=1)
+    result = run(emu, write(tmp_path, sweep_yaml(1, retries=2)), api_key)
+    (task,) = result.manifest.tasks
+    assert task.status == "failed" and task.attempts == 1
+    assert task.failure == (
+        "the task succeeded without any output file; check that the workflow has an output "
+        "node (SaveImage...)"
+    )
