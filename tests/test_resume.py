@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import jsonschema
 import pytest
 import requests
 
@@ -195,6 +196,9 @@ def test_ctrl_c_cancels_remote_tasks_writes_the_manifest_and_exits_130(
     stats = emu.stats()["tasks"]
     assert stats["cancelled"] == 2 and stats["created"] == 2
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    jsonschema.validate(
+        manifest, json.loads((REPO / "schemas" / "manifest.schema.json").read_text())
+    )
     assert manifest["status"] == "interrupted"
     by_remote = {t["task_id"]: t for t in manifest["tasks"] if t["task_id"]}
     assert sorted(by_remote) == sorted(e["task_id"] for e in submitted)
