@@ -25,6 +25,7 @@ class Validation:
 
     lines: tuple[str, ...]
     ok: bool
+    warnings: tuple[str, ...] = ()
 
 
 def validate_files(
@@ -34,8 +35,10 @@ def validate_files(
     workflows: WorkflowSource | None = None,
 ) -> Validation:
     """Load and plan each file; one ``FILE: ok (N tasks)`` line per valid file, every problem
-    of the others as ``FILE:LINE:COL: path: message`` lines (sorted per file)."""
+    of the others as ``FILE:LINE:COL: path: message`` lines (sorted per file); plan warnings
+    (identical requests) as ``FILE: warning: ...``."""
     lines: list[str] = []
+    warnings: list[str] = []
     ok = True
     for file in files:
         try:
@@ -48,7 +51,8 @@ def validate_files(
             ok = False
         else:
             lines.append(f"{file}: ok ({_count(len(graph.tasks))})")
-    return Validation(tuple(lines), ok)
+            warnings.extend(f"{file}: warning: {w}" for w in graph.warnings)
+    return Validation(tuple(lines), ok, tuple(warnings))
 
 
 def _count(n: int) -> str:

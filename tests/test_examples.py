@@ -189,3 +189,11 @@ def test_plan_set_changes_the_rendered_values(monkeypatch: pytest.MonkeyPatch) -
     _, out, _ = run("plan", "pipelines/sweep.yaml", "--json", "--set", "style=ink", "--limit", "1")
     (first,) = [t for t in json.loads(out)["tasks"] if t["params"] == {"subject": "cat", "seed": 1}]
     assert first["node_info_list"][0]["fieldValue"] == "a portrait of a cat, ink"
+
+
+def test_validate_shows_plan_warnings_on_stderr(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text('version: 1\nsteps:\n  gen:\n    workflow: "1"\n    matrix: {n: [1, 2]}\n')
+    code, out, err = run("validate", str(path))
+    assert (code, out) == (0, f"{path}: ok (2 tasks)\n")
+    assert err.startswith(f"{path}: warning: step 'gen': 2 tasks send identical requests (")
