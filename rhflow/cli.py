@@ -121,6 +121,8 @@ def validate(files: tuple[str, ...], set_vars: tuple[str, ...]) -> int:
     result = validate_files(files, set_vars=set_vars, workflows=_workflow_source())
     for line in result.lines:
         click.echo(line)
+    for warning in result.warnings:
+        click.echo(warning, err=True)
     return 0 if result.ok else 1
 
 
