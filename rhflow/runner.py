@@ -14,6 +14,7 @@ an invalid pipeline raises ConfigError/PlanError before anything is sent.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rhflow.client import Client
+from rhflow.downloads import STAGING
 from rhflow.executor import execute
 from rhflow.journal import Journal
 from rhflow.manifest import Manifest
@@ -140,6 +142,7 @@ def _execute(
 ) -> Manifest:
     graph.output_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(graph.output_dir), Store.for_output(graph.output_dir) as store:
+        _remove_leftovers(graph.output_dir, manifest_path)
         journal = Journal(manifest_path, graph, store, shard=shard)
         store.set_meta("manifest", str(manifest_path.resolve()))
         store.set_meta("pipeline", graph.pipeline)
@@ -151,6 +154,13 @@ def _execute(
         finally:
             final = journal.finish(status)
         return final
+
+
+def _remove_leftovers(output_dir: Path, manifest_path: Path) -> None:
+    """Partial downloads and manifest temp files a killed run left (the lock is ours now)."""
+    shutil.rmtree(output_dir / STAGING, ignore_errors=True)
+    for temp in manifest_path.parent.glob(f".{manifest_path.name}.*.tmp"):
+        temp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

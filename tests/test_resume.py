@@ -168,9 +168,15 @@ def test_kill_9_mid_run_then_resume_submits_nothing_twice(
         proc.communicate(timeout=10)
     assert proc.returncode == -signal.SIGKILL
     assert sum(e["event"] == "task_succeeded" for e in seen) == 2
+    # what a kill during a download or a manifest write would leave
+    (tmp_path / "out" / ".rhflow" / "partial").mkdir(exist_ok=True)
+    (tmp_path / "out" / ".rhflow" / "partial" / ".x.png.1234.part").write_bytes(b"half")
+    (tmp_path / "out" / ".manifest.json.abcd.tmp").write_text("{")
     result = run(emu, path, api_key)
     manifest = result.manifest
     assert manifest.status == "succeeded" and manifest.counts["succeeded"] == 5
+    assert not (tmp_path / "out" / ".manifest.json.abcd.tmp").exists()
+    assert list((tmp_path / "out" / ".rhflow" / "partial").iterdir()) == []
     stats = emu.stats()["tasks"]
     assert stats["created"] == 5 and stats["duplicates"] == 0
     third = [e for e in seen if e["event"] == "task_submitted"][2]
