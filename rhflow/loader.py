@@ -620,12 +620,15 @@ class _Builder:
         from rhflow.planner import expand_sweep, sample_needs
 
         samples: dict[str, dict[str, Any]] = {}
+        built = {step.name for step in steps}
         for step in steps:
+            own = next(iter(expand_sweep(step.sweep)), None)
+            if own is None or any(n in built and n not in samples for n in step.needs):
+                continue  # an empty sweep, upstream or here: planning reports it
             params: dict[str, Any] = {}
             for need in step.needs:
                 params.update(samples.get(need, {}))
-            own = next(iter(expand_sweep(step.sweep)), None)
-            params.update(own or {})
+            params.update(own)
             samples[step.name] = params
             context = {**params, "params": params, "vars": vars_, "step": step.name}
             needs = sample_needs(step.needs, samples)
