@@ -38,7 +38,7 @@ from rhflow.downloads import Downloads
 from rhflow.failures import Lost, TaskFailure, failure_of
 from rhflow.journal import Journal, run_status
 from rhflow.model import PlannedTask, TaskGraph
-from rhflow.progress import Reporter
+from rhflow.progress import Reporter, SafeReporter
 from rhflow.remote import Remote
 from rhflow.resume import decide
 from rhflow.scheduling import ExecuteOptions
@@ -79,8 +79,9 @@ class Executor:
         self.graph = graph
         self._store = store
         self._journal = journal
-        self._reporter = reporter
         self._options = options
+        reporter = SafeReporter(reporter)
+        self._reporter = reporter
         self._remote = Remote(
             client, store, journal, reporter, options=options, server=server, rand=rand
         )
@@ -255,7 +256,11 @@ class Executor:
             except Exception as exc:  # a local fault or a bug: fail this task, not the run
                 log.error("task %s: %s", live.task.id, exc, exc_info=not isinstance(exc, OSError))
                 detail = {"kind": "error", "message": f"{type(exc).__name__}: {exc}"}
-                self._fail(live.task, TaskFailure(detail, retry=False))
+                try:
+                    self._fail(live.task, TaskFailure(detail, retry=False))
+                except Exception as again:  # nothing can be recorded: stop instead of waiting
+                    self._journal.errors.append(f"{type(again).__name__}: {again}")
+                    self._stop("fatal", cancel=False)
             except asyncio.CancelledError:
                 await self._remote.abandon(live.task, self._abandon_reason())
                 self._reporter.emit(

@@ -199,6 +199,26 @@ class LiveReporter:
         self._progress.stop()
 
 
+class SafeReporter:
+    """Wraps a reporter so that a failing output (a closed pipe: ``rhflow run --json | head``)
+    stops the progress output, not the run."""
+
+    def __init__(self, inner: Reporter) -> None:
+        self._inner: Reporter | None = inner
+
+    def emit(self, event: str, **fields: Any) -> None:
+        if self._inner is None:
+            return
+        try:
+            self._inner.emit(event, **fields)
+        except (OSError, ValueError):
+            self._inner = None
+
+    def close(self) -> None:
+        if self._inner is not None:
+            self._inner.close()
+
+
 def make_reporter(*, quiet: bool = False, as_json: bool = False) -> Reporter:
     """JSON lines, nothing, a live display on a terminal, or plain lines otherwise."""
     if as_json:

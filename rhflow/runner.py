@@ -27,7 +27,7 @@ from rhflow.executor import execute
 from rhflow.journal import Journal
 from rhflow.manifest import Manifest
 from rhflow.model import TaskGraph
-from rhflow.progress import QuietReporter, Reporter
+from rhflow.progress import QuietReporter, Reporter, SafeReporter
 from rhflow.scheduling import ExecuteOptions, PollPolicy, parse_shard, shard_tasks
 from rhflow.store import RunLock, Store
 
@@ -73,7 +73,7 @@ def run_pipeline(
 ) -> RunResult:
     """Load, plan and run a pipeline; return the manifest (written to disk as the run went)."""
     started = time.monotonic()
-    reporter = reporter or QuietReporter()
+    reporter = SafeReporter(reporter or QuietReporter())
     graph = plan_graph(
         path,
         set_vars=set_vars,
