@@ -26,20 +26,20 @@ from rhflow.planner import expand_sweep, plan
 PIPELINE = """\
 version: 1
 name: scale
-vars: {{style: watercolor}}
+vars: {style: watercolor}
 steps:
   gen:
     workflow: "1904136902449209346"
-    workflow_file: {workflow}
+    workflow_file: @WORKFLOW@
     matrix:
-      subject: {subjects}
-      seed: {{range: [0, {seeds}]}}
-      steps: {steps}
+      subject: @SUBJECTS@
+      seed: {range: [0, @SEEDS@]}
+      steps: @STEPS@
     nodes:
-      "6": {{text: "a {{{{ subject }}}}, {{{{ vars.style }}}}"}}
-      "3": {{seed: "{{{{ seed }}}}", steps: "{{{{ steps }}}}"}}
-      "5": {{width: 64, height: 64}}
-    outputs: "{{{{ subject }}}}/{{{{ seed | zpad(5) }}}}-{{{{ index }}}}.{{{{ ext }}}}"
+      "6": {text: "a {{ subject }}, {{ vars.style }}"}
+      "3": {seed: "{{ seed }}", steps: "{{ steps }}"}
+      "5": {width: 64, height: 64}
+    outputs: "{{ subject }}/{{ seed | zpad(5) }}-s{{ steps }}-{{ index }}.{{ ext }}"
 """
 
 
@@ -47,7 +47,12 @@ def _write(folder: Path, axes: list[int]) -> Path:
     subjects = [f"subject{i}" for i in range(axes[0])]
     steps = list(range(1, axes[2] + 1))
     workflow = Path(__file__).resolve().parent.parent / "pipelines" / "workflows" / "t2i.json"
-    text = PIPELINE.format(workflow=workflow, subjects=subjects, seeds=axes[1], steps=steps)
+    text = (
+        PIPELINE.replace("@WORKFLOW@", str(workflow))
+        .replace("@SUBJECTS@", str(subjects))
+        .replace("@SEEDS@", str(axes[1]))
+        .replace("@STEPS@", str(steps))
+    )
     path = folder / "scale.yaml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -79,6 +84,7 @@ def main() -> None:
             tracemalloc.stop()
     tasks = len(graph.tasks)  # type: ignore[attr-defined]
     assert tasks == count, (tasks, count)
+    assert not graph.warnings, graph.warnings  # type: ignore[attr-defined]
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"tasks:            {tasks}")
     print(f"plan:             {seconds:.2f} s ({tasks / seconds:,.0f} tasks/s)")

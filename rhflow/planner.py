@@ -129,10 +129,33 @@ def plan(
         output_dir=pipeline.output_dir,
         concurrency=pipeline.concurrency,
         tasks=flat,
-        warnings=tuple(
-            w for step in pipeline.steps for w in _duplicates(step.name, tasks[step.name])
-        ),
+        warnings=tuple(w for step in pipeline.steps for w in _warnings(step, tasks[step.name])),
     )
+
+
+def _warnings(step: Step, tasks: list[PlannedTask]) -> list[str]:
+    return _duplicates(step.name, tasks) + _clashing_outputs(step, tasks)
+
+
+def _clashing_outputs(step: Step, tasks: list[PlannedTask]) -> list[str]:
+    """A warning when two tasks' first outputs would get the same file name."""
+    template = compile_template(step.outputs)
+    if "task" in template.names or len(tasks) < 2:
+        return []
+    fixed = {"index": 0, "ext": "png", "node_id": "0", "task": ""}
+    seen: dict[str, str] = {}
+    for task in tasks:
+        try:
+            name = str(template.render({**task.context, **fixed}))
+        except RenderError:
+            return []  # reported when the task runs
+        if name in seen:
+            return [
+                f"step '{step.name}': tasks {seen[name]} and {task.id} would both write "
+                f"'{name}'; add {{{{ task }}}} or a parameter that differs to its outputs template"
+            ]
+        seen[name] = task.id
+    return []
 
 
 def _only(pipeline: Pipeline, only: Mapping[str, Any] | Iterable[str] | None) -> dict[str, Any]:

@@ -471,3 +471,23 @@ def test_a_huge_sweep_is_refused_unless_limited(tmp_path: Path) -> None:
         "split the sweep or plan a part of it with --limit"
     )
     assert params(plan(load_pipeline(path), limit=2)) == [{"x": 0, "y": 0}, {"x": 0, "y": 1}]
+
+
+def test_outputs_that_would_overwrite_each_other_are_warned_about(tmp_path: Path) -> None:
+    text = """
+        version: 1
+        steps:
+          gen:
+            workflow: "1"
+            matrix: {seed: [1, 2]}
+            nodes: {"3": {seed: "{{ seed }}"}}
+            outputs: "{{ step }}-{{ index }}.{{ ext }}"
+    """
+    graph = plan_text(tmp_path, text)
+    a, b = (t.id for t in graph.tasks)
+    assert graph.warnings == (
+        f"step 'gen': tasks {a} and {b} would both write 'gen-0.png'; add {{{{ task }}}} or a "
+        "parameter that differs to its outputs template",
+    )
+    assert plan_text(tmp_path, text.replace("{{ step }}-", "{{ seed }}-")).warnings == ()
+    assert plan_text(tmp_path, text.replace("{{ step }}-", "{{ task }}-")).warnings == ()
