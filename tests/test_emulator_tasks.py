@@ -394,9 +394,12 @@ def test_port_in_use_is_a_usage_error(emulator: Emulator) -> None:
 
 
 def test_config_rejects_bad_values() -> None:
-    with pytest.raises(UsageError, match="fail_rate must be between 0 and 1, got 2"):
+    with pytest.raises(UsageError) as caught:
         EmulatorConfig(fail_rate=2)
-    with pytest.raises(UsageError, match="concurrency must be at least 1"):
+    assert str(caught.value) == (
+        "invalid emulator settings: fail_rate (--fail-rate) must be between 0 and 1, got 2"
+    )
+    with pytest.raises(UsageError, match=r"concurrency \(--concurrency\) must be at least 1"):
         EmulatorConfig(concurrency=0)
     with pytest.raises(UsageError, match="MIN must not exceed MAX"):
         EmulatorConfig(task_seconds=(3, 1))

@@ -93,25 +93,32 @@ def _checked_range(name: str, value: tuple[Any, ...]) -> tuple[float, float]:
     return (low, high)
 
 
+def _name(field: str) -> str:
+    """``fail_rate (--fail-rate)``: the field and the CLI option that sets it."""
+    return f"{field} (--{field.replace('_', '-')})"
+
+
 def _check(config: EmulatorConfig) -> None:
     problems = []
     for name in ("fail_rate", "error_rate"):
         if not 0.0 <= getattr(config, name) <= 1.0:
-            problems.append(f"{name} must be between 0 and 1, got {getattr(config, name)}")
+            problems.append(f"{_name(name)} must be between 0 and 1, got {getattr(config, name)}")
     if config.concurrency < 1:
-        problems.append(f"concurrency must be at least 1, got {config.concurrency}")
+        problems.append(f"{_name('concurrency')} must be at least 1, got {config.concurrency}")
     if config.latency < 0:
-        problems.append(f"latency must be >= 0 seconds, got {config.latency}")
+        problems.append(f"{_name('latency')} must be >= 0 seconds, got {config.latency}")
     if not 0 <= config.port <= 65535:
-        problems.append(f"port must be 0-65535, got {config.port}")
+        problems.append(f"{_name('port')} must be 0-65535, got {config.port}")
+    if config.coins < 0:
+        problems.append(f"{_name('coins')} must be >= 0, got {config.coins}")
     if config.outputs_style not in ("codes", "plain"):
         problems.append(f"outputs_style must be 'codes' or 'plain', got {config.outputs_style!r}")
     if config.traceback_style not in ("string", "list"):
         problems.append(
             f"traceback_style must be 'string' or 'list', got {config.traceback_style!r}"
         )
-    if config.coins < 0 or config.upload_limit < 1 or config.personal_queue_limit < 0:
-        problems.append("coins, upload_limit and personal_queue_limit must be positive")
+    if config.upload_limit < 1 or config.personal_queue_limit < 0:
+        problems.append("upload_limit must be positive and personal_queue_limit >= 0")
     if any(not key for key in config.api_keys):
         problems.append("api_keys must not contain an empty key")
     if problems:
