@@ -165,20 +165,42 @@ class Remote:
         self, task: PlannedTask, entries: list[dict[str, Any]]
     ) -> TaskCreated:
         future = self._loop.run_in_executor(
-            self._pool, functools.partial(self._create, task, entries)
+            self._pool, functools.partial(self._create_and_record, task, entries)
         )
         try:
-            created = await asyncio.shield(future)
+            created, attempts = await asyncio.shield(future)
         except asyncio.CancelledError:
-            # The request is in the air: wait for its answer so the remote id is never lost.
+            # The request is in the air: let its answer be recorded before stopping.
             try:
-                created = await future
+                created, attempts = await future
             except ApiError:
                 raise asyncio.CancelledError() from None
-            self._record_created(task, created, entries)
+            self._created(task, created, attempts)
             raise
-        self._record_created(task, created, entries)
+        self._created(task, created, attempts)
         return created
+
+    def _create_and_record(
+        self, task: PlannedTask, entries: list[dict[str, Any]]
+    ) -> tuple[TaskCreated, int]:
+        """In a pool thread: create, then commit the remote id at once, without waiting for
+        the event loop (this is the window in which a crash could lose a created task)."""
+        created = self._create(task, entries)
+        record = self._store.get(task.id)
+        attempts = (record.attempts if record else 0) + 1
+        self._store.update(
+            task.id,
+            remote_id=created.task_id,
+            server=self._server,
+            status="queued" if created.status.upper() == "QUEUED" else "running",
+            attempts=attempts,
+            node_info_list=tuple(entries),
+            submitted_at=time.time(),
+            finished_at=None,
+            failure=None,
+            outputs=(),
+        )
+        return created, attempts
 
     def _create(self, task: PlannedTask, entries: list[dict[str, Any]]) -> TaskCreated:
         target = task.target
@@ -199,25 +221,10 @@ class Remote:
             use_personal_queue=task.use_personal_queue,
         )
 
-    def _record_created(
-        self, task: PlannedTask, created: TaskCreated, entries: list[dict[str, Any]]
-    ) -> None:
-        record = self._store.get(task.id)
-        attempts = (record.attempts if record else 0) + 1
-        status = "queued" if created.status.upper() == "QUEUED" else "running"
-        self.save(
-            task,
-            remote_id=created.task_id,
-            server=self._server,
-            status=status,
-            attempts=attempts,
-            node_info_list=tuple(entries),
-            submitted_at=time.time(),
-            finished_at=None,
-            failure=None,
-            outputs=(),
-        )
+    def _created(self, task: PlannedTask, created: TaskCreated, attempts: int) -> None:
+        self.dirty = True
         self._started[task.id] = time.monotonic()
+        status = "queued" if created.status.upper() == "QUEUED" else "running"
         self.emit("task_submitted", task, task_id=created.task_id, attempt=attempts, status=status)
 
     async def _wait_for_slot(self, delay: float) -> None:
