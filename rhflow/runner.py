@@ -23,6 +23,7 @@ from typing import Any
 
 from rhflow.client import Client
 from rhflow.downloads import STAGING
+from rhflow.errors import UsageError
 from rhflow.executor import execute
 from rhflow.journal import Journal
 from rhflow.manifest import Manifest
@@ -120,6 +121,8 @@ def plan_graph(
     from rhflow.loader import load_pipeline
     from rhflow.planner import plan
 
+    if concurrency is not None and concurrency < 1:
+        raise UsageError(f"--concurrency must be at least 1, got {concurrency}")
     share = parse_shard(shard) if shard else None
     pipeline = load_pipeline(
         Path(path),

@@ -140,6 +140,14 @@ def test_a_bad_shard_exits_2(
     )
 
 
+def test_a_concurrency_below_1_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run_cli([str(pipeline(tmp_path)), "--concurrency", "0"], None, "k" * 32, monkeypatch)
+    assert code == 2
+    assert capsys.readouterr().err == "Error: --concurrency must be at least 1, got 0\n"
+
+
 def test_emulator_flag_runs_without_a_key_and_leaves_images_and_a_manifest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
