@@ -437,3 +437,29 @@ def test_a_success_without_outputs_is_a_failure_that_says_why(
         "the task succeeded without any output file; check that the workflow has an output "
         "node (SaveImage...)"
     )
+
+
+@pytest.mark.parametrize("quick", ["", '\n    quick_create_code: "1"'])
+def test_ai_apps_run_and_their_outputs_are_kept(
+    make_emulator: Callable[..., Emulator], api_key: str, tmp_path: Path, quick: str
+) -> None:
+    emu = make_emulator()
+    text = f"""
+version: 1
+name: apps
+output: out
+steps:
+  caption:
+    app: "1877265245566922753"{quick}
+    matrix: {{topic: [sea, sky]}}
+    nodes:
+      "6": {{text: "a picture of the {{{{ topic }}}}"}}
+      "5": {{width: 64, height: 64}}
+    outputs: "{{{{ topic }}}}-{{{{ index }}}}.{{{{ ext }}}}"
+"""
+    result = run(emu, write(tmp_path, text), api_key)
+    assert result.manifest.status == "succeeded", [t.failure for t in result.manifest.tasks]
+    path = "/task/openapi/quick-ai-app/run" if quick else "/task/openapi/ai-app/run"
+    assert emu.stats()["requests"][path] == 2
+    for file in output_files(result):
+        assert file.is_file() and file.stat().st_size > 0
