@@ -463,3 +463,30 @@ steps:
     assert emu.stats()["requests"][path] == 2
     for file in output_files(result):
         assert file.is_file() and file.stat().st_size > 0
+
+
+def test_every_output_of_a_multi_output_or_video_task_is_kept(
+    make_emulator: Callable[..., Emulator], api_key: str, tmp_path: Path
+) -> None:
+    emu = make_emulator()
+    text = """
+version: 1
+name: kinds
+output: out
+steps:
+  two:
+    workflow: "1904136902449209348"
+    outputs: "two-{{ index }}-{{ node_id }}.{{ ext }}"
+  video:
+    workflow: "1904136902449209349"
+    outputs: "video-{{ index }}.{{ ext }}"
+"""
+    result = run(emu, write(tmp_path, text), api_key)
+    assert result.manifest.status == "succeeded", [t.failure for t in result.manifest.tasks]
+    by_step = {t.step: t for t in result.manifest.tasks}
+    assert len(by_step["two"].outputs) == 2
+    assert [o.index for o in by_step["two"].outputs] == [0, 1]
+    for output in (*by_step["two"].outputs, *by_step["video"].outputs):
+        assert output.path and output.path.startswith(("two-", "video-"))
+        path = tmp_path / "out" / output.path
+        assert sha(path) == output.sha256 and path.suffix == f".{output.file_type}"
