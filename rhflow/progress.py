@@ -147,10 +147,10 @@ class LiveReporter:
         )
         self._overall: TaskID | None = None
         self._rows: dict[str, TaskID] = {}
-        self._progress.start()
 
     def emit(self, event: str, **fields: Any) -> None:
         if event == "run_started":
+            self._progress.start()
             self._overall = self._progress.add_task(
                 str(fields["pipeline"]),
                 total=fields["total"],

@@ -94,16 +94,18 @@ def run_pipeline(
         **dict(execute_options or {}),
     )
     manifest_path = Path(manifest) if manifest else graph.output_dir / MANIFEST_NAME
-    with _client(client, emulator=emulator, base_url=base_url, api_key=api_key) as live_client:
-        result = _execute(graph, live_client, reporter, options, manifest_path, shard)
-    reporter.emit(
-        "run_finished",
-        status=result.status,
-        counts=dict(result.counts),
-        manifest=str(manifest_path),
-        errors=list(result.errors),
-    )
-    reporter.close()
+    try:
+        with _client(client, emulator=emulator, base_url=base_url, api_key=api_key) as made:
+            result = _execute(graph, made, reporter, options, manifest_path, shard)
+        reporter.emit(
+            "run_finished",
+            status=result.status,
+            counts=dict(result.counts),
+            manifest=str(manifest_path),
+            errors=list(result.errors),
+        )
+    finally:
+        reporter.close()
     return RunResult(result, manifest_path, time.monotonic() - started)
 
 
