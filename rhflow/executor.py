@@ -173,49 +173,58 @@ class Executor:
 
     def _prepare(self) -> None:
         records = self._store.tasks()
-        ids = {t.id for t in self.graph.tasks}
-        skipped = 0
-        for task in self.graph.tasks:
-            live = self._initial(task, records.get(task.id))
-            self._live[task.id] = live
-            for up in task.upstream_ids:
-                self._children.setdefault(up, []).append(task.id)
-            if live.mode == "done":
-                skipped += 1
-                self._downloads.claim(live.record)
-                self._reporter.emit(
-                    "task_skipped",
-                    task=task.id,
-                    step=task.step,
-                    reason="already succeeded; files intact",
-                )
-                continue
-            self._remaining += 1
-            # graph.tasks lists upstream tasks first, so their decision is already made
-            live.waiting = {u for u in task.upstream_ids if u in ids and not self._done(u)}
-            missing = [u for u in task.upstream_ids if u not in ids]
-            for up in missing:
-                rec = records.get(up)
-                if rec is None or rec.status != "succeeded":
-                    live.waiting.add(up)  # never satisfied: cancelled below
+        for task in self.graph.tasks:  # upstream tasks come first
+            self._add(task, records)
         self._store.save_many(self._to_save)
         self._to_save.clear()
+        done = [live for live in self._live.values() if live.mode == "done"]
         self._reporter.emit(
             "run_started",
             pipeline=self.graph.pipeline,
             total=len(self.graph.tasks),
             to_run=self._remaining,
-            skipped=skipped,
+            skipped=len(done),
             concurrency=self._options.concurrency,
             output=str(self.graph.output_dir),
         )
-        for task in self.graph.tasks:
-            self._queue_if_ready(self._live[task.id], at_start=True)
-        for live in list(self._live.values()):
-            stuck = [u for u in live.waiting if u not in ids]
-            if stuck and live.mode != "done" and live.record.status != "cancelled":
-                self._cancel_downstream_of(stuck[0], f"upstream task {stuck[0]} has not succeeded")
+        for live in done:
+            self._reporter.emit(
+                "task_skipped",
+                task=live.task.id,
+                step=live.task.step,
+                reason="already succeeded; files intact",
+            )
+        for live in self._live.values():
+            self._queue_if_ready(live, at_start=True)
+        self._cancel_stuck()
         self._journal.write()
+
+    def _add(self, task: PlannedTask, records: dict[str, TaskRecord]) -> None:
+        live = self._initial(task, records.get(task.id))
+        self._live[task.id] = live
+        for up in task.upstream_ids:
+            self._children.setdefault(up, []).append(task.id)
+        if live.mode == "done":
+            self._downloads.claim(live.record)
+            return
+        self._remaining += 1
+        live.waiting = {u for u in task.upstream_ids if not self._satisfied(u, records)}
+
+    def _satisfied(self, upstream: str, records: dict[str, TaskRecord]) -> bool:
+        """Done in an earlier run (a task of this graph, or one outside it, e.g. another
+        --only selection); tasks of this graph still to run are not."""
+        if upstream in self._live:
+            return self._done(upstream)
+        record = records.get(upstream)
+        return record is not None and record.status == "succeeded"
+
+    def _cancel_stuck(self) -> None:
+        """Tasks needing an upstream task that is neither in this run nor done: cancelled."""
+        for live in list(self._live.values()):
+            stuck = [u for u in live.waiting if u not in self._live]
+            if stuck and live.mode != "done":
+                reason = f"upstream task {stuck[0]} is not part of this run and has not succeeded"
+                self._cancel_downstream_of(stuck[0], reason)
 
     def _done(self, task_id: str) -> bool:
         live = self._live.get(task_id)
