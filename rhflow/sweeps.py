@@ -1,0 +1,158 @@
+"""The sweep of one step (matrix, zip, rows, include/exclude) checked into a Sweep.
+
+:class:`SweepChecker` is the base of the pipeline builder in :mod:`rhflow.checks`: it holds the
+document, the pipeline's folder and the problems found so far. A problem is reported at its
+line, not raised, so that a file's problems all come out at once. :mod:`rhflow.loader` imports
+this module, so the loader's names are imported inside the functions that use them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rhflow.errors import Problem
+from rhflow.model import Sweep, Where
+from rhflow.render import BASE_NAMES, OUTPUT_NAMES
+from rhflow.schema import did_you_mean
+
+if TYPE_CHECKING:
+    from rhflow.loader import Document
+
+#: Most values one ``range`` axis may produce.
+MAX_AXIS = 1_000_000
+#: Names a sweep parameter cannot take: the template names rhflow provides.
+RESERVED = BASE_NAMES | OUTPUT_NAMES
+
+
+class SweepChecker:
+    """Reads the sweep of a step; collects problems in ``problems`` instead of raising."""
+
+    def __init__(self, doc: Document, path: Path) -> None:
+        self.doc = doc
+        self.base = path.parent
+        self.problems: list[Problem] = []
+
+    def report(self, path: Iterable[str | int], message: str, *, at_key: bool = False) -> None:
+        self.problems.append(self.doc.problem(path, message, at_key=at_key))
+
+    def where(self, path: tuple[str | int, ...]) -> Where:
+        from rhflow.loader import dotted
+
+        line, col = self.doc.where(path)
+        return Where(self.doc.file, line, col, dotted(path))
+
+    # -- sweeps ------------------------------------------------------------------------------
+
+    def sweep(self, base: tuple[str | int, ...], raw: Mapping[str, Any]) -> Sweep:
+        matrix = raw.get("matrix") or {}
+        axes = [(n, self.axis((*base, "matrix", n), v)) for n, v in matrix.items()
+                if n not in ("include", "exclude")]  # fmt: skip
+        sources = [((*base, "matrix", n), n) for n, _ in axes]
+        zips = []
+        if "zip" in raw:
+            zips.append(self.zip((*base, "zip"), raw["zip"]))
+            sources += [((*base, "zip", n), n) for n in raw["zip"]]
+        if "rows" in raw:
+            zips.append(self.rows((*base, "rows"), raw["rows"]))
+            sources += [((*base, "rows"), str(n)) for n in (zips[-1][0] if zips[-1] else ())]
+        self.check_names(sources)
+        sweep = Sweep(tuple(axes), tuple(tuple(z) for z in zips))
+        include = self.combos(
+            (*base, "matrix", "include"), matrix.get("include") or [], sweep, True
+        )
+        exclude = self.combos(
+            (*base, "matrix", "exclude"), matrix.get("exclude") or [], sweep, False
+        )
+        return Sweep(sweep.axes, sweep.zips, include, exclude)
+
+    def axis(self, at: tuple[str | int, ...], value: Any) -> tuple[Any, ...]:
+        if isinstance(value, list):
+            return tuple(value)
+        start, stop, *rest = value["range"]
+        step = rest[0] if rest else 1
+        if step == 0:
+            self.report((*at, "range"), "range step must not be 0")
+            return ()
+        values = range(start, stop, step)
+        if not values:
+            self.report(
+                (*at, "range"), f"range({start}, {stop}, {step}) is empty; stop is excluded"
+            )
+        if len(values) > MAX_AXIS:
+            self.report((*at, "range"), f"range has {len(values)} values; at most {MAX_AXIS}")
+            return ()
+        return tuple(values)
+
+    def zip(self, at: tuple[str | int, ...], table: Mapping[str, Any]) -> list[dict[str, Any]]:
+        columns = {name: self.axis((*at, name), value) for name, value in table.items()}
+        lengths = {name: len(values) for name, values in columns.items()}
+        if len(set(lengths.values())) > 1:
+            shown = ", ".join(f"{n}: {k}" for n, k in lengths.items())
+            self.report(at, f"zip lists must have the same length; lengths are {shown}")
+            return []
+        return [
+            dict(zip(columns, values, strict=True))
+            for values in zip(*columns.values(), strict=True)
+        ]
+
+    def rows(self, at: tuple[str | int, ...], relpath: str) -> list[dict[str, Any]]:
+        from rhflow.loader import read_rows
+
+        try:
+            rows = read_rows(self.base / relpath)
+        except OSError:
+            self.report(at, f"file not found: {relpath} (paths are relative to the pipeline file)")
+            return []
+        except ValueError as exc:
+            self.report(at, f"{relpath}: {exc}")
+            return []
+        if not rows:
+            self.report(at, f"{relpath} has no rows")
+        for number, row in enumerate(rows, 1):
+            if set(row) != set(rows[0]):
+                self.report(
+                    at,
+                    f"{relpath}: row {number} has keys {sorted(row)}, row 1 has {sorted(rows[0])}",
+                )
+                return []
+        return rows
+
+    def check_names(self, sources: list[tuple[tuple[str | int, ...], str]]) -> None:
+        seen: set[str] = set()
+        for at, name in sources:
+            at_key = at[-1] == name
+            if name in seen:
+                message = (
+                    f"parameter '{name}' is defined twice; matrix, zip and rows need distinct names"
+                )
+                self.report(at, message, at_key=at_key)
+            elif name in RESERVED or not str(name).isidentifier():
+                reserved = ", ".join(sorted(RESERVED))
+                message = (
+                    f"'{name}' cannot be a parameter name: use an identifier other than {reserved}"
+                )
+                self.report(at, message, at_key=at_key)
+            seen.add(name)
+
+    def combos(
+        self, at: tuple[str | int, ...], entries: list[Any], sweep: Sweep, complete: bool
+    ) -> tuple[dict[str, Any], ...]:
+        names = sweep.names
+        for number, entry in enumerate(entries):
+            for key in entry:
+                if key not in names:
+                    known = ", ".join(names) or "none"
+                    self.report(
+                        (*at, number, key),
+                        f"'{key}' is not a parameter of this step{did_you_mean(key, names)}; "
+                        f"parameters are: {known}",
+                        at_key=True,
+                    )
+            missing = [n for n in names if n not in entry]
+            if complete and missing:
+                self.report(
+                    (*at, number), f"include entry lacks {', '.join(missing)}; give every parameter"
+                )
+        return tuple(dict(e) for e in entries)
