@@ -26,10 +26,8 @@ import logging
 import random
 import signal
 import threading
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 import aiohttp
 
@@ -37,6 +35,7 @@ from rhflow.client import Client, TaskOutputs
 from rhflow.downloads import Downloads
 from rhflow.failures import Lost, TaskFailure, failure_of
 from rhflow.journal import Journal, run_status
+from rhflow.lineup import Lineup, Live
 from rhflow.model import PlannedTask, TaskGraph
 from rhflow.progress import Reporter, SafeReporter
 from rhflow.remote import Remote
@@ -47,18 +46,6 @@ from rhflow.store import Store, TaskRecord
 __all__ = ["ExecuteOptions", "Executor", "execute"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class Live:
-    """A task of this run: its plan, its latest record, and how to start it."""
-
-    task: PlannedTask
-    record: TaskRecord
-    mode: str = "fresh"  # fresh | follow | collect
-    waiting: set[str] = field(default_factory=set)
-    run_attempts: int = 0
-    stale: bool = False  # downloading from links recorded by an earlier run
 
 
 class Executor:
@@ -86,11 +73,7 @@ class Executor:
             client, store, journal, reporter, options=options, server=server, rand=rand
         )
         self._downloads = Downloads(self._remote, graph.output_dir)
-        self._live: dict[str, Live] = {}
-        self._children: dict[str, list[str]] = {}
-        self._ready: deque[Live] = deque()
-        self._remaining = 0
-        self._wake = asyncio.Event()
+        self._line = Lineup()
         self._workers: list[asyncio.Task[None]] = []
         self._stop_reason: str | None = None
         self._to_save: list[TaskRecord] = []
@@ -159,10 +142,13 @@ class Executor:
         self._reporter.emit("run_error", message="interrupted: stopping")
         self._stop("interrupted", cancel=True)
 
+    def _stopped(self) -> bool:
+        return self._stop_reason is not None
+
     def _stop(self, reason: str, *, cancel: bool) -> None:
         if self._stop_reason is None:
             self._stop_reason = reason
-        self._wake.set()
+        self._line.wake()
         if cancel:
             current = asyncio.current_task()
             for worker in self._workers:
@@ -174,15 +160,18 @@ class Executor:
     def _prepare(self) -> None:
         records = self._store.tasks()
         for task in self.graph.tasks:  # upstream tasks come first
-            self._add(task, records)
+            live = self._initial(task, records.get(task.id))
+            self._line.add(live, lambda up: self._satisfied(up, records))
+            if live.mode == "done":
+                self._downloads.claim(live.record)
         self._store.save_many(self._to_save)
         self._to_save.clear()
-        done = [live for live in self._live.values() if live.mode == "done"]
+        done = [live for live in self._line.tasks.values() if live.mode == "done"]
         self._reporter.emit(
             "run_started",
             pipeline=self.graph.pipeline,
             total=len(self.graph.tasks),
-            to_run=self._remaining,
+            to_run=self._line.remaining,
             skipped=len(done),
             concurrency=self._options.concurrency,
             output=str(self.graph.output_dir),
@@ -194,41 +183,19 @@ class Executor:
                 step=live.task.step,
                 reason="already succeeded; files intact",
             )
-        for live in self._live.values():
-            self._queue_if_ready(live, at_start=True)
-        self._cancel_stuck()
+        self._line.start()
+        for _, upstream in self._line.stuck():
+            reason = f"upstream task {upstream} is not part of this run and has not succeeded"
+            self._cancel(self._line.drop_downstream(upstream), reason)
         self._journal.write()
-
-    def _add(self, task: PlannedTask, records: dict[str, TaskRecord]) -> None:
-        live = self._initial(task, records.get(task.id))
-        self._live[task.id] = live
-        for up in task.upstream_ids:
-            self._children.setdefault(up, []).append(task.id)
-        if live.mode == "done":
-            self._downloads.claim(live.record)
-            return
-        self._remaining += 1
-        live.waiting = {u for u in task.upstream_ids if not self._satisfied(u, records)}
 
     def _satisfied(self, upstream: str, records: dict[str, TaskRecord]) -> bool:
         """Done in an earlier run (a task of this graph, or one outside it, e.g. another
         --only selection); tasks of this graph still to run are not."""
-        if upstream in self._live:
-            return self._done(upstream)
+        if upstream in self._line.tasks:
+            return self._line.done(upstream)
         record = records.get(upstream)
         return record is not None and record.status == "succeeded"
-
-    def _cancel_stuck(self) -> None:
-        """Tasks needing an upstream task that is neither in this run nor done: cancelled."""
-        for live in list(self._live.values()):
-            stuck = [u for u in live.waiting if u not in self._live]
-            if stuck and live.mode != "done":
-                reason = f"upstream task {stuck[0]} is not part of this run and has not succeeded"
-                self._cancel_downstream_of(stuck[0], reason)
-
-    def _done(self, task_id: str) -> bool:
-        live = self._live.get(task_id)
-        return live is not None and live.mode == "done" and live.record.status == "succeeded"
 
     def _initial(self, task: PlannedTask, record: TaskRecord | None) -> Live:
         decision = decide(task, record, force=self._options.force)
@@ -236,30 +203,10 @@ class Executor:
             self._to_save.append(decision.record)
         return Live(task, decision.record, mode=decision.mode)
 
-    def _queue_if_ready(self, live: Live, *, at_start: bool = False) -> None:
-        if live.mode == "done" or live.waiting:
-            return
-        if live.mode in ("follow", "collect") or not at_start:
-            self._ready.appendleft(live)  # in flight already, or a chain to finish first
-        else:
-            self._ready.append(live)
-        self._wake.set()
-
-    async def _next(self) -> Live | None:
-        while True:
-            if self._stop_reason is not None:
-                return None
-            if self._ready:
-                return self._ready.popleft()
-            if self._remaining <= 0:
-                return None
-            self._wake.clear()
-            await self._wake.wait()
-
     # -- one task ---------------------------------------------------------------------------
 
     async def _worker(self) -> None:
-        while (live := await self._next()) is not None:
+        while (live := await self._line.next(self._stopped)) is not None:
             try:
                 await self._run_task(live)
             except Exception as exc:  # a local fault or a bug: fail this task, not the run
@@ -367,38 +314,19 @@ class Executor:
             self._stop("fail_fast", cancel=True)
 
     def _finish(self, task: PlannedTask, *, succeeded: bool) -> None:
-        self._remaining -= 1
         self._remote.slot_freed()
         self._remote.dirty = True
-        for child_id in self._children.get(task.id, ()):
-            child = self._live.get(child_id)
-            if child is None or child.mode == "done":
-                continue
-            if succeeded:
-                child.waiting.discard(task.id)
-                self._queue_if_ready(child)
-            else:
-                self._cancel_downstream_of(task.id, f"upstream task {task.id[:10]} failed")
-        self._wake.set()
+        dropped = self._line.ended(task.id, succeeded=succeeded)
+        self._cancel(dropped, f"upstream task {task.id[:10]} failed")
 
-    def _cancel_downstream_of(self, upstream: str, reason: str) -> None:
-        for child_id in self._children.get(upstream, ()):
-            child = self._live.get(child_id)
-            if child is None or child.mode == "done" or not child.waiting:
-                continue
-            child.waiting.clear()
-            child.mode = "done"
-            self._remote.record_failure(
-                child.task,
-                TaskFailure({"kind": "upstream", "message": reason}, retry=False),
-                status="cancelled",
-            )
+    def _cancel(self, tasks: list[Live], reason: str) -> None:
+        """Record tasks that cannot run because an upstream task failed or is missing."""
+        for live in tasks:
+            failure = TaskFailure({"kind": "upstream", "message": reason}, retry=False)
+            self._remote.record_failure(live.task, failure, status="cancelled")
             self._reporter.emit(
-                "task_cancelled", task=child.task.id, step=child.task.step, reason=reason
+                "task_cancelled", task=live.task.id, step=live.task.step, reason=reason
             )
-            self._remaining -= 1
-            self._cancel_downstream_of(child_id, reason)
-        self._wake.set()
 
 
 def execute(

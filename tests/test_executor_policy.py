@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,3 +119,59 @@ def test_a_task_with_two_upstreams_joins_their_chains() -> None:
     tasks = [_task("a"), _task("b"), _task("c", {"x": "a", "y": "b"}), _task("d", {"z": "c"})]
     keys = chain_keys(tasks)
     assert keys == {"a": "a", "b": "a", "c": "a", "d": "a"}
+
+
+def _live(task_id: str, needs: dict[str, str] | None = None, mode: str = "fresh") -> Any:
+    from rhflow.lineup import Live
+    from rhflow.store import TaskRecord
+
+    status = "succeeded" if mode == "done" else "pending"
+    return Live(_task(task_id, needs), TaskRecord(task_id, "gen", status), mode=mode)
+
+
+def _lineup(*lives: Any) -> Any:
+    from rhflow.lineup import Lineup
+
+    line = Lineup()
+    for live in lives:
+        line.add(live, line.done)
+    line.start()
+    return line
+
+
+async def _take(line: Any, n: int) -> list[str]:
+    return [(await line.next(lambda: False)).task.id for _ in range(n)]
+
+
+def test_the_line_runs_a_chain_before_the_next_root_and_resumed_tasks_first() -> None:
+    import asyncio
+
+    line = _lineup(_live("a"), _live("b"), _live("c", mode="follow"), _live("a2", {"gen": "a"}))
+    assert asyncio.run(_take(line, 2)) == ["c", "a"]
+    line.ended("a", succeeded=True)
+    assert asyncio.run(_take(line, 2)) == ["a2", "b"]
+    for task_id in ("c", "a2", "b"):
+        line.ended(task_id, succeeded=True)
+    assert line.remaining == 0
+    assert asyncio.run(line.next(lambda: False)) is None
+
+
+def test_a_failure_drops_everything_downstream_and_skips_done_upstreams() -> None:
+    import asyncio
+
+    line = _lineup(
+        _live("root0", mode="done"),
+        _live("x", {"gen": "root0"}),
+        _live("a"),
+        _live("b", {"gen": "a"}),
+        _live("c", {"gen": "b"}),
+        _live("orphan", {"gen": "missing"}),
+    )
+    assert line.remaining == 5
+    assert asyncio.run(_take(line, 2)) == ["x", "a"]  # x's upstream was done before
+    dropped = line.ended("a", succeeded=False)
+    assert [live.task.id for live in dropped] == ["b", "c"]
+    assert [(live.task.id, up) for live, up in line.stuck()] == [("orphan", "missing")]
+    assert [live.task.id for live in line.drop_downstream("missing")] == ["orphan"]
+    line.ended("x", succeeded=True)
+    assert line.remaining == 0
