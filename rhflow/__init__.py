@@ -1,13 +1,87 @@
 """rhflow: run RunningHub cloud workflows from version-controlled YAML pipeline files.
 
-The stages, each a module: ``loader`` (YAML with positions) -> ``schema`` (JSON Schema) ->
-``model`` (frozen values) -> ``planner`` (task graph) -> ``executor`` (submit, follow, download)
--> ``manifest`` (what happened). ``client`` speaks the RunningHub API; ``emulator`` serves it
-on loopback.
+The stages, each a module: ``loader`` (YAML with positions) -> ``checks`` (schema and meaning)
+-> ``model`` (frozen values) -> ``planner`` (task graph) -> ``executor`` (submit, follow,
+download) -> ``manifest`` (what happened). ``client`` speaks the RunningHub API; ``emulator``
+serves it on loopback; ``cli`` is a thin layer over all of them.
+
+    import rhflow
+    manifest = rhflow.run("pipelines/sweep.yaml", emulator=True)
+
+Names are imported on first use, so ``import rhflow`` stays cheap for the command line.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+if TYPE_CHECKING:
+    from rhflow.client import Client
+    from rhflow.errors import (
+        ApiError,
+        ConfigError,
+        PlanError,
+        Problem,
+        RhflowError,
+        RunInterrupted,
+        StateError,
+        UsageError,
+    )
+    from rhflow.loader import load_pipeline
+    from rhflow.manifest import Manifest
+    from rhflow.model import PlannedTask, TaskGraph
+    from rhflow.planner import plan
+    from rhflow.runner import run
+
+_EXPORTS = {
+    "ApiError": "rhflow.errors",
+    "Client": "rhflow.client",
+    "ConfigError": "rhflow.errors",
+    "Manifest": "rhflow.manifest",
+    "PlanError": "rhflow.errors",
+    "PlannedTask": "rhflow.model",
+    "Problem": "rhflow.errors",
+    "RhflowError": "rhflow.errors",
+    "RunInterrupted": "rhflow.errors",
+    "StateError": "rhflow.errors",
+    "TaskGraph": "rhflow.model",
+    "UsageError": "rhflow.errors",
+    "load_pipeline": "rhflow.loader",
+    "plan": "rhflow.planner",
+    "run": "rhflow.runner",
+}
+
+__all__ = [
+    "ApiError",
+    "Client",
+    "ConfigError",
+    "Manifest",
+    "PlanError",
+    "PlannedTask",
+    "Problem",
+    "RhflowError",
+    "RunInterrupted",
+    "StateError",
+    "TaskGraph",
+    "UsageError",
+    "__version__",
+    "load_pipeline",
+    "plan",
+    "run",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rhflow' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

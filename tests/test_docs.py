@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import click
@@ -42,3 +43,19 @@ def test_ci_runs_the_readme_test_command() -> None:
     test_command = blocks[1].strip().splitlines()[-1]
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert test_command in ci.splitlines()
+
+
+def _python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README, flags=re.S)
+
+
+@pytest.mark.parametrize("index", range(len(_python_blocks())))
+def test_readme_python_examples_run(
+    index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.copytree(ROOT / "pipelines", tmp_path / "pipelines")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(_python_blocks()[index], f"README.md python block {index + 1}", "exec"), {})
+    printed = capsys.readouterr().out
+    assert printed.strip(), "the example printed nothing"
+    assert "Traceback" not in printed
