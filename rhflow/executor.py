@@ -42,6 +42,7 @@ from rhflow.remote import Remote
 from rhflow.resume import decide
 from rhflow.scheduling import ExecuteOptions
 from rhflow.store import Store, TaskRecord
+from rhflow.watching import Watcher
 
 __all__ = ["ExecuteOptions", "Executor", "execute"]
 
@@ -72,6 +73,7 @@ class Executor:
         self._remote = Remote(
             client, store, journal, reporter, options=options, server=server, rand=rand
         )
+        self._watcher = Watcher(self._remote, store, journal)
         self._downloads = Downloads(self._remote, graph.output_dir)
         self._line = Lineup()
         self._workers: list[asyncio.Task[None]] = []
@@ -265,21 +267,21 @@ class Executor:
         task = live.task
         if live.mode == "collect":
             live.mode = "follow"
-            found, live.stale = await self._remote.recover(task)
+            found, live.stale = await self._watcher.recover(task)
             if found is not None:
                 return found
         if live.mode == "fresh":
             live.run_attempts += 1
             needs = self._remote.upstream_views(task, self._upstream_records(task))
             created = await self._remote.submit(task, needs)
-            return await self._remote.wait_end(task, created.net_wss_url, fresh=True)
+            return await self._watcher.wait_end(task, created.net_wss_url, fresh=True)
         self._reporter.emit(
             "task_reattached",
             task=task.id,
             step=task.step,
             task_id=self._store_record(task).remote_id,
         )
-        return await self._remote.wait_end(task, None, fresh=False)
+        return await self._watcher.wait_end(task, None, fresh=False)
 
     def _upstream_records(self, task: PlannedTask) -> dict[str, TaskRecord]:
         found = {up: self._store.get(up) for up in task.upstream_ids}

@@ -1,10 +1,9 @@
-"""One task's dealings with RunningHub, for the executor: inputs, create, follow, cancel.
+"""A task's dealings with RunningHub, for the executor: inputs, create, cancel, records.
 
 Everything here runs on the executor's event loop; blocking client calls go to its thread pool
-(``Remote.call``). Each step records into the state store as soon as it knows something: the
-remote taskId right after create answers, the remote state while it runs, the failure when it
-ends. A task's failure is a ``TaskFailure`` carrying a structured reason; ``Lost`` means the
-server no longer knows the task. Downloads are in ``rhflow.downloads``.
+(``Remote.call``), which ``rhflow.watching`` (following a task to its end) and
+``rhflow.downloads`` (its files) use too. Each step records into the state store as soon as it
+knows something: the remote taskId the moment create answers, the failure when a task ends.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -22,10 +20,9 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from rhflow.client import Output, TaskCreated, TaskOutputs
-from rhflow.errors import ApiError, RhflowError, TaskNotFoundError
-from rhflow.failures import Lost, TaskFailure, api_failure
-from rhflow.follow import ProgressEvent, follow
+from rhflow.client import TaskCreated
+from rhflow.errors import ApiError, RhflowError
+from rhflow.failures import TaskFailure, api_failure
 from rhflow.journal import Journal
 from rhflow.model import PlannedTask
 from rhflow.progress import Reporter
@@ -37,7 +34,7 @@ T = TypeVar("T")
 
 
 class Remote:
-    """Submit, follow, download and cancel, for the tasks of one run."""
+    """Inputs, create, cancel and the shared plumbing (pool, store, events) of one run."""
 
     def __init__(
         self,
@@ -58,8 +55,7 @@ class Remote:
         self.rand = rand
         self._server = server
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._durations: deque[float] = deque(maxlen=20)
-        self._started: dict[str, float] = {}
+        self.started: dict[str, float] = {}  # task id -> monotonic time of its create
         self.dirty = False
         self._uploads = UploadCache(
             lambda path: str(client.upload(path).file_name),
@@ -77,7 +73,7 @@ class Remote:
         pool: ThreadPoolExecutor,
         session: aiohttp.ClientSession,
     ) -> None:
-        self._loop, self._pool, self._session = loop, pool, session
+        self._loop, self._pool, self.session = loop, pool, session
 
     def _uploaded(self, path: Path, sha256: str, name: str) -> None:
         self._loop.call_soon_threadsafe(
@@ -156,7 +152,7 @@ class Remote:
                     await self._wait_for_slot(delay)
                     continue
                 if err.retryable and errors < self.options.api_retries:
-                    await self._api_pause(task, errors, err, "submitting")
+                    await self.api_pause(task, errors, err, "submitting")
                     errors += 1
                     continue
                 raise api_failure(err, "submitting the task failed") from err
@@ -223,7 +219,7 @@ class Remote:
 
     def _created(self, task: PlannedTask, created: TaskCreated, attempts: int) -> None:
         self.dirty = True
-        self._started[task.id] = time.monotonic()
+        self.started[task.id] = time.monotonic()
         status = "queued" if created.status.upper() == "QUEUED" else "running"
         self.emit("task_submitted", task, task_id=created.task_id, attempt=attempts, status=status)
 
@@ -246,7 +242,7 @@ class Remote:
                 waiter.set_result(None)
                 return
 
-    async def _api_pause(self, task: PlannedTask, attempt: int, err: ApiError, doing: str) -> None:
+    async def api_pause(self, task: PlannedTask, attempt: int, err: ApiError, doing: str) -> None:
         delay = self.options.api_backoff.delay(attempt, self.rand)
         self.emit("api_retry", task, reason=f"{doing}: {err}", delay=delay)
         await asyncio.sleep(delay)
@@ -257,145 +253,12 @@ class Remote:
         self.emit("task_retry", task, reason=failure.message, delay=delay, attempt=attempt + 1)
         await asyncio.sleep(delay)
 
-    # -- following --------------------------------------------------------------------------
-
-    async def wait_end(self, task: PlannedTask, wss: str | None, *, fresh: bool) -> TaskOutputs:
-        """Follow the remote task until it is done (or its timeout passes)."""
-        record = self._store.get(task.id)
-        assert record is not None and record.remote_id is not None
-        remote_id = record.remote_id
-        if task.id not in self._started:  # picked up from an earlier run: its age counts
-            age = time.time() - record.submitted_at if record.submitted_at else 0.0
-            self._started[task.id] = time.monotonic() - max(0.0, age)
-        started = self._started[task.id]
-        deadline = None if task.timeout is None else started + task.timeout
-        polls, tried_ws = (0, False) if fresh else (-1, False)
-        while True:
-            outputs = None
-            if wss and self.options.websocket and not tried_ws:
-                tried_ws = True
-                outputs = await self._watch(task, remote_id, wss, deadline)
-            elif polls >= 0:
-                interval = self.options.poll.interval(polls, self.rand, expected=self._expected())
-                polls += 1
-                left = _remaining(deadline)
-                await asyncio.sleep(interval if left is None else min(interval, left))
-            else:
-                polls = 0  # re-attaching: ask at once
-            if outputs is None:
-                if deadline is not None and time.monotonic() >= deadline:
-                    await self._timed_out(task, remote_id)
-                outputs = await self._outputs(task, remote_id)
-            if outputs.done:
-                self._durations.append(time.monotonic() - started)
-                return outputs
-            self._set_remote_state(task, record, outputs)
-            if outputs.net_wss_url and not tried_ws:
-                wss = outputs.net_wss_url
-
-    async def _watch(
-        self, task: PlannedTask, remote_id: str, wss: str, deadline: float | None
-    ) -> TaskOutputs | None:
-        """Follow the WebSocket until it ends (None: confirm with ``outputs``). Every
-        ``ws_check`` seconds one ``outputs`` call makes sure a silent socket cannot hide the
-        end of the task; its answer is returned when the task is done."""
-        socket = asyncio.create_task(
-            follow(
-                wss,
-                session=self._session,
-                timeout=_remaining(deadline),
-                on_event=functools.partial(self._progress, task),
-            )
-        )
-        try:
-            while True:
-                left = _remaining(deadline)
-                check = self.options.ws_check if left is None else min(self.options.ws_check, left)
-                ended, _ = await asyncio.wait({socket}, timeout=check)
-                if ended or (deadline is not None and time.monotonic() >= deadline):
-                    return None
-                outputs = await self._outputs(task, remote_id)
-                if outputs.done:
-                    return outputs
-        finally:
-            socket.cancel()
-            await asyncio.gather(socket, return_exceptions=True)
-
-    def _set_remote_state(self, task: PlannedTask, record: TaskRecord, out: TaskOutputs) -> None:
-        status = "queued" if out.state == "QUEUED" else "running"
-        if record.status != status:
-            self.save(task, status=status)
-
-    def _expected(self) -> float | None:
-        return statistics.median(self._durations) if self._durations else None
-
-    def _progress(self, task: PlannedTask, event: ProgressEvent) -> None:
-        if event.kind == "progress" and event.max:
-            fraction = min(1.0, (event.value or 0) / event.max)
-            self._journal.progress[task.id] = round(fraction, 3)
-            self.emit("task_progress", task, node=event.node, value=event.value, max=event.max)
-        elif event.kind in ("executing", "cached", "start") and event.node is not None:
-            self.emit("task_node", task, node=event.node, kind=event.kind)
-
-    async def _outputs(self, task: PlannedTask, remote_id: str) -> TaskOutputs:
-        errors = 0
-        while True:
-            try:
-                return await self.call(self.client.outputs, remote_id)
-            except TaskNotFoundError as err:
-                message = f"the server no longer knows task {remote_id}; submitting again"
-                raise Lost(message) from err
-            except ApiError as err:
-                if err.retryable and errors < self.options.api_retries:
-                    await self._api_pause(task, errors, err, "checking the task")
-                    errors += 1
-                    continue
-                raise api_failure(err, f"checking task {remote_id} failed") from err
-
-    async def _timed_out(self, task: PlannedTask, remote_id: str) -> None:
-        await self._cancel_quietly(remote_id)
-        raise TaskFailure(
-            {
-                "kind": "timeout",
-                "message": f"no result within the step's timeout of "
-                f"{task.timeout:g} s; remote task {remote_id} cancelled",
-            },
-            retry=True,
-        )
-
-    async def _cancel_quietly(self, remote_id: str) -> str | None:
+    async def cancel_quietly(self, remote_id: str) -> str | None:
         try:
             await asyncio.wait_for(self.call(self.client.cancel, remote_id), 15.0)
         except (ApiError, asyncio.TimeoutError) as err:
             return str(err) or "no answer"
         return None
-
-    async def recover(self, task: PlannedTask) -> tuple[TaskOutputs | None, bool]:
-        """A task that succeeded remotely in an earlier run: its outputs with fresh links, or
-        else the links recorded then (second item True); (None, False) when still running."""
-        record = self._store.get(task.id)
-        assert record is not None
-        if record.remote_id:
-            try:
-                outputs = await self._outputs(task, record.remote_id)
-                return (outputs, False) if outputs.done else (None, False)
-            except (Lost, TaskFailure):
-                pass
-        if record.outputs and all(o.url for o in record.outputs):
-            first = record.outputs[0].index
-            recorded = tuple(
-                Output(
-                    o.url or "",
-                    o.file_type or "",
-                    o.node_id,
-                    record.cost_time if o.index == first else None,
-                    record.coins if o.index == first else None,
-                    None,
-                )
-                for o in record.outputs
-            )
-            return TaskOutputs("SUCCESS", recorded), True
-        raise Lost("the outputs of the earlier run can no longer be fetched; running it again")
 
     # -- endings ----------------------------------------------------------------------------
 
@@ -423,7 +286,7 @@ class Remote:
         if reason == "interrupted" and self.options.detach:
             self.note(task, f"left running remotely (--detach) as task {record.remote_id}")
             return
-        problem = await self._cancel_quietly(record.remote_id)
+        problem = await self.cancel_quietly(record.remote_id)
         message = f"{reason}; remote task {record.remote_id} cancelled"
         if problem:
             message = f"{reason}; cancelling remote task {record.remote_id} failed: {problem}"
@@ -436,7 +299,3 @@ class Remote:
                 "message": message,
             },
         )
-
-
-def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else max(0.0, deadline - time.monotonic())

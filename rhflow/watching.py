@@ -1,0 +1,178 @@
+"""Watching a remote task until it ends, for the executor.
+
+The task's WebSocket is followed when one is offered (live node progress, and the end of the
+task at once), confirmed by one ``outputs`` call, with one more ``outputs`` call every
+``ws_check`` seconds in case the socket goes silent. Without a socket, or once it is lost,
+``outputs`` is polled at the intervals ``PollPolicy`` gives, informed by how long this run's
+tasks took so far. A task's ``timeout`` cancels it remotely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import statistics
+import time
+from collections import deque
+
+from rhflow.client import Output, TaskOutputs
+from rhflow.errors import ApiError, TaskNotFoundError
+from rhflow.failures import Lost, TaskFailure, api_failure
+from rhflow.follow import ProgressEvent, follow
+from rhflow.journal import Journal
+from rhflow.model import PlannedTask
+from rhflow.remote import Remote
+from rhflow.store import Store, TaskRecord
+
+
+class Watcher:
+    """Follows the remote tasks of one run through ``remote``'s client, pool and store."""
+
+    def __init__(self, remote: Remote, store: Store, journal: Journal) -> None:
+        self._remote = remote
+        self._store = store
+        self._journal = journal
+        self._durations: deque[float] = deque(maxlen=20)
+
+    async def wait_end(self, task: PlannedTask, wss: str | None, *, fresh: bool) -> TaskOutputs:
+        """Follow the remote task until it is done (or its timeout passes)."""
+        record = self._store.get(task.id)
+        assert record is not None and record.remote_id is not None
+        remote_id = record.remote_id
+        if task.id not in self._remote.started:  # picked up from an earlier run: its age counts
+            age = time.time() - record.submitted_at if record.submitted_at else 0.0
+            self._remote.started[task.id] = time.monotonic() - max(0.0, age)
+        started = self._remote.started[task.id]
+        deadline = None if task.timeout is None else started + task.timeout
+        polls, tried_ws = (0, False) if fresh else (-1, False)
+        while True:
+            outputs = None
+            if wss and self._remote.options.websocket and not tried_ws:
+                tried_ws = True
+                outputs = await self._watch(task, remote_id, wss, deadline)
+            elif polls >= 0:
+                interval = self._remote.options.poll.interval(
+                    polls, self._remote.rand, expected=self._expected()
+                )
+                polls += 1
+                left = _remaining(deadline)
+                await asyncio.sleep(interval if left is None else min(interval, left))
+            else:
+                polls = 0  # re-attaching: ask at once
+            if outputs is None:
+                if deadline is not None and time.monotonic() >= deadline:
+                    await self._timed_out(task, remote_id)
+                outputs = await self.outputs(task, remote_id)
+            if outputs.done:
+                self._durations.append(time.monotonic() - started)
+                return outputs
+            self._set_remote_state(task, record, outputs)
+            if outputs.net_wss_url and not tried_ws:
+                wss = outputs.net_wss_url
+
+    async def _watch(
+        self, task: PlannedTask, remote_id: str, wss: str, deadline: float | None
+    ) -> TaskOutputs | None:
+        """Follow the WebSocket until it ends (None: confirm with ``outputs``). Every
+        ``ws_check`` seconds one ``outputs`` call makes sure a silent socket cannot hide the
+        end of the task; its answer is returned when the task is done."""
+        socket = asyncio.create_task(
+            follow(
+                wss,
+                session=self._remote.session,
+                timeout=_remaining(deadline),
+                on_event=functools.partial(self._progress, task),
+            )
+        )
+        try:
+            while True:
+                left = _remaining(deadline)
+                check = (
+                    self._remote.options.ws_check
+                    if left is None
+                    else min(self._remote.options.ws_check, left)
+                )
+                ended, _ = await asyncio.wait({socket}, timeout=check)
+                if ended or (deadline is not None and time.monotonic() >= deadline):
+                    return None
+                outputs = await self.outputs(task, remote_id)
+                if outputs.done:
+                    return outputs
+        finally:
+            socket.cancel()
+            await asyncio.gather(socket, return_exceptions=True)
+
+    def _set_remote_state(self, task: PlannedTask, record: TaskRecord, out: TaskOutputs) -> None:
+        status = "queued" if out.state == "QUEUED" else "running"
+        if record.status != status:
+            self._remote.save(task, status=status)
+
+    def _expected(self) -> float | None:
+        return statistics.median(self._durations) if self._durations else None
+
+    def _progress(self, task: PlannedTask, event: ProgressEvent) -> None:
+        if event.kind == "progress" and event.max:
+            fraction = min(1.0, (event.value or 0) / event.max)
+            self._journal.progress[task.id] = round(fraction, 3)
+            self._remote.emit(
+                "task_progress", task, node=event.node, value=event.value, max=event.max
+            )
+        elif event.kind in ("executing", "cached", "start") and event.node is not None:
+            self._remote.emit("task_node", task, node=event.node, kind=event.kind)
+
+    async def outputs(self, task: PlannedTask, remote_id: str) -> TaskOutputs:
+        errors = 0
+        while True:
+            try:
+                return await self._remote.call(self._remote.client.outputs, remote_id)
+            except TaskNotFoundError as err:
+                message = f"the server no longer knows task {remote_id}; submitting again"
+                raise Lost(message) from err
+            except ApiError as err:
+                if err.retryable and errors < self._remote.options.api_retries:
+                    await self._remote.api_pause(task, errors, err, "checking the task")
+                    errors += 1
+                    continue
+                raise api_failure(err, f"checking task {remote_id} failed") from err
+
+    async def _timed_out(self, task: PlannedTask, remote_id: str) -> None:
+        await self._remote.cancel_quietly(remote_id)
+        raise TaskFailure(
+            {
+                "kind": "timeout",
+                "message": f"no result within the step's timeout of "
+                f"{task.timeout:g} s; remote task {remote_id} cancelled",
+            },
+            retry=True,
+        )
+
+    async def recover(self, task: PlannedTask) -> tuple[TaskOutputs | None, bool]:
+        """A task that succeeded remotely in an earlier run: its outputs with fresh links, or
+        else the links recorded then (second item True); (None, False) when still running."""
+        record = self._store.get(task.id)
+        assert record is not None
+        if record.remote_id:
+            try:
+                outputs = await self.outputs(task, record.remote_id)
+                return (outputs, False) if outputs.done else (None, False)
+            except (Lost, TaskFailure):
+                pass
+        if record.outputs and all(o.url for o in record.outputs):
+            first = record.outputs[0].index
+            recorded = tuple(
+                Output(
+                    o.url or "",
+                    o.file_type or "",
+                    o.node_id,
+                    record.cost_time if o.index == first else None,
+                    record.coins if o.index == first else None,
+                    None,
+                )
+                for o in record.outputs
+            )
+            return TaskOutputs("SUCCESS", recorded), True
+        raise Lost("the outputs of the earlier run can no longer be fetched; running it again")
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
