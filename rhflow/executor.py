@@ -1,17 +1,18 @@
 """The scheduler behind ``rhflow run``: one asyncio loop submits, follows, retries and downloads.
 
-``concurrency`` worker coroutines take ready tasks from one line. A worker holds its task from
-create until its files are on disk, so at most ``concurrency`` tasks are in flight. Blocking
-client calls run in a small thread pool; nothing sleeps in a thread per task. Per task:
+``concurrency`` worker coroutines take ready tasks from one line (``rhflow.lineup``). A
+worker holds its task from create until its files are on disk, so at most ``concurrency``
+tasks are in flight. Blocking client calls run in a small thread pool; nothing sleeps in a
+thread per task. Per task:
 
 1. inputs: local files and upstream outputs uploaded once per content hash; deferred values
    rendered by the planner's ``resolve`` in a worker thread;
 2. create: a busy answer (421/415/814) waits for a slot of ours to free (or a backoff) and
    resubmits, counting as neither failure nor retry; transient errors back off and retry; the
    remote taskId is committed to the state store as soon as create answers;
-3. follow: the task's WebSocket when one is offered (progress events too), confirmed by one
-   ``outputs`` call; otherwise ``outputs`` polled at an adaptive interval (``PollPolicy``);
-   ``timeout`` cancels the remote task;
+3. follow (``rhflow.watching``): the task's WebSocket when one is offered (progress events
+   too), confirmed by one ``outputs`` call; otherwise ``outputs`` polled at an adaptive
+   interval (``PollPolicy``); ``timeout`` cancels the remote task;
 4. outcome: FAILED is retried up to ``retries`` times; SUCCESS downloads every output
    (``rhflow.downloads``), retried as downloads, never by running the paid task again.
 
