@@ -26,11 +26,12 @@ from rhflow.downloads import STAGING
 from rhflow.errors import UsageError
 from rhflow.executor import execute
 from rhflow.journal import Journal
+from rhflow.lock import RunLock
 from rhflow.manifest import Manifest
 from rhflow.model import TaskGraph
 from rhflow.progress import QuietReporter, Reporter, SafeReporter
 from rhflow.scheduling import ExecuteOptions, PollPolicy, parse_shard, shard_tasks
-from rhflow.store import RunLock, Store
+from rhflow.store import Store
 
 EMULATOR_KEY = "emulator-key-not-secret"
 MANIFEST_NAME = "manifest.json"

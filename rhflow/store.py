@@ -5,9 +5,6 @@ and committed the moment create answers), status, attempts, timings, failure, co
 file; and, per server, which file contents were already uploaded (sha256 -> uploaded name). Nothing
 here ever holds the API key.
 
-A run takes ``RunLock`` on ``<output>/.rhflow/lock``: an OS advisory lock that the kernel releases
-when the process dies, so a run killed with ``kill -9`` never blocks the next one.
-
 The connection is shared by the event loop and the worker threads (uploads render in threads), so
 every statement runs under one lock.
 """
@@ -15,7 +12,6 @@ every statement runs under one lock.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -23,13 +19,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from rhflow.errors import StateError
 
 STATE_DIR = ".rhflow"
 DB_NAME = "state.db"
-LOCK_NAME = "lock"
 SCHEMA_VERSION = 1
 
 #: Task statuses kept in the store. ``submitted`` has a remote id whose fate is not known yet;
@@ -338,65 +333,3 @@ def _task_from_row(row: sqlite3.Row, outputs: tuple[OutputRecord, ...]) -> TaskR
         notes=tuple(json.loads(row["notes"])),
         outputs=outputs,
     )
-
-
-# -- the run lock ----------------------------------------------------------------------------
-
-
-class RunLock:
-    """An exclusive advisory lock on ``<output>/.rhflow/lock`` for the length of a run.
-
-    The kernel drops the lock when the holding process exits, however it exits, so a stale lock
-    file left by a killed run never blocks the next one.
-    """
-
-    def __init__(self, output_dir: Path) -> None:
-        self.path = output_dir / STATE_DIR / LOCK_NAME
-        self._file: TextIO | None = None
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
-        if not _try_lock(handle):
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise StateError(
-                f"another rhflow run ({holder}) is using {self.path.parent.parent}; wait for it "
-                "to finish, stop it, or pass a different --out"
-            )
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
-        self._file = handle
-
-    def release(self) -> None:
-        if self._file is not None:
-            self._file.close()  # closing the descriptor drops the lock
-            self._file = None
-
-    def __enter__(self) -> RunLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-def _try_lock(handle: TextIO) -> bool:
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        import msvcrt
-
-        try:
-            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
-        except OSError:
-            return False
-        return True
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return False
-    return True
