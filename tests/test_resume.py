@@ -245,6 +245,12 @@ def test_cancel_stops_what_a_detached_run_left_running(
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=20)
     submitted = [e for e in seen if e["event"] == "task_submitted"]
+    assert main(["status", "out", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["run_status"] == "interrupted" and summary["counts"]["running"] == 2
+    assert sorted(t["task_id"] for t in summary["running"]) == sorted(
+        e["task_id"] for e in submitted
+    )
     monkeypatch.setenv("RH_API_KEY", api_key)
     assert main(["cancel", "out"]) == 0
     lines = capsys.readouterr().out.splitlines()
