@@ -157,6 +157,11 @@ def _execute(
             status = execute(
                 graph, client, store, journal, reporter, options=options, server=client.base_url
             )
+        except KeyboardInterrupt:
+            raise
+        except Exception:
+            status = "failed"  # an unexpected error: the manifest says how far the run got
+            raise
         finally:
             final = journal.finish(status)
         return final
