@@ -490,3 +490,15 @@ steps:
         assert output.path and output.path.startswith(("two-", "video-"))
         path = tmp_path / "out" / output.path
         assert sha(path) == output.sha256 and path.suffix == f".{output.file_type}"
+
+
+def test_an_empty_balance_stops_the_run(
+    make_emulator: Callable[..., Emulator], api_key: str, tmp_path: Path
+) -> None:
+    emu = make_emulator(coins=0)
+    result = run(emu, write(tmp_path, sweep_yaml(3, concurrency=1)), api_key)
+    manifest = result.manifest
+    assert manifest.status == "failed" and len(manifest.errors) == 1
+    assert "top up" in manifest.errors[0]
+    assert manifest.counts["failed"] == 1 and manifest.counts["pending"] == 2
+    assert emu.stats()["requests"]["/task/openapi/create"] == 1
