@@ -66,7 +66,9 @@ class Watcher:
             if outputs.done:
                 self._durations.append(time.monotonic() - started)
                 return outputs
-            self._set_remote_state(task, record, outputs)
+            state = "queued" if outputs.state == "QUEUED" else "running"
+            if state != record.status:
+                record = self._remote.save(task, status=state)
             if outputs.net_wss_url and not tried_ws:
                 wss = outputs.net_wss_url
 
@@ -101,11 +103,6 @@ class Watcher:
         finally:
             socket.cancel()
             await asyncio.gather(socket, return_exceptions=True)
-
-    def _set_remote_state(self, task: PlannedTask, record: TaskRecord, out: TaskOutputs) -> None:
-        status = "queued" if out.state == "QUEUED" else "running"
-        if record.status != status:
-            self._remote.save(task, status=status)
 
     def _expected(self) -> float | None:
         return statistics.median(self._durations) if self._durations else None
