@@ -22,7 +22,7 @@ from rhflow.follow import ProgressEvent, follow
 from rhflow.journal import Journal
 from rhflow.model import PlannedTask
 from rhflow.remote import Remote
-from rhflow.store import Store, TaskRecord
+from rhflow.store import Store
 
 
 class Watcher:
