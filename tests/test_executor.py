@@ -502,3 +502,16 @@ def test_an_empty_balance_stops_the_run(
     assert "top up" in manifest.errors[0]
     assert manifest.counts["failed"] == 1 and manifest.counts["pending"] == 2
     assert emu.stats()["requests"]["/task/openapi/create"] == 1
+
+
+def test_a_queued_task_is_polled_then_followed_once_its_websocket_appears(
+    make_emulator: Callable[..., Emulator], api_key: str, tmp_path: Path
+) -> None:
+    emu = make_emulator(queue_seconds=(0.3, 0.3), task_seconds=(0.5, 0.5))
+    events: list[dict[str, Any]] = []
+    result = run(emu, write(tmp_path, sweep_yaml(2)), api_key, events)
+    assert result.manifest.status == "succeeded"
+    assert {e["status"] for e in events if e["event"] == "task_submitted"} == {"queued"}
+    assert any(e["event"] == "task_progress" for e in events)
+    stats = emu.stats()
+    assert stats["websocket_connections"] == 2
