@@ -1,8 +1,9 @@
 """The ``rhflow`` command: a thin layer over the Python API.
 
 Each command parses options, builds collaborators, calls one library function, reports, and
-returns an exit code (an int returned by a command becomes the process's exit code). Errors the user can act on (RhflowError) print ``Error: ...`` on stderr
-with no traceback; anything else is a bug and keeps its traceback.
+returns an exit code (an int returned by a command becomes the process's exit code). Errors
+the user can act on (RhflowError) print ``Error: ...`` on stderr with no traceback; anything
+else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -59,32 +60,78 @@ def cli() -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=0, type=int, help="Port (0 picks a free one).")
-@click.option("--task-seconds", default="2", show_default=True,
-              help="Task duration in seconds: S, or MIN-MAX for a seeded random duration.")
-@click.option("--queue-seconds", default="0", show_default=True,
-              help="Time a task spends QUEUED before it starts running: S or MIN-MAX.")
-@click.option("--concurrency", default=50, show_default=True, type=int,
-              help="Tasks running at once per key; beyond it create answers 421.")
-@click.option("--fail-rate", default=0.0, show_default=True, type=float,
-              help="Fraction of tasks that end FAILED.")
-@click.option("--error-rate", default=0.0, show_default=True, type=float,
-              help="Fraction of requests that meet a transient fault (HTTP 500, 1011, drop).")
-@click.option("--latency", default=0.0, show_default=True, type=float,
-              help="Seconds added to every API answer.")
+@click.option(
+    "--task-seconds",
+    default="2",
+    show_default=True,
+    help="Task duration in seconds: S, or MIN-MAX for a seeded random duration.",
+)
+@click.option(
+    "--queue-seconds",
+    default="0",
+    show_default=True,
+    help="Time a task spends QUEUED before it starts running: S or MIN-MAX.",
+)
+@click.option(
+    "--concurrency",
+    default=50,
+    show_default=True,
+    type=int,
+    help="Tasks running at once per key; beyond it create answers 421.",
+)
+@click.option(
+    "--fail-rate",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="Fraction of tasks that end FAILED.",
+)
+@click.option(
+    "--error-rate",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="Fraction of requests that meet a transient fault (HTTP 500, 1011, drop).",
+)
+@click.option(
+    "--latency",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="Seconds added to every API answer.",
+)
 @click.option("--no-websocket", is_flag=True, help="Offer no netWssUrl.")
-@click.option("--workflows", "workflows_dir", type=click.Path(exists=True, file_okay=False),
-              help="Folder of <workflowId>.json API-format workflows to serve as well.")
-@click.option("--api-key", "api_keys", multiple=True,
-              help="Accept only this key (repeatable); without it any non-empty key works.")
+@click.option(
+    "--workflows",
+    "workflows_dir",
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder of <workflowId>.json API-format workflows to serve as well.",
+)
+@click.option(
+    "--api-key",
+    "api_keys",
+    multiple=True,
+    help="Accept only this key (repeatable); without it any non-empty key works.",
+)
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for all randomness.")
-@click.option("--coins", default=100000, show_default=True, type=int,
-              help="RH coins each key starts with.")
-@click.option("--outputs-style", type=click.Choice(["codes", "plain"]), default="codes",
-              show_default=True,
-              help="How outputs reports unfinished/failed tasks: 804/813/805 codes, or code 0 "
-              "with data null and 500 on failure (the API document's variant).")
-@click.option("--traceback-style", type=click.Choice(["string", "list"]), default="string",
-              show_default=True, help="failedReason.traceback as a JSON string or a list.")
+@click.option(
+    "--coins", default=100000, show_default=True, type=int, help="RH coins each key starts with."
+)
+@click.option(
+    "--outputs-style",
+    type=click.Choice(["codes", "plain"]),
+    default="codes",
+    show_default=True,
+    help="How outputs reports unfinished/failed tasks: 804/813/805 codes, or code 0 "
+    "with data null and 500 on failure (the API document's variant).",
+)
+@click.option(
+    "--traceback-style",
+    type=click.Choice(["string", "list"]),
+    default="string",
+    show_default=True,
+    help="failedReason.traceback as a JSON string or a list.",
+)
 def emulator(**options: Any) -> None:
     """Serve a RunningHub API emulator on loopback until stopped.
 
@@ -104,8 +151,13 @@ def emulator(**options: Any) -> None:
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path())
-@click.option("--set", "set_vars", multiple=True, metavar="KEY=VALUE",
-              help="Override a template variable (value parsed as YAML).")
+@click.option(
+    "--set",
+    "set_vars",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a template variable (value parsed as YAML).",
+)
 def validate(files: tuple[str, ...], set_vars: tuple[str, ...]) -> int:
     """Check pipeline files; print every problem as FILE:LINE:COL: path: message.
 
@@ -143,15 +195,26 @@ def _workflow_source() -> Any:
 
 @cli.command()
 @click.argument("file", type=click.Path())
-@click.option("--set", "set_vars", multiple=True, metavar="KEY=VALUE",
-              help="Override a template variable (value parsed as YAML).")
-@click.option("--limit", type=int,
-              help="Plan only the first N combinations of each step's own sweep.")
-@click.option("--only", multiple=True, metavar="KEY=VALUE",
-              help="Plan only tasks whose parameter KEY equals VALUE (repeatable, all must match).")
+@click.option(
+    "--set",
+    "set_vars",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a template variable (value parsed as YAML).",
+)
+@click.option(
+    "--limit", type=int, help="Plan only the first N combinations of each step's own sweep."
+)
+@click.option(
+    "--only",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Plan only tasks whose parameter KEY equals VALUE (repeatable, all must match).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the task graph as JSON.")
-def plan(file: str, set_vars: tuple[str, ...], limit: int | None, only: tuple[str, ...],
-         as_json: bool) -> int:
+def plan(
+    file: str, set_vars: tuple[str, ...], limit: int | None, only: tuple[str, ...], as_json: bool
+) -> int:
     """Expand a pipeline into its task graph without touching the network.
 
     \b
@@ -175,21 +238,39 @@ def plan(file: str, set_vars: tuple[str, ...], limit: int | None, only: tuple[st
 
 @cli.command()
 @click.argument("file", type=click.Path())
-@click.option("--set", "set_vars", multiple=True, metavar="KEY=VALUE",
-              help="Override a template variable (value parsed as YAML).")
+@click.option(
+    "--set",
+    "set_vars",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a template variable (value parsed as YAML).",
+)
 @click.option("--concurrency", type=int, help="Tasks in flight at once.")
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--manifest", type=click.Path(dir_okay=False), help="Manifest path.")
 @click.option("--shard", metavar="I/N", help="Run share I of N (1-based) of the tasks.")
-@click.option("--limit", type=int, help="Run only the first N tasks of each root step.")
-@click.option("--only", multiple=True, metavar="KEY=VALUE",
-              help="Run only tasks whose parameter KEY equals VALUE (repeatable).")
+@click.option(
+    "--limit", type=int, help="Run only the first N combinations of each step's own sweep."
+)
+@click.option(
+    "--only",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Run only tasks whose parameter KEY equals VALUE (repeatable).",
+)
 @click.option("--force", is_flag=True, help="Run every task again, ignoring earlier results.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failed task.")
-@click.option("--detach", is_flag=True,
-              help="On Ctrl-C leave remote tasks running, to be picked up by the next run.")
-@click.option("--emulator", "use_emulator", is_flag=True,
-              help="Run against an in-process RunningHub emulator (no key needed).")
+@click.option(
+    "--detach",
+    is_flag=True,
+    help="On Ctrl-C leave remote tasks running, to be picked up by the next run.",
+)
+@click.option(
+    "--emulator",
+    "use_emulator",
+    is_flag=True,
+    help="Run against an in-process RunningHub emulator (no key needed).",
+)
 @_api_options
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON event per line.")
@@ -255,8 +336,9 @@ def cancel(directory: str | None, base_url: str | None, api_key: str | None) -> 
 
     from rhflow.status import cancel_with_key
 
-    return cancel_with_key(Path(directory or "."), api_key=api_key, base_url=base_url,
-                           report=click.echo)
+    return cancel_with_key(
+        Path(directory or "."), api_key=api_key, base_url=base_url, report=click.echo
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
