@@ -15,13 +15,11 @@ The answers are read by :mod:`rhflow.results`, whose values are re-exported here
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import mimetypes
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -31,6 +29,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from rhflow import __version__
+from rhflow.atomic import replacing
 from rhflow.errors import (
     ApiError,
     BadResponseError,
@@ -283,17 +282,11 @@ class Client:
         retryable TransportError (network, truncation, local write) or ServerError (HTTP).
         """
         dest = Path(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
         try:
-            with os.fdopen(fd, "wb") as out:
+            with replacing(dest) as out:
                 digest, size = self._stream_into(url, out, chunk_size)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp_name, dest)
-        except BaseException:
-            _remove_quietly(tmp_name)
-            raise
+        except OSError as exc:
+            raise TransportError(f"cannot write {dest}: {exc}") from exc
         return DownloadResult(dest, digest, size)
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -508,8 +501,3 @@ def _sniff_ext(data: bytes) -> str:
     if data[4:8] == b"ftyp":
         return "mp4"
     return "bin"
-
-
-def _remove_quietly(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)

@@ -8,6 +8,7 @@ asks RunningHub (``client.get_workflow_json``) once per id and keeps the answer 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from rhflow.atomic import write_atomic
 from rhflow.schema import did_you_mean
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -67,16 +69,8 @@ class CachedWorkflows:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a cache that cannot be written is only slower
+    with contextlib.suppress(OSError):  # a cache that cannot be written is only slower
+        write_atomic(path, text.encode("utf-8"))
 
 
 def workflow_nodes(data: Any) -> dict[str, Any] | None:
