@@ -18,6 +18,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from click.testing import CliRunner
@@ -28,6 +29,9 @@ sys.path.insert(0, str(ROOT))
 from rhflow.cli import cli  # noqa: E402
 from rhflow.loader import load_pipeline  # noqa: E402
 from rhflow.planner import plan  # noqa: E402
+
+if TYPE_CHECKING:
+    from rhflow.emulator import Emulator
 
 PAGES = sorted((ROOT / "docs" / "pipelines").glob("*.md"))
 FENCE = re.compile(r"^```(?P<info>[^\n]*)\n(?P<body>.*?)^```$", re.M | re.S)
@@ -125,3 +129,22 @@ def _rewrite() -> None:  # pragma: no cover - a maintenance helper
 
 if __name__ == "__main__":  # pragma: no cover
     _rewrite()
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_yaml_examples_run_against_the_emulator(
+    page: Path, tmp_path: Path, emulator: Emulator, api_key: str
+) -> None:
+    from rhflow.runner import run
+
+    with page_folder(tmp_path):
+        for path in write_files(page.read_text(encoding="utf-8"), tmp_path):
+            manifest = run(
+                path,
+                out=tmp_path / "out" / path.stem,
+                limit=1,
+                base_url=emulator.url,
+                api_key=api_key,
+            )
+            failures = [(t.step, t.failure) for t in manifest.tasks if t.status != "succeeded"]
+            assert manifest.status == "succeeded", (path.name, failures)
