@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from rhflow import __version__
 from rhflow.errors import RhflowError
+
+if TYPE_CHECKING:
+    from rhflow.workflows import CachedWorkflows
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -178,19 +181,16 @@ def validate(files: tuple[str, ...], set_vars: tuple[str, ...]) -> int:
     return 0 if result.ok else 1
 
 
-def _workflow_source() -> Any:
+def _workflow_source() -> CachedWorkflows | None:
     """Cached getJsonApiFormat answers when a key is set; else None (no network)."""
     import os
 
+    from rhflow.client import Client
+    from rhflow.workflows import CachedWorkflows
+
     if not os.environ.get("RH_API_KEY", "").strip():
         return None
-    try:
-        from rhflow.client import Client
-        from rhflow.workflows import CachedWorkflows
-
-        return CachedWorkflows(Client.from_env())
-    except (ImportError, AttributeError, RhflowError):
-        return None
+    return CachedWorkflows(Client.from_env())
 
 
 @cli.command()
