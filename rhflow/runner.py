@@ -28,10 +28,11 @@ from rhflow.executor import execute
 from rhflow.journal import Journal
 from rhflow.lock import RunLock
 from rhflow.manifest import Manifest
-from rhflow.model import TaskGraph
+from rhflow.model import Pipeline, TaskGraph
 from rhflow.progress import QuietReporter, Reporter, SafeReporter
 from rhflow.scheduling import ExecuteOptions, PollPolicy, parse_shard, shard_tasks
 from rhflow.store import Store
+from rhflow.workflows import CachedWorkflows, WorkflowSource
 
 EMULATOR_KEY = "emulator-key-not-secret"
 MANIFEST_NAME = "manifest.json"
@@ -76,27 +77,24 @@ def run_pipeline(
     """Load, plan and run a pipeline; return the manifest (written to disk as the run went)."""
     started = time.monotonic()
     reporter = SafeReporter(reporter or QuietReporter())
-    graph = plan_graph(
-        path,
-        set_vars=set_vars,
-        out=out,
-        concurrency=concurrency,
-        shard=shard,
-        limit=limit,
-        only=only,
-    )
-    options = ExecuteOptions(
-        concurrency=graph.concurrency,
-        force=force,
-        fail_fast=fail_fast,
-        detach=detach,
-        websocket=websocket,
-        poll=poll or PollPolicy(),
-        **dict(execute_options or {}),
-    )
-    manifest_path = Path(manifest) if manifest else graph.output_dir / MANIFEST_NAME
+    loading = _Loading(Path(path), tuple(set_vars), out, concurrency)
+    pipeline = loading.load()  # every offline check first: an invalid file needs no key
     try:
         with _client(client, emulator=emulator, base_url=base_url, api_key=api_key) as made:
+            if _has_unchecked_workflows(pipeline):
+                workflows = CachedWorkflows(made, persist=not emulator)
+                pipeline = loading.load(workflows=workflows)
+            graph = _plan(pipeline, limit=limit, only=only, shard=shard)
+            options = ExecuteOptions(
+                concurrency=graph.concurrency,
+                force=force,
+                fail_fast=fail_fast,
+                detach=detach,
+                websocket=websocket,
+                poll=poll or PollPolicy(),
+                **dict(execute_options or {}),
+            )
+            manifest_path = Path(manifest) if manifest else graph.output_dir / MANIFEST_NAME
             result = _execute(graph, made, reporter, options, manifest_path, shard)
         reporter.emit(
             "run_finished",
@@ -110,6 +108,48 @@ def run_pipeline(
     return RunResult(result, manifest_path, time.monotonic() - started)
 
 
+@dataclass(frozen=True, slots=True)
+class _Loading:
+    """How to load the pipeline: once offline, and again with workflow JSON from the server."""
+
+    path: Path
+    set_vars: tuple[str, ...]
+    out: str | Path | None
+    concurrency: int | None
+
+    def load(self, workflows: WorkflowSource | None = None) -> Pipeline:
+        from rhflow.loader import load_pipeline
+
+        if self.concurrency is not None and self.concurrency < 1:
+            raise UsageError(f"--concurrency must be at least 1, got {self.concurrency}")
+        return load_pipeline(
+            self.path,
+            set_vars=self.set_vars,
+            output=None if self.out is None else Path(self.out),
+            concurrency=self.concurrency,
+            workflows=workflows,
+        )
+
+
+def _has_unchecked_workflows(pipeline: Pipeline) -> bool:
+    """Some step overrides a cloud workflow that no local workflow_file describes."""
+    return any(
+        step.target.kind == "workflow" and step.workflow_json is None and step.overrides
+        for step in pipeline.steps
+    )
+
+
+def _plan(
+    pipeline: Pipeline, *, limit: int | None, only: Sequence[str], shard: str | None
+) -> TaskGraph:
+    from rhflow.planner import plan
+
+    share = parse_shard(shard) if shard else None
+    graph = plan(pipeline, limit=limit, only=list(only) or None)
+    graph = replace(graph, output_dir=Path(graph.output_dir).resolve())
+    return shard_tasks(graph, share) if share else graph
+
+
 def plan_graph(
     path: str | Path,
     *,
@@ -120,22 +160,9 @@ def plan_graph(
     limit: int | None = None,
     only: Sequence[str] = (),
 ) -> TaskGraph:
-    """The task graph this run will execute (one share of it with ``shard``)."""
-    from rhflow.loader import load_pipeline
-    from rhflow.planner import plan
-
-    if concurrency is not None and concurrency < 1:
-        raise UsageError(f"--concurrency must be at least 1, got {concurrency}")
-    share = parse_shard(shard) if shard else None
-    pipeline = load_pipeline(
-        Path(path),
-        set_vars=tuple(set_vars),
-        output=None if out is None else Path(out),
-        concurrency=concurrency,
-    )
-    graph = plan(pipeline, limit=limit, only=list(only) or None)
-    graph = replace(graph, output_dir=Path(graph.output_dir).resolve())
-    return shard_tasks(graph, share) if share else graph
+    """The task graph a run would execute (one share of it with ``shard``), planned offline."""
+    pipeline = _Loading(Path(path), tuple(set_vars), out, concurrency).load()
+    return _plan(pipeline, limit=limit, only=only, shard=shard)
 
 
 def _execute(
@@ -170,7 +197,7 @@ def _execute(
 def _remove_leftovers(output_dir: Path, manifest_path: Path) -> None:
     """Partial downloads and manifest temp files a killed run left (the lock is ours now)."""
     shutil.rmtree(output_dir / STAGING, ignore_errors=True)
-    for temp in manifest_path.parent.glob(f".{manifest_path.name}.*.tmp"):
+    for temp in manifest_path.parent.glob(f".{manifest_path.name}.*.part"):
         temp.unlink(missing_ok=True)
 
 

@@ -12,9 +12,11 @@ import contextlib
 import json
 import os
 import re
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from rhflow.atomic import write_atomic
 from rhflow.schema import did_you_mean
@@ -32,17 +34,38 @@ class _WorkflowClient(Protocol):
     def get_workflow_json(self, workflow_id: str) -> Any: ...
 
 
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "rhflow" / "workflows"
+#: How long a cached workflow is trusted before it is fetched again (workflows are edited on
+#: the website; a stale copy would refuse valid overrides or let wrong ones through).
+MAX_AGE = 24 * 3600.0
+
+
+def default_cache_dir(server: str | None = None) -> Path:
+    """``$XDG_CACHE_HOME/rhflow/workflows[/<server host>]`` (``~/.cache`` by default)."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rhflow"
+    folder = base / "workflows"
+    host = urlsplit(server).netloc if server else ""
+    return folder / re.sub(r"[^A-Za-z0-9_.-]", "_", host) if host else folder
 
 
 class CachedWorkflows:
-    """Workflow JSON fetched through ``client`` and cached on disk; any client error -> None."""
+    """Workflow JSON fetched through ``client`` and cached on disk per server; any client
+    error -> None. A copy older than ``max_age`` seconds is fetched again (the old copy is used
+    if that fails). ``persist=False`` keeps answers in memory only (for throwaway servers)."""
 
-    def __init__(self, client: _WorkflowClient, cache_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        client: _WorkflowClient,
+        cache_dir: str | Path | None = None,
+        *,
+        max_age: float = MAX_AGE,
+        persist: bool = True,
+    ) -> None:
         self._client = client
-        self._dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        server = getattr(client, "base_url", None)
+        self._dir = Path(cache_dir) if cache_dir is not None else default_cache_dir(server)
+        self._max_age = max_age
+        self._persist = persist
+        self._memory: dict[str, Mapping[str, Any] | None] = {}
 
     def __repr__(self) -> str:
         return f"CachedWorkflows(cache_dir={str(self._dir)!r})"
@@ -50,27 +73,41 @@ class CachedWorkflows:
     def get(self, workflow_id: str) -> Mapping[str, Any] | None:
         if not _SAFE_ID.match(workflow_id):
             return None
+        if workflow_id not in self._memory:
+            self._memory[workflow_id] = self._lookup(workflow_id)
+        return self._memory[workflow_id]
+
+    def _lookup(self, workflow_id: str) -> Mapping[str, Any] | None:
         path = self._dir / f"{workflow_id}.json"
-        try:
-            cached = json.loads(path.read_text(encoding="utf-8"))
-            if isinstance(cached, dict):
-                return cached
-        except (OSError, ValueError):
-            pass
+        cached = self._read(path) if self._persist else None
+        if cached is not None and _age(path) < self._max_age:
+            return cached
         try:
             fetched = self._client.get_workflow_json(workflow_id)
-        except Exception:  # any failure only means "not known here"
-            return None
+        except Exception:  # any failure only means "not known here" (or: keep the old copy)
+            return cached
         graph = workflow_nodes(fetched) if fetched is not None else None
         if graph is None:
-            return None
-        _write_atomic(path, json.dumps(graph, ensure_ascii=False, sort_keys=True))
+            return cached
+        if self._persist:
+            with contextlib.suppress(OSError):  # a cache that cannot be written is only slower
+                write_atomic(path, json.dumps(graph, ensure_ascii=False, sort_keys=True).encode())
         return graph
 
+    @staticmethod
+    def _read(path: Path) -> dict[str, Any] | None:
+        try:
+            cached = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return cached if isinstance(cached, dict) else None
 
-def _write_atomic(path: Path, text: str) -> None:
-    with contextlib.suppress(OSError):  # a cache that cannot be written is only slower
-        write_atomic(path, text.encode("utf-8"))
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return float("inf")
 
 
 def workflow_nodes(data: Any) -> dict[str, Any] | None:

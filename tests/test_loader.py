@@ -252,7 +252,56 @@ def test_validate_fetches_workflows_when_a_key_is_set(
     assert online.stdout.startswith(
         f"{path}:5:19: steps.a.nodes.3.seeed: node 3 (KSampler) has no field 'seeed'"
     )
-    assert (tmp_path / "cache" / "rhflow" / "workflows" / "1904136902449209346.json").is_file()
+    host = emulator.url.split("//")[1].replace(":", "_")
+    assert (
+        tmp_path / "cache" / "rhflow" / "workflows" / host / "1904136902449209346.json"
+    ).is_file()
+
+
+def test_cached_workflows_expire_fall_back_and_can_stay_in_memory(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    class Flaky:
+        base_url = "https://www.runninghub.cn"
+        fail = False
+
+        def get_workflow_json(self, workflow_id: str) -> Any:
+            calls.append(workflow_id)
+            if self.fail:
+                raise OSError("network down")
+            return {"prompt": json.dumps(T2I)}
+
+    client = Flaky()
+    assert CachedWorkflows(client, tmp_path).get("5") == T2I
+    assert CachedWorkflows(client, tmp_path).get("5") == T2I and calls == ["5"]
+    client.fail = True
+    assert CachedWorkflows(client, tmp_path, max_age=0).get("5") == T2I  # stale beats nothing
+    assert calls == ["5", "5"]
+    memory = CachedWorkflows(client, tmp_path / "unused", persist=False)
+    client.fail = False
+    assert memory.get("6") == T2I and memory.get("6") == T2I and calls == ["5", "5", "6"]
+    assert not (tmp_path / "unused").exists()
+
+
+def test_cached_workflows_are_kept_per_server(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+
+    class Server:
+        def __init__(self, base_url: str) -> None:
+            self.base_url = base_url
+
+        def get_workflow_json(self, workflow_id: str) -> Any:
+            return {"prompt": json.dumps(T2I)}
+
+    CachedWorkflows(Server("https://www.runninghub.ai")).get("7")
+    CachedWorkflows(Server("http://127.0.0.1:8800")).get("7")
+    folder = tmp_path / "rhflow" / "workflows"
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*.json")) == [
+        "127.0.0.1_8800/7.json",
+        "www.runninghub.ai/7.json",
+    ]
 
 
 def test_read_rows(tmp_path: Path) -> None:

@@ -171,11 +171,11 @@ def test_kill_9_mid_run_then_resume_submits_nothing_twice(
     # what a kill during a download or a manifest write would leave
     (tmp_path / "out" / ".rhflow" / "partial").mkdir(exist_ok=True)
     (tmp_path / "out" / ".rhflow" / "partial" / ".x.png.1234.part").write_bytes(b"half")
-    (tmp_path / "out" / ".manifest.json.abcd.tmp").write_text("{")
+    (tmp_path / "out" / ".manifest.json.abcd.part").write_text("{")
     result = run(emu, path, api_key)
     manifest = result.manifest
     assert manifest.status == "succeeded" and manifest.counts["succeeded"] == 5
-    assert not (tmp_path / "out" / ".manifest.json.abcd.tmp").exists()
+    assert not (tmp_path / "out" / ".manifest.json.abcd.part").exists()
     assert list((tmp_path / "out" / ".rhflow" / "partial").iterdir()) == []
     stats = emu.stats()["tasks"]
     assert stats["created"] == 5 and stats["duplicates"] == 0

@@ -229,3 +229,23 @@ def test_status_of_a_folder_without_a_run_says_what_to_pass(
         f"Error: {tmp_path} holds no rhflow run (no .rhflow/state.db); pass the output folder "
         "of a run: the pipeline's `output`, or the --out given to rhflow run\n"
     )
+
+
+def test_overrides_are_checked_against_the_servers_workflow_before_anything_is_sent(
+    tmp_path: Path,
+    make_emulator: Callable[..., Emulator],
+    api_key: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = pipeline(tmp_path)
+    path.write_text(path.read_text().replace('"3": {seed:', '"3": {seeed:'))
+    emu = make_emulator()
+    assert run_cli([str(path)], emu, api_key, monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:15:13: steps.gen.nodes.3.seeed: node 3 (KSampler) has no field 'seeed'" in err
+    stats = emu.stats()
+    assert stats["tasks"]["created"] == 0
+    assert stats["requests"].get("/api/openapi/getJsonApiFormat") == 1
+    assert not (tmp_path / "out" / "manifest.json").exists()
