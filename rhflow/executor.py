@@ -276,11 +276,11 @@ class Executor:
             needs = self._remote.upstream_views(task, self._upstream_records(task))
             created = await self._remote.submit(task, needs)
             return await self._watcher.wait_end(task, created.net_wss_url, fresh=True)
-        self._reporter.emit(
+        self._remote.emit(
             "task_reattached",
-            task=task.id,
-            step=task.step,
+            task,
             task_id=self._store_record(task).remote_id,
+            params=dict(task.params),
         )
         return await self._watcher.wait_end(task, None, fresh=False)
 

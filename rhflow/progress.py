@@ -73,6 +73,13 @@ def _short(task: object) -> str:
     return str(task)[:10]
 
 
+def _params(fields: Mapping[str, Any], width: int = 40) -> str:
+    """``subject=cat seed=1`` for a task's parameters, clipped to ``width`` characters."""
+    params = fields.get("params") or {}
+    text = " ".join(f"{key}={value}" for key, value in params.items())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def describe(event: str, fields: Mapping[str, Any]) -> str | None:
     """The line a person reads for an event, or None for events shown only as bars."""
     name = f"{fields.get('step', '?')}/{_short(fields.get('task', ''))}"
@@ -82,7 +89,9 @@ def describe(event: str, fields: Mapping[str, Any]) -> str | None:
             text += f" ({fields['skipped']} already done)"
         return text + f", {fields['concurrency']} at a time"
     if event == "task_submitted":
-        return f"{name}: submitted as task {fields.get('task_id')} (attempt {fields['attempt']})"
+        params = f" [{_params(fields, 60)}]" if fields.get("params") else ""
+        task_id, attempt = fields.get("task_id"), fields["attempt"]
+        return f"{name}{params}: submitted as task {task_id} (attempt {attempt})"
     if event == "task_reattached":
         return f"{name}: following task {fields.get('task_id')} from an earlier run"
     if event == "task_retry":
@@ -172,7 +181,7 @@ class LiveReporter:
 
     def _row(self, fields: Mapping[str, Any], info: str) -> None:
         key = str(fields["task"])
-        label = f"  {fields.get('step', '?')}/{_short(key)}"
+        label = f"  {fields.get('step', '?')} {_params(fields) or _short(key)}"
         if key in self._rows:
             self._progress.update(self._rows[key], info=info)
         else:

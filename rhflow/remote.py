@@ -221,7 +221,14 @@ class Remote:
         self.dirty = True
         self.started[task.id] = time.monotonic()
         status = "queued" if created.status.upper() == "QUEUED" else "running"
-        self.emit("task_submitted", task, task_id=created.task_id, attempt=attempts, status=status)
+        self.emit(
+            "task_submitted",
+            task,
+            task_id=created.task_id,
+            attempt=attempts,
+            status=status,
+            params=dict(task.params),
+        )
 
     async def _wait_for_slot(self, delay: float) -> None:
         """Wait until one of our tasks ends (first in line first) or ``delay`` passes."""

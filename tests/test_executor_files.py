@@ -128,11 +128,21 @@ def test_plain_lines_describe_what_happens() -> None:
     stream = io.StringIO()
     reporter = PlainReporter(stream)
     reporter.emit("task_submitted", task="0123456789abcdef", step="gen", task_id="19", attempt=2)
+    reporter.emit(
+        "task_submitted",
+        task="fedcba9876543210",
+        step="gen",
+        task_id="20",
+        attempt=1,
+        params={"subject": "cat", "seed": 1},
+    )
     reporter.emit("task_progress", task="0123456789abcdef", step="gen", node="3", value=1, max=4)
     reporter.emit("task_failed", task="0123456789abcdef", step="gen", reason="boom")
-    assert stream.getvalue() == (
-        "gen/0123456789: submitted as task 19 (attempt 2)\ngen/0123456789: FAILED: boom\n"
-    )
+    assert stream.getvalue().splitlines() == [
+        "gen/0123456789: submitted as task 19 (attempt 2)",
+        "gen/fedcba9876 [subject=cat seed=1]: submitted as task 20 (attempt 1)",
+        "gen/0123456789: FAILED: boom",
+    ]
 
 
 def test_the_live_display_shows_tasks_and_node_progress() -> None:
@@ -140,10 +150,11 @@ def test_the_live_display_shows_tasks_and_node_progress() -> None:
     console = Console(file=stream, force_terminal=True, width=100, color_system=None)
     reporter = LiveReporter(console, auto_refresh=False)
     reporter.emit("run_started", pipeline="sweep", total=2, to_run=2, skipped=0, concurrency=2)
-    reporter.emit("task_submitted", task="aaaaaaaaaaaa", step="gen", task_id="19")
+    params = {"subject": "cat", "seed": 1}
+    reporter.emit("task_submitted", task="aaaaaaaaaaaa", step="gen", task_id="19", params=params)
     reporter.emit("task_progress", task="aaaaaaaaaaaa", step="gen", node="3", value=2, max=4)
     reporter.emit("task_failed", task="aaaaaaaaaaaa", step="gen", reason="boom")
     reporter.close()
     text = stream.getvalue()
-    assert "sweep" in text and "gen/aaaaaaaaaa" in text and "node 3" in text
+    assert "sweep" in text and "gen subject=cat seed=1" in text and "node 3" in text
     assert "gen/aaaaaaaaaa: FAILED: boom" in text
