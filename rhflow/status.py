@@ -7,13 +7,15 @@ manifest the run wrote (its path is remembered in the store). Neither needs the 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from rhflow.errors import ApiError, StateError
 from rhflow.journal import manifest_status
+from rhflow.lock import RunLock
 from rhflow.manifest import Manifest, TaskEntry, read_manifest, write_manifest
 from rhflow.store import DB_NAME, STATE_DIR, Store, TaskRecord
 
@@ -152,7 +154,7 @@ def cancel_run(
     """
     cancelled: list[str] = []
     problems: list[str] = []
-    with open_store(directory) as store:
+    with _idle(directory), open_store(directory) as store:
         for record in store.tasks().values():
             if record.status not in REMOTE_ACTIVE or not record.remote_id:
                 continue
@@ -171,6 +173,26 @@ def cancel_run(
     if manifest is not None and path is not None and cancelled:
         _mark_cancelled(path, manifest, set(cancelled))
     return cancelled, problems
+
+
+@contextmanager
+def _idle(directory: Path) -> Iterator[None]:
+    """Hold the run lock of ``directory``, or raise a StateError saying how to stop the run
+    holding it: a run that is still going would see its tasks fail and submit them again,
+    while stopping it (Ctrl-C or SIGTERM) cancels its remote tasks itself."""
+    lock = RunLock(directory)
+    try:
+        lock.acquire()
+    except StateError as err:
+        raise StateError(
+            f"{err}. rhflow cancel is for runs that were detached or killed; to stop a run that "
+            "is still going, press Ctrl-C in it or send it SIGTERM (kill <pid>), which cancels "
+            "its remote tasks"
+        ) from err
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _mark_cancelled(path: Path, manifest: Manifest, remote_ids: set[str]) -> None:

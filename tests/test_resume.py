@@ -336,3 +336,29 @@ steps:
     assert emu.stats()["tasks"]["created"] == 2
     third = run(emu, path, api_key).manifest
     assert third.counts["succeeded"] == 2 and emu.stats()["tasks"]["created"] == 2
+
+
+def test_cancel_refuses_while_the_run_is_still_going_and_says_how_to_stop_it(
+    make_emulator: Callable[..., Emulator],
+    api_key: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rhflow.cli import main
+
+    emu = make_emulator(task_seconds=(5.0, 5.0))
+    path = pipeline(tmp_path, seeds=2, concurrency=2)
+    with start(emu, path, api_key) as proc:
+        wait_for(proc, "task_submitted", 2)
+        monkeypatch.setenv("RH_API_KEY", api_key)
+        code = main(["cancel", "out"])
+        err = capsys.readouterr().err
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+    assert code == 1
+    assert err.startswith(f"Error: another rhflow run (pid {proc.pid}) is using ")
+    assert "press Ctrl-C in it or send it SIGTERM" in err
+    assert proc.returncode == 130
+    stats = emu.stats()["tasks"]
+    assert stats["created"] == 2 and stats["cancelled"] == 2  # by the run's own SIGTERM handling
