@@ -80,6 +80,7 @@ class Executor:
         self._workers: list[asyncio.Task[None]] = []
         self._stop_reason: str | None = None
         self._to_save: list[TaskRecord] = []
+        self._superseded: list[tuple[PlannedTask, str]] = []
         self.interrupted = False
 
     # -- the run ----------------------------------------------------------------------------
@@ -94,6 +95,7 @@ class Executor:
             restore = self._install_signals(loop)
             writer = asyncio.create_task(self._journal_loop())
             try:
+                await self._cancel_superseded()
                 self._workers = [
                     asyncio.create_task(self._worker())
                     for _ in range(max(1, self._options.concurrency))
@@ -204,7 +206,17 @@ class Executor:
         decision = decide(task, record, force=self._options.force)
         if decision.changed:
             self._to_save.append(decision.record)
+        if decision.supersedes:
+            self._superseded.append((task, decision.supersedes))
         return Live(task, decision.record, mode=decision.mode)
+
+    async def _cancel_superseded(self) -> None:
+        """--force: cancel the remote tasks earlier runs left going, before running anew."""
+        for task, remote_id in self._superseded:
+            problem = await self._remote.cancel_quietly(remote_id)
+            outcome = f"could not be cancelled ({problem})" if problem else "cancelled"
+            message = f"--force: remote task {remote_id} of an earlier run {outcome}"
+            self._remote.note(task, message)
 
     # -- one task ---------------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 ``decide`` is the whole resume policy, without I/O other than checking output files:
 
-- no record, or ``--force``: run it (``fresh``);
+- no record, or ``--force``: run it (``fresh``); with ``--force``, a remote task an earlier run
+  left queued or running is named in ``supersedes`` so that it is cancelled, not paid twice;
 - succeeded and every file present with its recorded sha256: nothing (``done``);
 - succeeded but a file is missing or changed, or interrupted while downloading: download
   again without running it (``collect``);
@@ -17,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rhflow.model import PlannedTask
-from rhflow.store import ACTIVE, TaskRecord
+from rhflow.store import ACTIVE, REMOTE_ACTIVE, TaskRecord
 from rhflow.transfers import intact
 
 REDOWNLOAD_NOTE = "files missing or changed since the last run; downloading them again"
@@ -31,13 +32,15 @@ class Decision:
     mode: str
     record: TaskRecord
     changed: bool
+    supersedes: str | None = None  # with --force: a remote task of an earlier run to cancel
 
 
 def decide(task: PlannedTask, record: TaskRecord | None, *, force: bool) -> Decision:
     if record is None or force:
         fresh = TaskRecord(task.id, task.step, "pending", params=dict(task.params))
         attempts = 0 if record is None else record.attempts
-        return Decision("fresh", replace(fresh, attempts=attempts), True)
+        stale = record.remote_id if record and record.status in REMOTE_ACTIVE else None
+        return Decision("fresh", replace(fresh, attempts=attempts), True, supersedes=stale)
     if record.status == "succeeded" and outputs_intact(record):
         return Decision("done", record, False)
     if record.status == "succeeded":

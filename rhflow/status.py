@@ -17,9 +17,7 @@ from rhflow.errors import ApiError, StateError
 from rhflow.journal import manifest_status
 from rhflow.lock import RunLock
 from rhflow.manifest import Manifest, TaskEntry, read_manifest, write_manifest
-from rhflow.store import DB_NAME, STATE_DIR, Store, TaskRecord
-
-REMOTE_ACTIVE = ("submitted", "queued", "running")
+from rhflow.store import DB_NAME, REMOTE_ACTIVE, STATE_DIR, Store, TaskRecord
 
 
 @dataclass(frozen=True, slots=True)

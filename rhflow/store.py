@@ -30,6 +30,8 @@ SCHEMA_VERSION = 1
 #: Task statuses kept in the store. ``submitted`` has a remote id whose fate is not known yet;
 #: ``downloading`` succeeded remotely but not every file is on disk yet.
 ACTIVE = frozenset({"submitted", "queued", "running", "downloading"})
+#: Statuses in which the remote task may still be queued or running (and billing).
+REMOTE_ACTIVE = frozenset({"submitted", "queued", "running"})
 STATUSES = frozenset({"pending", "succeeded", "failed", "cancelled"}) | ACTIVE
 
 _SCHEMA = """

@@ -304,7 +304,9 @@ def test_the_resume_decision_for_each_stored_status(
     assert decision.mode == mode
     if mode == "fresh":
         assert decision.record.status == "pending" and decision.record.remote_id == "19"
-    assert decide(_planned(), record, force=True).mode == "fresh"
+    forced = decide(_planned(), record, force=True)
+    assert forced.mode == "fresh"
+    assert forced.supersedes == ("19" if mode == "follow" else None)
     assert decide(_planned(), None, force=False).record.status == "pending"
 
 
@@ -362,3 +364,23 @@ def test_cancel_refuses_while_the_run_is_still_going_and_says_how_to_stop_it(
     assert proc.returncode == 130
     stats = emu.stats()["tasks"]
     assert stats["created"] == 2 and stats["cancelled"] == 2  # by the run's own SIGTERM handling
+
+
+def test_force_cancels_what_an_earlier_run_left_running_instead_of_paying_twice(
+    make_emulator: Callable[..., Emulator], api_key: str, tmp_path: Path
+) -> None:
+    emu = make_emulator(task_seconds=(5.0, 5.0))
+    path = pipeline(tmp_path, seeds=2, concurrency=2)
+    with start(emu, path, api_key, "--detach") as proc:
+        seen = wait_for(proc, "task_submitted", 2)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+    left = sorted(e["task_id"] for e in seen if e["event"] == "task_submitted")
+    result = run(emu, path, api_key, force=True)  # the same server: its 5 s tasks still run
+    assert result.manifest.status == "succeeded"
+    stats = emu.stats()["tasks"]
+    assert stats["created"] == 4 and stats["cancelled"] == 2
+    notes = sorted(note for task in result.manifest.tasks for note in task.notes)
+    assert notes == sorted(
+        f"--force: remote task {rid} of an earlier run cancelled" for rid in left
+    )
