@@ -15,15 +15,16 @@ The answers are read by :mod:`rhflow.results`, whose values are re-exported here
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import mimetypes
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Concatenate, ParamSpec, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -88,6 +89,29 @@ NO_KEY_MESSAGE = (
 # -- the client ------------------------------------------------------------------------------
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _secret_kept(
+    method: Callable[Concatenate[Client, P], R],
+) -> Callable[Concatenate[Client, P], R]:
+    """Errors leaving ``method`` never carry the API key: a server that echoes it, or a library
+    message that quotes the request, gets it replaced by ``***``. Only messages are scrubbed;
+    the answers themselves are parsed as sent (a short key may well occur inside them)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except ApiError as err:
+            if self._api_key not in err.message:
+                raise
+            raise type(err)(self._scrub(err.message), code=err.code, name=err.name) from None
+
+    return wrapper
+
+
 class Client:
     """RunningHub over HTTP. Thread-safe for concurrent calls; close it (or use ``with``)."""
 
@@ -136,6 +160,7 @@ class Client:
 
     # -- tasks ---------------------------------------------------------------------------------
 
+    @_secret_kept
     def create_task(
         self,
         workflow_id: str | int,
@@ -157,6 +182,7 @@ class Client:
         _put_optional(body, instanceType=instance_type, usePersonalQueue=use_personal_queue)
         return TaskCreated.from_data(self._data("/task/openapi/create", body))
 
+    @_secret_kept
     def run_ai_app(
         self,
         webapp_id: str | int,
@@ -173,6 +199,7 @@ class Client:
         _put_optional(body, webhookUrl=webhook_url, instanceType=instance_type)
         return TaskCreated.from_data(self._data("/task/openapi/ai-app/run", body))
 
+    @_secret_kept
     def run_quick_ai_app(
         self,
         webapp_id: str | int,
@@ -187,6 +214,7 @@ class Client:
         }
         return TaskCreated.from_data(self._data("/task/openapi/quick-ai-app/run", body))
 
+    @_secret_kept
     def get_workflow_json(self, workflow_id: str | int) -> dict[str, Any]:
         """``getJsonApiFormat``: the workflow's API-format graph ``{nodeId: {class_type, ...}}``."""
         data = self._data("/api/openapi/getJsonApiFormat", {"workflowId": _id(workflow_id)})
@@ -197,10 +225,12 @@ class Client:
             raise BadResponseError(f"getJsonApiFormat answered without a workflow: {_clip(data)}")
         return dict(prompt)
 
+    @_secret_kept
     def cancel(self, task_id: str | int) -> None:
         """``/task/openapi/cancel``: stop a queued or running task."""
         self._data("/task/openapi/cancel", {"taskId": _id(task_id)})
 
+    @_secret_kept
     def status(self, task_id: str | int) -> str:
         """``/task/openapi/status``: QUEUED, RUNNING, SUCCESS, FAILED (others kept as given)."""
         data = self._data("/task/openapi/status", {"taskId": _id(task_id)})
@@ -210,11 +240,13 @@ class Client:
             raise BadResponseError(f"status answered without a state: {_clip(data)}")
         return data
 
+    @_secret_kept
     def outputs(self, task_id: str | int) -> TaskOutputs:
         """``/task/openapi/outputs``: the task's state, its outputs or why it failed."""
         payload = self._envelope("/task/openapi/outputs", {"taskId": _id(task_id)})
         return TaskOutputs.from_response(payload)
 
+    @_secret_kept
     def query(self, task_id: str | int) -> TaskOutputs:
         """``/openapi/v2/query``: the same as :meth:`outputs` through the v2 endpoint."""
         payload = self._request("/openapi/v2/query", json_body={"taskId": _id(task_id)})
@@ -229,6 +261,7 @@ class Client:
 
     # -- account, files, webhooks ------------------------------------------------------------
 
+    @_secret_kept
     def account(self) -> Account:
         """``/uc/openapi/accountStatus``: coins, money and the running task count."""
         data = self._data("/uc/openapi/accountStatus", {}, key_field="apikey")
@@ -236,6 +269,7 @@ class Client:
             raise BadResponseError(f"accountStatus answered without data: {_clip(data)}")
         return Account.from_data(data)
 
+    @_secret_kept
     def upload(
         self,
         file: str | Path | bytes | BinaryIO,
@@ -261,6 +295,7 @@ class Client:
             raise BadResponseError(f"upload answered without a fileName: {_clip(data)}")
         return Upload(_text(data["fileName"]), _text(data.get("fileType")) or file_type)
 
+    @_secret_kept
     def webhook_detail(self, task_id: str | int) -> WebhookDetail:
         """``getWebhookDetail``: the webhook delivery record of a task."""
         data = self._data("/task/openapi/getWebhookDetail", {"taskId": _id(task_id)})
@@ -268,12 +303,14 @@ class Client:
             raise BadResponseError(f"getWebhookDetail answered without data: {_clip(data)}")
         return WebhookDetail.from_data(data)
 
+    @_secret_kept
     def retry_webhook(self, webhook_id: str | int, webhook_url: str | None = None) -> None:
         """``retryWebhook``: send a task's webhook again, optionally to a new URL."""
         body: dict[str, Any] = {"webhookId": _id(webhook_id)}
         _put_optional(body, webhookUrl=webhook_url)
         self._data("/task/openapi/retryWebhook", body)
 
+    @_secret_kept
     def download(self, url: str, dest: Path, *, chunk_size: int = 65536) -> DownloadResult:
         """Stream ``url`` into ``dest`` atomically; any failure leaves no file behind.
 
@@ -363,7 +400,9 @@ class Client:
 
     def _decode(self, path: str, resp: requests.Response) -> dict[str, Any]:
         status = resp.status_code
-        text = self._scrub(resp.content.decode("utf-8", errors="replace"))
+        text = resp.content.decode(
+            "utf-8", errors="replace"
+        )  # messages are scrubbed on the way out
         if status >= 500:
             raise ServerError(
                 f"POST {path} answered HTTP {status}: {_clip(text)}",

@@ -667,3 +667,19 @@ def test_threads_share_one_client_without_exhausting_its_pool(
     client.close()
     assert counts == [0] * 16
     assert "Connection pool is full" not in caplog.text
+
+
+def test_a_short_key_that_occurs_inside_answers_does_not_corrupt_them(emulator: Emulator) -> None:
+    # "k" occurs in taskId, clientId and netWssUrl: only error messages may be scrubbed,
+    # never the answers themselves.
+    with Client("k", emulator.url) as client:
+        created = client.create_task(TEXT_TO_IMAGE)
+        assert created.task_id.isdigit() and len(created.client_id or "") == 32
+        while not (result := client.outputs(created.task_id)).done:
+            time.sleep(0.05)
+        assert result.succeeded and result.outputs[0].file_url.startswith(emulator.url)
+        with pytest.raises(TaskNotFoundError) as info:
+            client.outputs("1")
+    assert str(info.value) == (
+        "RunningHub answered 807 APIKEY_TASK_NOT_FOUND (no task with that id)"
+    )
