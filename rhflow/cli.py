@@ -43,6 +43,34 @@ def _api_options(func: F) -> F:
     return func
 
 
+_set_option = click.option(
+    "--set",
+    "set_vars",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a template variable (value parsed as YAML).",
+)
+
+
+def _subset_options(verb: str) -> Callable[[F], F]:
+    """--limit and --only, shared by plan and run (``verb`` starts their help)."""
+
+    def decorate(func: F) -> F:
+        func = click.option(
+            "--only",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help=f"{verb} only tasks whose parameter KEY is VALUE (repeatable, all must match).",
+        )(func)
+        return click.option(
+            "--limit",
+            type=int,
+            help=f"{verb} only the first N combinations of each step's own sweep.",
+        )(func)
+
+    return decorate
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rhflow")
 def cli() -> None:
@@ -154,13 +182,7 @@ def emulator(**options: Any) -> None:
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path())
-@click.option(
-    "--set",
-    "set_vars",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a template variable (value parsed as YAML).",
-)
+@_set_option
 def validate(files: tuple[str, ...], set_vars: tuple[str, ...]) -> int:
     """Check pipeline files; print every problem as FILE:LINE:COL: path: message.
 
@@ -195,22 +217,8 @@ def _workflow_source() -> CachedWorkflows | None:
 
 @cli.command()
 @click.argument("file", type=click.Path())
-@click.option(
-    "--set",
-    "set_vars",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a template variable (value parsed as YAML).",
-)
-@click.option(
-    "--limit", type=int, help="Plan only the first N combinations of each step's own sweep."
-)
-@click.option(
-    "--only",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Plan only tasks whose parameter KEY equals VALUE (repeatable, all must match).",
-)
+@_set_option
+@_subset_options("Plan")
 @click.option("--json", "as_json", is_flag=True, help="Print the task graph as JSON.")
 def plan(
     file: str, set_vars: tuple[str, ...], limit: int | None, only: tuple[str, ...], as_json: bool
@@ -238,26 +246,12 @@ def plan(
 
 @cli.command()
 @click.argument("file", type=click.Path())
-@click.option(
-    "--set",
-    "set_vars",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a template variable (value parsed as YAML).",
-)
+@_set_option
 @click.option("--concurrency", type=int, help="Tasks in flight at once.")
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--manifest", type=click.Path(dir_okay=False), help="Manifest path.")
 @click.option("--shard", metavar="I/N", help="Run share I of N (1-based) of the tasks.")
-@click.option(
-    "--limit", type=int, help="Run only the first N combinations of each step's own sweep."
-)
-@click.option(
-    "--only",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Run only tasks whose parameter KEY equals VALUE (repeatable).",
-)
+@_subset_options("Run")
 @click.option("--force", is_flag=True, help="Run every task again, ignoring earlier results.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failed task.")
 @click.option(

@@ -86,6 +86,19 @@ def wait_for(proc: subprocess.Popen[str], name: str, count: int) -> list[dict[st
     raise AssertionError(f"the run ended before {count} {name} events: {proc.stderr}")
 
 
+def detach_after_submitting(
+    emu: Emulator, path: Path, key: str, count: int
+) -> list[dict[str, Any]]:
+    """Run ``rhflow run --detach`` in a process, Ctrl-C it once ``count`` tasks are submitted,
+    and return their task_submitted events (the remote tasks are left running)."""
+    with start(emu, path, key, "--detach") as proc:
+        seen = wait_for(proc, "task_submitted", count)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    return [e for e in seen if e["event"] == "task_submitted"]
+
+
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -240,11 +253,7 @@ def test_cancel_stops_what_a_detached_run_left_running(
 
     emu = make_emulator(task_seconds=(5.0, 5.0))
     path = pipeline(tmp_path, seeds=2, concurrency=2)
-    with start(emu, path, api_key, "--detach") as proc:
-        seen = wait_for(proc, "task_submitted", 2)
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=20)
-    submitted = [e for e in seen if e["event"] == "task_submitted"]
+    submitted = detach_after_submitting(emu, path, api_key, 2)
     assert main(["status", "out", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["run_status"] == "interrupted" and summary["counts"]["running"] == 2
@@ -371,11 +380,7 @@ def test_force_cancels_what_an_earlier_run_left_running_instead_of_paying_twice(
 ) -> None:
     emu = make_emulator(task_seconds=(5.0, 5.0))
     path = pipeline(tmp_path, seeds=2, concurrency=2)
-    with start(emu, path, api_key, "--detach") as proc:
-        seen = wait_for(proc, "task_submitted", 2)
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=20)
-    left = sorted(e["task_id"] for e in seen if e["event"] == "task_submitted")
+    left = sorted(e["task_id"] for e in detach_after_submitting(emu, path, api_key, 2))
     result = run(emu, path, api_key, force=True)  # the same server: its 5 s tasks still run
     assert result.manifest.status == "succeeded"
     stats = emu.stats()["tasks"]
