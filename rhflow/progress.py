@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any, Protocol, TextIO
@@ -266,14 +265,3 @@ def format_summary(manifest: Manifest, manifest_path: str, *, elapsed: float | N
             )
     lines.append(f"manifest: {manifest_path}")
     return "\n".join(lines)
-
-
-class Stopwatch:
-    """Wall time since creation, for the summary."""
-
-    def __init__(self) -> None:
-        self._start = time.monotonic()
-
-    @property
-    def elapsed(self) -> float:
-        return time.monotonic() - self._start
