@@ -105,9 +105,10 @@ def _secret_kept(
         try:
             return method(self, *args, **kwargs)
         except ApiError as err:
-            if self._api_key not in err.message:
+            if self._api_key not in err.message and self._api_key not in err.name:
                 raise
-            raise type(err)(self._scrub(err.message), code=err.code, name=err.name) from None
+            message, name = self._scrub(err.message), self._scrub(err.name)
+            raise type(err)(message, code=err.code, name=name) from None
 
     return wrapper
 

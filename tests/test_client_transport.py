@@ -395,8 +395,15 @@ def test_key_echoed_by_the_server_is_scrubbed(
         {"code": 802, "msg": f"APIKEY_UNAUTHORIZED: {api_key} is disabled", "data": None},
     )
     server.routes["/task/openapi/outputs"] = Reply(500, f"<pre>key={api_key}</pre>".encode())
+    # an unknown code names the error after its message, so the name must be scrubbed too
+    server.json("/task/openapi/status", {"code": 999, "msg": f"key {api_key}", "data": None})
     errors: list[ApiError] = []
-    for call in (lambda: client.create_task("1"), lambda: client.outputs("1")):
+    calls = (
+        lambda: client.create_task("1"),
+        lambda: client.outputs("1"),
+        lambda: client.status("1"),
+    )
+    for call in calls:
         with pytest.raises(ApiError) as info:
             call()
         errors.append(info.value)
