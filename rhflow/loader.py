@@ -150,9 +150,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     text = path.read_text(encoding="utf-8")
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return [
-            {k: _csv_cell(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(text))
-        ]
+        return _csv_rows(text)
     if suffix == ".jsonl":
         rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     else:
@@ -165,9 +163,23 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _csv_cell(value: str | None) -> Any:
-    if value is None:
-        return ""
+def _csv_rows(text: str) -> list[dict[str, Any]]:
+    """The rows of CSV text under its header line; ValueError for a row of another width."""
+    lines = (cells for cells in csv.reader(io.StringIO(text)) if cells)  # blank lines skipped
+    header = next(lines, [])
+    rows = []
+    for number, cells in enumerate(lines, 1):
+        if len(cells) != len(header):
+            more = "more" if len(cells) > len(header) else "fewer"
+            raise ValueError(
+                f"row {number} has {more} fields than the header "
+                f"({len(cells)}, the header has {len(header)})"
+            )
+        rows.append({k: _csv_cell(v) for k, v in zip(header, cells, strict=True)})
+    return rows
+
+
+def _csv_cell(value: str) -> Any:
     for kind in (int, float):
         try:
             return kind(value)

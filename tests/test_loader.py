@@ -308,6 +308,12 @@ def test_read_rows(tmp_path: Path) -> None:
     csv_file = tmp_path / "r.csv"
     csv_file.write_text("a,b,c\n1,2.5,x\n")
     assert read_rows(csv_file) == [{"a": 1, "b": 2.5, "c": "x"}]
+    csv_file.write_text("a,b\n\n1,2\n\n3,4,5\n")
+    with pytest.raises(ValueError, match=r"^row 2 has more fields than the header \(3, the hea"):
+        read_rows(csv_file)
+    csv_file.write_text("a,b\n1\n")
+    with pytest.raises(ValueError, match=r"^row 1 has fewer fields than the header \(1, the hea"):
+        read_rows(csv_file)
     bad = tmp_path / "r.yaml"
     bad.write_text("a: 1\n")
     with pytest.raises(ValueError, match="expected a list of mappings, one per row"):
