@@ -150,7 +150,10 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     text = path.read_text(encoding="utf-8")
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return _csv_rows(text)
+        try:
+            return _csv_rows(text)
+        except csv.Error as exc:
+            raise ValueError(f"invalid CSV: {exc}") from exc
     if suffix == ".jsonl":
         rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     else:

@@ -314,6 +314,9 @@ def test_read_rows(tmp_path: Path) -> None:
     csv_file.write_text("a,b\n1\n")
     with pytest.raises(ValueError, match=r"^row 1 has fewer fields than the header \(1, the hea"):
         read_rows(csv_file)
+    csv_file.write_text("a\n" + "x" * 200_000 + "\n")
+    with pytest.raises(ValueError, match=r"^invalid CSV: field larger than field limit"):
+        read_rows(csv_file)
     bad = tmp_path / "r.yaml"
     bad.write_text("a: 1\n")
     with pytest.raises(ValueError, match="expected a list of mappings, one per row"):
