@@ -95,6 +95,7 @@ class Downloads:
                             f"{err}; run again to retry the download (the task is not run again)",
                         },
                         retry=False,
+                        keep="downloading",
                     ) from err
                 delay = options.api_backoff.delay(attempt, remote.rand)
                 remote.emit("download_retry", task, reason=str(err), delay=delay)
@@ -130,7 +131,8 @@ class Downloads:
             )
             dest = safe_destination(self._output_dir, name)
         except PlanError as err:
-            raise TaskFailure({"kind": "download", "message": str(err)}, retry=False) from err
+            detail = {"kind": "download", "message": str(err)}
+            raise TaskFailure(detail, retry=False, keep="downloading") from err
         owner = self._claimed.setdefault(dest, task.id)
         if owner != task.id:
             dest = dest.with_name(f"{dest.stem}-{task.id[:8]}{dest.suffix}")

@@ -15,12 +15,25 @@ from rhflow.errors import ApiError
 
 
 class TaskFailure(Exception):
-    """Why a task stopped: ``detail`` is ``{"kind", "message", ...}`` as the manifest shows it."""
+    """Why a task stopped: ``detail`` is ``{"kind", "message", ...}`` as the manifest shows it.
 
-    def __init__(self, detail: Mapping[str, Any], *, retry: bool, fatal: bool = False) -> None:
+    ``keep`` is the status the state store keeps instead of "failed" when the task is not over
+    for good: "downloading" (its files can still be fetched) or "running" (it could not be
+    checked and may still run remotely), so that the next run picks it up instead of paying
+    for it again."""
+
+    def __init__(
+        self,
+        detail: Mapping[str, Any],
+        *,
+        retry: bool,
+        fatal: bool = False,
+        keep: str | None = None,
+    ) -> None:
         self.detail = dict(detail)
         self.retry = retry
         self.fatal = fatal
+        self.keep = keep
         super().__init__(self.detail["message"])
 
     @property
@@ -51,6 +64,6 @@ def failure_of(outputs: TaskOutputs) -> dict[str, Any]:
     }
 
 
-def api_failure(err: ApiError, doing: str) -> TaskFailure:
+def api_failure(err: ApiError, doing: str, *, keep: str | None = None) -> TaskFailure:
     detail = {"kind": "api_error", "message": f"{doing}: {err}", "code": err.code}
-    return TaskFailure(detail, retry=False, fatal=err.fatal)
+    return TaskFailure(detail, retry=False, fatal=err.fatal, keep=keep)

@@ -277,7 +277,7 @@ class Remote:
             record = TaskRecord(task.id, task.step, "pending", params=dict(task.params))
             self._store.save(record)
         if status is None:
-            status = "downloading" if failure.kind == "download" else "failed"
+            status = failure.keep or "failed"
         self.save(task, status=status, failure=failure.detail, finished_at=time.time())
 
     async def abandon(self, task: PlannedTask, reason: str) -> None:

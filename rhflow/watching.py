@@ -130,7 +130,9 @@ class Watcher:
                     await self._remote.api_pause(task, errors, err, "checking the task")
                     errors += 1
                     continue
-                raise api_failure(err, f"checking task {remote_id} failed") from err
+                # Only the check failed: the task may still run, so the next run re-attaches.
+                doing = f"checking task {remote_id} failed (run again to pick it up)"
+                raise api_failure(err, doing, keep="running") from err
 
     async def _timed_out(self, task: PlannedTask, remote_id: str) -> None:
         await self._remote.cancel_quietly(remote_id)
