@@ -259,9 +259,13 @@ class Executor:
                 self._finish(task, succeeded=True)
                 return
             except Lost as lost:
-                self._remote.note(task, str(lost))
-                live.mode = "fresh"
-            except TaskFailure as failure:
+                if live.mode != "fresh":  # an earlier run's task: submitting it is no retry
+                    self._remote.note(task, f"{lost}; running the task again")
+                    live.mode = "fresh"
+                    continue
+                failure = TaskFailure({"kind": "lost", "message": str(lost)}, retry=True)
+            except TaskFailure as failed:
+                failure = failed
                 if failure.kind == "download" and live.stale:
                     live.stale, live.mode = False, "fresh"
                     self._remote.note(
@@ -269,11 +273,11 @@ class Executor:
                         "the earlier outputs can no longer be downloaded; running the task again",
                     )
                     continue
-                if not self._retry_allowed(live, failure):
-                    self._fail(task, failure)
-                    return
-                await self._remote.retry_pause(task, live.run_attempts - 1, failure)
-                live.mode = "fresh"
+            if not self._retry_allowed(live, failure):
+                self._fail(task, failure)
+                return
+            await self._remote.retry_pause(task, live.run_attempts - 1, failure)
+            live.mode = "fresh"
 
     async def _reach_end(self, live: Live) -> TaskOutputs:
         """Submit (or pick up) the task and wait until it is done remotely."""

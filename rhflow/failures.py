@@ -2,7 +2,8 @@
 
 ``TaskFailure`` carries the structured reason the manifest shows (``kind``, ``message`` and, for
 a task ComfyUI failed, the node and exception); ``Lost`` means the server no longer knows a
-remote task, so the task is submitted again.
+remote task: one picked up from an earlier run is submitted again; one created in this run
+counts as a failed attempt (kind ``lost``), retried only within ``retries``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class TaskFailure(Exception):
 
 
 class Lost(Exception):
-    """The remote task is gone (unknown to the server): submit the task again."""
+    """The remote task is gone (unknown to the server)."""
 
 
 def failure_of(outputs: TaskOutputs) -> dict[str, Any]:

@@ -123,7 +123,7 @@ class Watcher:
             try:
                 return await self._remote.call(self._remote.client.outputs, remote_id)
             except TaskNotFoundError as err:
-                message = f"the server no longer knows task {remote_id}; submitting again"
+                message = f"the server no longer knows task {remote_id}"
                 raise Lost(message) from err
             except ApiError as err:
                 if err.retryable and errors < self._remote.options.api_retries:
@@ -170,7 +170,7 @@ class Watcher:
                 for o in record.outputs
             )
             return TaskOutputs("SUCCESS", recorded), True
-        raise Lost("the outputs of the earlier run can no longer be fetched; running it again")
+        raise Lost("the outputs of the earlier run can no longer be fetched")
 
 
 def _remaining(deadline: float | None) -> float | None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from test_executor import FAST, faults, run, sweep_yaml, write
+from test_executor import FAST, QUICK_POLL, faults, run, sweep_yaml, write
 
+from rhflow.client import Client, TaskOutputs
 from rhflow.emulator import Emulator
+from rhflow.runner import run_pipeline
 
 
 @pytest.fixture(autouse=True)
@@ -34,3 +37,34 @@ def test_an_outage_while_following_leaves_the_task_for_the_next_run_to_pick_up(
     assert again.manifest.status == "succeeded" and resumed.failure is None
     assert resumed.task_id == task.task_id and resumed.attempts == 1
     assert emu.stats()["tasks"]["created"] == 1  # picked up, not paid for twice
+
+
+class ForgetfulClient(Client):
+    """Asks the server about ids it never issued for the first ``forget`` tasks, as if it had
+    forgotten them (the server answers 807)."""
+
+    def __init__(self, *args: Any, forget: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.forget = forget
+        self.forgotten: set[str] = set()
+
+    def outputs(self, task_id: str | int) -> TaskOutputs:
+        if str(task_id) in self.forgotten or len(self.forgotten) < self.forget:
+            self.forgotten.add(str(task_id))
+            return super().outputs("1" * 19)
+        return super().outputs(task_id)
+
+
+def test_a_task_the_server_keeps_forgetting_is_created_only_as_often_as_retries_allow(
+    make_emulator: Callable[..., Emulator], api_key: str, tmp_path: Path
+) -> None:
+    emu = make_emulator()
+    path = write(tmp_path, sweep_yaml(1, retries=1))
+    with ForgetfulClient(api_key, emu.url, forget=3) as client:
+        result = run_pipeline(path, client=client, poll=QUICK_POLL, execute_options=FAST)
+    (task,) = result.manifest.tasks
+    assert result.manifest.status == "failed" and task.status == "failed"
+    assert task.attempts == 2 and task.failure_detail
+    assert task.failure_detail["kind"] == "lost"
+    assert task.failure == f"the server no longer knows task {task.task_id}"
+    assert emu.stats()["tasks"]["created"] == 2
