@@ -43,6 +43,8 @@ __all__ = [
 
 PathKey = tuple[str, ...]
 _EMPTY_FILE = "the file is empty; a pipeline needs at least `version: 1` and `steps:`"
+_SELF_ALIAS = "a YAML alias refers to itself"
+_SELF_ALIAS_HINT = "; a value cannot contain itself: alias another anchor or write the value out"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,16 +79,63 @@ def dotted(path: Iterable[str | int]) -> str:
     return text
 
 
+class _Loader(yaml.SafeLoader):
+    """A SafeLoader that records every alias to a node still being composed (``&a [*a]``): such
+    data contains itself, and nothing after the loader can check, hash or print it."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._open: list[str | None] = []  # the anchors of the nodes being composed
+        self._path: tuple[str | int, ...] = ()
+        self.self_aliases: list[tuple[tuple[str | int, ...], tuple[int, int]]] = []
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        part = () if index is None else (index if isinstance(index, int) else str(index.value),)
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open:
+                mark = event.start_mark
+                where = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+                self.self_aliases.append(((*self._path, *part), where))
+            return super().compose_node(parent, index)
+        outer = self._path
+        self._path = (*outer, *part)
+        self._open.append(getattr(event, "anchor", None))
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._open.pop()
+            self._path = outer
+
+
+def _load_yaml(text: str) -> Any:
+    """``yaml.safe_load``, but ValueError for data that contains itself through an alias."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if loader.self_aliases:
+            line, col = loader.self_aliases[0][1]
+            raise ValueError(f"{_SELF_ALIAS} (line {line}, column {col}){_SELF_ALIAS_HINT}")
+        return loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
+
+
 def parse_document(text: str, file: str) -> tuple[Document, list[Problem]]:
-    """Parse YAML text; duplicate keys are returned as problems, syntax errors raise ConfigError."""
-    loader = yaml.SafeLoader(text)
+    """Parse YAML text; duplicate keys are returned as problems, syntax errors and aliases that
+    refer to themselves raise ConfigError."""
+    loader = _Loader(text)
     marks: dict[PathKey, tuple[int, int]] = {}
     key_marks: dict[PathKey, tuple[int, int]] = {}
     duplicates: list[tuple[PathKey, tuple[int, int]]] = []
     try:
         node = loader.get_single_node()
+        if loader.self_aliases:
+            problems = [Problem(file, *mark, dotted(path), _SELF_ALIAS + _SELF_ALIAS_HINT)
+                        for path, mark in loader.self_aliases]  # fmt: skip
+            raise ConfigError(problems)
         if node is not None:  # before constructing, which flattens merge keys into the nodes
-            _walk(node, (), marks, key_marks, duplicates, frozenset())
+            _walk(node, (), marks, key_marks, duplicates)
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -111,12 +160,8 @@ def _walk(
     marks: dict[PathKey, tuple[int, int]],
     key_marks: dict[PathKey, tuple[int, int]],
     duplicates: list[tuple[PathKey, tuple[int, int]]],
-    active: frozenset[int],
 ) -> None:
     marks.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
-    if id(node) in active:  # a recursive alias
-        return
-    active = active | {id(node)}
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
@@ -128,16 +173,17 @@ def _walk(
                 duplicates.append(((*path, key), key_mark))
             seen.add(key)
             key_marks.setdefault((*path, key), key_mark)
-            _walk(value_node, (*path, key), marks, key_marks, duplicates, active)
+            _walk(value_node, (*path, key), marks, key_marks, duplicates)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _walk(item, (*path, str(index)), marks, key_marks, duplicates, active)
+            _walk(item, (*path, str(index)), marks, key_marks, duplicates)
 
 
 def parse_value(text: str) -> Any:
-    """A command-line value parsed as YAML (``3`` -> 3, ``[a, b]`` -> list, ``ink`` -> "ink")."""
+    """A command-line value parsed as YAML (``3`` -> 3, ``[a, b]`` -> list, ``ink`` -> "ink");
+    ValueError for an alias that refers to itself (``&a [*a]``)."""
     try:
-        return yaml.safe_load(text) if text.strip() else ""
+        return _load_yaml(text) if text.strip() else ""
     except yaml.YAMLError:
         return text
 
@@ -158,7 +204,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     else:
         try:
-            rows = yaml.safe_load(text)
+            rows = _load_yaml(text)
         except yaml.YAMLError as exc:
             raise ValueError(f"invalid YAML: {exc}") from exc
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):

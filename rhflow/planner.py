@@ -49,7 +49,10 @@ def parse_assignments(items: Iterable[str], *, option: str = "--set") -> dict[st
         key = key.strip()
         if not sep or not key.isidentifier():
             raise UsageError(f"{option} expects KEY=VALUE with KEY a name, got {item!r}")
-        result[key] = parse_value(text)
+        try:
+            result[key] = parse_value(text)
+        except ValueError as exc:
+            raise UsageError(f"{option} {key}=...: {exc}") from exc
     return result
 
 

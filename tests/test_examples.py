@@ -184,6 +184,19 @@ def test_plan_rejects_an_unknown_variable(
     )
 
 
+def test_plan_rejects_a_set_value_that_contains_itself(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rhflow.cli import main
+
+    monkeypatch.chdir(ROOT)
+    assert main(["plan", "pipelines/sweep.yaml", "--set", "style=&a [*a]"]) == 2
+    assert capsys.readouterr().err == (
+        "Error: --set style=...: a YAML alias refers to itself (line 1, column 5); "
+        "a value cannot contain itself: alias another anchor or write the value out\n"
+    )
+
+
 def test_plan_set_changes_the_rendered_values(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     _, out, _ = run("plan", "pipelines/sweep.yaml", "--json", "--set", "style=ink", "--limit", "1")

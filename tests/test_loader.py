@@ -314,6 +314,10 @@ def test_read_rows(tmp_path: Path) -> None:
     csv_file.write_text("a,b\n1\n")
     with pytest.raises(ValueError, match=r"^row 1 has fewer fields than the header \(1, the hea"):
         read_rows(csv_file)
+    rows = tmp_path / "r.yaml"
+    rows.write_text("- {a: 1}\n- &r {a: [*r]}\n")
+    with pytest.raises(ValueError, match=r"^a YAML alias refers to itself \(line 2, column 11\);"):
+        read_rows(rows)
     csv_file.write_text("a\n" + "x" * 200_000 + "\n")
     with pytest.raises(ValueError, match=r"^invalid CSV: field larger than field limit"):
         read_rows(csv_file)
@@ -347,10 +351,41 @@ def test_yaml_anchors_in_extension_keys(tmp_path: Path) -> None:
     recursive = write(
         tmp_path, 'version: 1\nsteps:\n  a: &a\n    workflow: "1"\n    nodes: {"1": {x: *a}}\n'
     )
-    assert problems(recursive) == [
-        f"{recursive}:3:6: steps.a.nodes.1.x: "
-        "a field value is a string, number, boolean, null or {file: path}"
+    assert problems(recursive) == [f"{recursive}:5:22: steps.a.nodes.1.x: {SELF_ALIAS}"]
+
+
+SELF_ALIAS = (
+    "a YAML alias refers to itself; a value cannot contain itself: "
+    "alias another anchor or write the value out"
+)
+
+
+def test_an_alias_inside_its_own_anchor_is_a_problem_at_the_alias(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        version: 1
+        vars: &v {style: ink, again: *v}
+        x-shared: &ok [1, 2]
+        steps:
+          a:
+            workflow: "1"
+            matrix: {seed: *ok, n: &n [1, [*n]], m: &m {<<: *m}}
+        """,
+    )
+    assert problems(path) == [
+        f"{path}:2:30: vars.again: {SELF_ALIAS}",
+        f"{path}:7:36: steps.a.matrix.n[1][0]: {SELF_ALIAS}",
+        f"{path}:7:53: steps.a.matrix.m.<<: {SELF_ALIAS}",
     ]
+
+
+def test_a_set_value_that_contains_itself_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, 'version: 1\nvars: {style: ink}\nsteps:\n  a: {workflow: "1"}\n')
+    with pytest.raises(UsageError) as info:
+        load_pipeline(path, set_vars=["style=&a [*a]"])
+    assert str(info.value) == f"--set style=...: {SELF_ALIAS.replace(';', ' (line 1, column 5);')}"
+    assert load_pipeline(path, set_vars=["style=&a [1, *a]x"]).vars["style"] == "&a [1, *a]x"
 
 
 def test_a_corrupt_cache_entry_is_fetched_again(tmp_path: Path) -> None:

@@ -430,6 +430,12 @@ def test_parse_assignments() -> None:
     assert str(info.value) == "--set expects KEY=VALUE with KEY a name, got 'seed'"
     with pytest.raises(UsageError, match="--only expects KEY=VALUE"):
         parse_assignments(["=3"], option="--only")
+    with pytest.raises(UsageError) as info:
+        parse_assignments(["seed=&a {x: *a}"], option="--only")
+    assert str(info.value) == (
+        "--only seed=...: a YAML alias refers to itself (line 1, column 8); "
+        "a value cannot contain itself: alias another anchor or write the value out"
+    )
 
 
 def test_task_context_and_fields_for_the_executor() -> None:
