@@ -292,6 +292,7 @@ class Executor:
             needs = self._remote.upstream_views(task, self._upstream_records(task))
             created = await self._remote.submit(task, needs)
             return await self._watcher.wait_end(task, created.net_wss_url, fresh=True)
+        live.run_attempts = max(live.run_attempts, 1)  # an earlier run created it: one attempt
         self._remote.emit(
             "task_reattached",
             task,

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_executor import FAST, QUICK_POLL, faults, run, sweep_yaml, write
+from test_executor import FAST, QUICK_POLL, T2I, faults, run, sweep_yaml, write
 
 from rhflow.client import Client, TaskOutputs
 from rhflow.emulator import Emulator
-from rhflow.runner import run_pipeline
+from rhflow.runner import plan_graph, run_pipeline
+from rhflow.store import Store, TaskRecord
 
 
 @pytest.fixture(autouse=True)
@@ -68,3 +70,34 @@ def test_a_task_the_server_keeps_forgetting_is_created_only_as_often_as_retries_
     assert task.failure_detail["kind"] == "lost"
     assert task.failure == f"the server no longer knows task {task.task_id}"
     assert emu.stats()["tasks"]["created"] == 2
+
+
+def test_a_task_picked_up_from_an_earlier_run_has_used_one_attempt(
+    make_emulator: Callable[..., Emulator], api_key: str, tmp_path: Path
+) -> None:
+    emu = make_emulator()
+    faults(emu, fail_tasks=1)
+    path = write(tmp_path, sweep_yaml(1, retries=0))
+    (task,) = plan_graph(path).tasks
+    # what a run that was stopped with --detach leaves: a remote task recorded as running
+    with Client(api_key, emu.url) as client:
+        created = client.create_task(T2I, [dict(e) for e in task.node_info_list])
+    with Store.for_output(tmp_path / "out") as store:
+        store.save(
+            TaskRecord(
+                task.id,
+                task.step,
+                "running",
+                remote_id=created.task_id,
+                server=emu.url,
+                attempts=1,
+                params=dict(task.params),
+                submitted_at=time.time(),
+            )
+        )
+    result = run(emu, path, api_key)
+    (resumed,) = result.manifest.tasks
+    assert result.manifest.status == "failed" and resumed.status == "failed"
+    assert resumed.task_id == created.task_id and resumed.attempts == 1
+    assert resumed.failure and "OutOfMemoryError" in resumed.failure
+    assert emu.stats()["tasks"]["created"] == 1  # retries: 0, and its one attempt was used
