@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rhflow.client import Output
-from rhflow.errors import ApiError, PlanError
+from rhflow.errors import ApiError, PlanError, RhflowError
 from rhflow.failures import TaskFailure
 from rhflow.manifest import write_atomic
 from rhflow.model import PlannedTask
@@ -88,18 +88,18 @@ class Downloads:
                 break
             except ApiError as err:
                 if attempt == tries:
-                    raise TaskFailure(
-                        {
-                            "kind": "download",
-                            "message": f"downloading output {index} failed: "
-                            f"{err}; run again to retry the download (the task is not run again)",
-                        },
-                        retry=False,
-                        keep="downloading",
+                    raise _failure(
+                        f"downloading output {index} failed: {err}; "
+                        "run again to retry the download (the task is not run again)"
                     ) from err
                 delay = options.api_backoff.delay(attempt, remote.rand)
                 remote.emit("download_retry", task, reason=str(err), delay=delay)
                 await asyncio.sleep(delay)
+            except (OSError, RhflowError) as err:  # a local fault: the files are still there
+                raise _failure(
+                    f"writing output {index} to {dest} failed: {err}; "
+                    "fix that and run again to download it (the task is not run again)"
+                ) from err
         remote.emit("download", task, path=str(dest), bytes=size, sha256=sha, index=index)
         return OutputRecord(
             index, output.node_id, output.file_url or None, output.file_type, str(dest), sha, size
@@ -131,8 +131,7 @@ class Downloads:
             )
             dest = safe_destination(self._output_dir, name)
         except PlanError as err:
-            detail = {"kind": "download", "message": str(err)}
-            raise TaskFailure(detail, retry=False, keep="downloading") from err
+            raise _failure(str(err)) from err
         owner = self._claimed.setdefault(dest, task.id)
         if owner != task.id:
             dest = dest.with_name(f"{dest.stem}-{task.id[:8]}{dest.suffix}")
@@ -149,3 +148,8 @@ class Downloads:
         for output in record.outputs:
             if output.path:
                 self._claimed.setdefault(Path(output.path), record.id)
+
+
+def _failure(message: str) -> TaskFailure:
+    """A download that failed: the task stays "downloading", so a later run fetches it again."""
+    return TaskFailure({"kind": "download", "message": message}, retry=False, keep="downloading")

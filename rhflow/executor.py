@@ -34,6 +34,7 @@ import aiohttp
 
 from rhflow.client import Client, TaskOutputs
 from rhflow.downloads import Downloads
+from rhflow.errors import RhflowError
 from rhflow.failures import Lost, TaskFailure, failure_of
 from rhflow.journal import Journal, run_status
 from rhflow.lineup import Lineup, Live
@@ -225,7 +226,8 @@ class Executor:
             try:
                 await self._run_task(live)
             except Exception as exc:  # a local fault or a bug: fail this task, not the run
-                log.error("task %s: %s", live.task.id, exc, exc_info=not isinstance(exc, OSError))
+                trace = not isinstance(exc, (OSError, RhflowError))  # only a bug shows one
+                log.error("task %s: %s", live.task.id, exc, exc_info=trace)
                 detail = {"kind": "error", "message": f"{type(exc).__name__}: {exc}"}
                 try:
                     self._fail(live.task, TaskFailure(detail, retry=False))

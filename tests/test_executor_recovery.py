@@ -101,3 +101,32 @@ def test_a_task_picked_up_from_an_earlier_run_has_used_one_attempt(
     assert resumed.task_id == created.task_id and resumed.attempts == 1
     assert resumed.failure and "OutOfMemoryError" in resumed.failure
     assert emu.stats()["tasks"]["created"] == 1  # retries: 0, and its one attempt was used
+
+
+def test_a_local_write_error_is_a_download_failure_fetched_again_by_the_next_run(
+    make_emulator: Callable[..., Emulator],
+    api_key: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    emu = make_emulator()
+    text = sweep_yaml(1).replace('outputs: "cat-', 'outputs: "blocked/cat-')
+    path = write(tmp_path, text)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "blocked").write_text("a file where the outputs need a folder")
+    first = run(emu, path, api_key)
+    (task,) = first.manifest.tasks
+    assert task.status == "failed" and task.failure_detail
+    assert task.failure_detail["kind"] == "download"
+    dest = tmp_path / "out" / "blocked" / "cat-1-0.png"
+    assert task.failure and task.failure.startswith(f"writing output 0 to {dest} failed: ")
+    assert task.failure.endswith(
+        "; fix that and run again to download it (the task is not run again)"
+    )
+    assert not [r for r in caplog.records if r.exc_info]  # no traceback for a local fault
+    (tmp_path / "out" / "blocked").unlink()
+    again = run(emu, path, api_key)
+    (done,) = again.manifest.tasks
+    assert again.manifest.status == "succeeded" and done.task_id == task.task_id
+    assert dest.read_bytes()[:4] == b"\x89PNG"
+    assert emu.stats()["tasks"]["created"] == 1  # downloaded, not run again
