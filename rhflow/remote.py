@@ -256,7 +256,8 @@ class Remote:
 
     async def retry_pause(self, task: PlannedTask, attempt: int, failure: TaskFailure) -> None:
         delay = self.options.retry_backoff.delay(attempt, self.rand)
-        self.save(task, failure=failure.detail)
+        # The remote task has ended: nothing to cancel or re-attach to if the run stops now.
+        self.save(task, status="pending", failure=failure.detail)
         self.emit("task_retry", task, reason=failure.message, delay=delay, attempt=attempt + 1)
         await asyncio.sleep(delay)
 

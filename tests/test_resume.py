@@ -389,3 +389,27 @@ def test_force_cancels_what_an_earlier_run_left_running_instead_of_paying_twice(
     assert notes == sorted(
         f"--force: remote task {rid} of an earlier run cancelled" for rid in left
     )
+
+
+@pytest.mark.parametrize("flags", [(), ("--detach",)])
+def test_ctrl_c_while_waiting_to_retry_keeps_the_failure_and_cancels_nothing(
+    make_emulator: Callable[..., Emulator], api_key: str, tmp_path: Path, flags: tuple[str, ...]
+) -> None:
+    emu = make_emulator()
+    requests.post(f"{emu.url}/emulator/faults", json={"fail_tasks": 1}, timeout=5)
+    path = pipeline(tmp_path, seeds=1, concurrency=1)
+    path.write_text(path.read_text().replace("retries: 0", "retries: 1"))
+    with start(emu, path, api_key, *flags) as proc:
+        seen = wait_for(proc, "task_retry", 1)  # the retry waits 2 s before submitting again
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    (failed,) = [e["task_id"] for e in seen if e["event"] == "task_submitted"]
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    (task,) = manifest["tasks"]
+    assert task["status"] == "pending" and task["task_id"] == failed
+    assert "raised torch.OutOfMemoryError" in task["failure"] and task["notes"] == []
+    assert emu.stats()["requests"].get("/task/openapi/cancel", 0) == 0
+    again = run(emu, path, api_key).manifest
+    assert again.status == "succeeded" and again.tasks[0].attempts == 2
+    assert emu.stats()["tasks"]["created"] == 2  # submitted anew, not re-attached to the failure
