@@ -4,8 +4,8 @@ Each output is streamed to ``<output>/.rhflow/partial/``, checked (length, and t
 and JPEG files), then renamed into place under the name the step's ``outputs`` template gives,
 which can never lead outside the output folder. A failed download is retried as a download with
 backoff; the paid task is never run again for it. The store records the links as soon as the
-task succeeds and each file as soon as it is in place, so an interrupted run downloads only
-what is missing.
+task succeeds and each file as soon as it is in place, so the next run downloads only what
+is missing or changed.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from rhflow.client import Output
@@ -22,7 +23,7 @@ from rhflow.manifest import write_atomic
 from rhflow.model import PlannedTask
 from rhflow.remote import Remote
 from rhflow.store import OutputRecord, TaskRecord
-from rhflow.transfers import check_file, file_sha256, place, safe_destination
+from rhflow.transfers import check_file, file_sha256, intact, place, safe_destination
 
 STAGING = ".rhflow/partial"
 
@@ -49,6 +50,7 @@ class Downloads:
                 },
                 retry=False,
             )
+        kept = self._kept(task)
         cost = next((o.task_cost_time for o in outputs if o.task_cost_time is not None), None)
         coins = sum(o.consume_coins or 0.0 for o in outputs)
         links = [
@@ -65,13 +67,26 @@ class Downloads:
         )
         done: list[OutputRecord] = []
         for index, output in enumerate(outputs):
-            done.append(await self._download(task, index, output, retries))
+            if index in kept:
+                done.append(replace(kept[index], url=links[index].url))
+            else:
+                done.append(await self._download(task, index, output, retries))
             if len(done) < len(links):
                 remote.save(task, outputs=(*done, *links[len(done) :]))
         record = remote.save(
             task, status="succeeded", outputs=tuple(done), finished_at=time.time(), failure=None
         )
         remote.emit("task_succeeded", task, task_id=record.remote_id, outputs=len(done))
+
+    def _kept(self, task: PlannedTask) -> dict[int, OutputRecord]:
+        """The outputs an earlier run already put on disk, still intact, by index."""
+        record = self._remote.record(task)
+        kept = {}
+        for output in record.outputs if record else ():
+            if output.path and intact(Path(output.path), output.sha256):
+                kept[output.index] = output
+                self._claimed.setdefault(Path(output.path), task.id)
+        return kept
 
     async def _download(
         self, task: PlannedTask, index: int, output: Output, retries: int | None

@@ -88,6 +88,9 @@ class Remote:
     def emit(self, event: str, task: PlannedTask, **fields: Any) -> None:
         self._reporter.emit(event, task=task.id, step=task.step, **fields)
 
+    def record(self, task: PlannedTask) -> TaskRecord | None:
+        return self._store.get(task.id)
+
     def save(self, task: PlannedTask, **changes: Any) -> TaskRecord:
         self.dirty = True
         return self._store.update(task.id, **changes)

@@ -130,3 +130,34 @@ def test_a_local_write_error_is_a_download_failure_fetched_again_by_the_next_run
     assert again.manifest.status == "succeeded" and done.task_id == task.task_id
     assert dest.read_bytes()[:4] == b"\x89PNG"
     assert emu.stats()["tasks"]["created"] == 1  # downloaded, not run again
+
+
+def test_resuming_a_download_fetches_only_the_files_not_already_intact_on_disk(
+    make_emulator: Callable[..., Emulator], api_key: str, tmp_path: Path
+) -> None:
+    emu = make_emulator()
+    text = """
+version: 1
+name: two
+output: out
+steps:
+  two:
+    workflow: "1904136902449209348"
+    nodes: {"5": {width: 64, height: 64}}
+    outputs: "two-{{ index }}.{{ ext }}"
+"""
+    path = write(tmp_path, text)
+    first = run(emu, path, api_key)
+    (task,) = first.manifest.tasks
+    assert first.manifest.status == "succeeded" and len(task.outputs) == 2
+    kept, lost = (tmp_path / "out" / str(o.path) for o in task.outputs)
+    before = kept.stat()
+    lost.unlink()
+    again = run(emu, path, api_key)
+    (resumed,) = again.manifest.tasks
+    assert again.manifest.status == "succeeded"
+    assert [o.sha256 for o in resumed.outputs] == [o.sha256 for o in task.outputs]
+    assert kept.stat().st_ino == before.st_ino and kept.stat().st_mtime_ns == before.st_mtime_ns
+    assert lost.is_file()
+    assert emu.stats()["requests"]["/files/{task_id}/{name}"] == 3  # 2, then only the lost one
+    assert emu.stats()["tasks"]["created"] == 1
