@@ -109,11 +109,11 @@ class Remote:
         views = {}
         for step, upstream_id in task.needs.items():
             rec = records[upstream_id]
-            files = tuple(Path(o.path) for o in rec.outputs if o.path)
+            files = tuple((Path(o.path), o.sha256) for o in rec.outputs if o.path)
             views[step] = UpstreamView(
                 outputs=LazyUploads(files, self._uploads),
                 urls=tuple(o.url or "" for o in rec.outputs),
-                files=files,
+                files=tuple(path for path, _ in files),
                 params=rec.params,
                 task_id=rec.remote_id,
             )

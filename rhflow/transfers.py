@@ -81,9 +81,10 @@ class UploadCache:
 
 
 class LazyUploads(Sequence[str]):
-    """Uploaded names of an upstream task's files; a file is uploaded when first indexed."""
+    """Uploaded names of an upstream task's files, given as (path, recorded sha256); a file is
+    uploaded when first indexed, and the recorded hash spares reading it again."""
 
-    def __init__(self, files: Sequence[Path], cache: UploadCache) -> None:
+    def __init__(self, files: Sequence[tuple[Path, str | None]], cache: UploadCache) -> None:
         self._files = tuple(files)
         self._cache = cache
 
@@ -98,11 +99,11 @@ class LazyUploads(Sequence[str]):
 
     def __getitem__(self, index: int | slice) -> str | Sequence[str]:
         if isinstance(index, slice):
-            return [self._cache.name_for(f) for f in self._files[index]]
-        return self._cache.name_for(self._files[index])
+            return [self._cache.name_for(*f) for f in self._files[index]]
+        return self._cache.name_for(*self._files[index])
 
     def __iter__(self) -> Iterator[str]:
-        return (self._cache.name_for(f) for f in self._files)
+        return (self._cache.name_for(*f) for f in self._files)
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,7 +84,7 @@ def test_uploads_happen_once_per_content_even_from_many_threads(tmp_path: Path) 
         for w in workers:
             w.join()
         assert names == ["api/a.png"] * 4 and len(sent) == 1
-        lazy = LazyUploads([tmp_path / "a.png"], cache)
+        lazy = LazyUploads([(tmp_path / "a.png", None)], cache)
         assert len(lazy) == 1 and lazy[0] == "api/a.png" and list(lazy) == ["api/a.png"]
         assert len(sent) == 1
 
@@ -158,3 +158,43 @@ def test_the_live_display_shows_tasks_and_node_progress() -> None:
     text = stream.getvalue()
     assert "sweep" in text and "gen subject=cat seed=1" in text and "node 3" in text
     assert "gen/aaaaaaaaaa: FAILED: boom" in text
+
+
+def test_upstream_outputs_are_named_by_their_recorded_hash_without_reading_them_again(
+    tmp_path: Path,
+) -> None:
+    import hashlib
+
+    from rhflow.model import PlannedTask, Target
+    from rhflow.progress import QuietReporter
+    from rhflow.remote import Remote
+    from rhflow.scheduling import ExecuteOptions
+    from rhflow.store import OutputRecord, TaskRecord
+
+    class NoUploads:
+        def upload(self, path: Path) -> None:
+            raise AssertionError(f"{path} was uploaded again")
+
+    image = tmp_path / "draft.png"
+    image.write_bytes(PNG)
+    digest = hashlib.sha256(PNG).hexdigest()
+    output = OutputRecord(0, "9", "http://s/draft.png", "png", str(image), digest, len(PNG))
+    with Store.for_output(tmp_path / "out") as store:
+        store.remember_upload("http://s", digest, "api/draft.png")
+        store.save(TaskRecord("up", "draft", "succeeded", outputs=(output,)))
+        upstream = store.get("up")
+        assert upstream is not None
+        remote = Remote(
+            NoUploads(),
+            store,
+            None,  # type: ignore[arg-type]  # upstream_views writes no manifest
+            QuietReporter(),
+            options=ExecuteOptions(),
+            server="http://s",
+            rand=lambda: 0.5,
+        )
+        task = PlannedTask("down", "refine", {}, Target("workflow", "1"), (), needs={"draft": "up"})
+        views = remote.upstream_views(task, {"up": upstream})
+        image.unlink()  # hashing it again would have to read it
+        assert list(views["draft"].outputs) == ["api/draft.png"]
+        assert views["draft"].files == (image,)
