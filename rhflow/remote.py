@@ -209,7 +209,7 @@ class Remote:
             )
         if target.kind == "quick_app":
             return self.client.run_quick_ai_app(target.id, target.quick_create_code or "", entries)
-        workflow = json.dumps(target.workflow_json) if target.workflow_json else None
+        workflow = _with_values(target.workflow_json, entries) if target.workflow_json else None
         return self.client.create_task(
             target.id,
             entries,
@@ -310,3 +310,15 @@ class Remote:
                 "message": message,
             },
         )
+
+
+def _with_values(graph: Mapping[str, Any], entries: list[dict[str, Any]]) -> str:
+    """The workflow JSON to send, with the task's node_info_list values written into its
+    inputs: sources disagree on whether RunningHub applies nodeInfoList on top of ``workflow``
+    or ignores it, and the task runs with its own values either way."""
+    nodes = json.loads(json.dumps(graph))
+    for entry in entries:
+        node = nodes.get(str(entry.get("nodeId")))
+        if isinstance(node, dict) and isinstance(node.get("inputs"), dict):
+            node["inputs"][str(entry.get("fieldName"))] = entry.get("fieldValue")
+    return json.dumps(nodes)

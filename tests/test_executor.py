@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -515,3 +516,34 @@ def test_a_queued_task_is_polled_then_followed_once_its_websocket_appears(
     assert any(e["event"] == "task_progress" for e in events)
     stats = emu.stats()
     assert stats["websocket_connections"] == 2
+
+
+def test_a_local_workflow_is_sent_with_each_tasks_own_values_written_in(
+    make_emulator: Callable[..., Emulator], api_key: str, tmp_path: Path
+) -> None:
+    # Sources disagree on whether RunningHub applies nodeInfoList on top of `workflow`; the
+    # graph sent must carry the task's values, with nodeInfoList still sent beside it.
+    emu = make_emulator()
+    workflows = Path(__file__).parent.parent / "pipelines" / "workflows"
+    shutil.copy(workflows / "t2i.json", tmp_path / "t2i.json")
+    text = sweep_yaml(2).replace(f'"{T2I}"', f'"{T2I}"\n    workflow_file: t2i.json')
+    sent: list[requests.PreparedRequest] = []
+    session = requests.Session()
+    session.hooks["response"].append(lambda resp, *args, **kwargs: sent.append(resp.request))
+    with Client(api_key, emu.url, session=session) as client:
+        result = run_pipeline(
+            write(tmp_path, text), client=client, poll=QUICK_POLL, execute_options=FAST
+        )
+    assert result.manifest.status == "succeeded"
+    creates = [json.loads(r.body or b"") for r in sent if r.path_url == "/task/openapi/create"]
+    seeds = []
+    for body in creates:
+        graph = json.loads(body["workflow"])
+        assert graph["6"]["inputs"]["text"] == "a cat"
+        assert graph["5"]["inputs"]["width"] == graph["5"]["inputs"]["height"] == 64
+        seed = graph["3"]["inputs"]["seed"]
+        seeds.append(seed)
+        assert [e for e in body["nodeInfoList"] if e["fieldName"] == "seed"] == [
+            {"nodeId": "3", "fieldName": "seed", "fieldValue": seed}
+        ]
+    assert sorted(seeds) == [1, 2]
