@@ -8,9 +8,10 @@ an error rather than an empty string.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -42,15 +43,42 @@ def _zpad(value: object, width: int = 3) -> str:
     return str(value).zfill(width)
 
 
-#: Longest string or list a template may build with ``*``, and largest result of ``**``.
+#: Longest string or list a template may build with ``*`` or ask for by a size argument
+#: (``'a'.ljust(n)``, ``center(n)``, ``zpad(n)``), and largest result of ``**``.
 MAX_SIZE = 100_000
 MAX_POWER_BITS = 4096
+#: Filters whose integer arguments are sizes of what they build.
+_SIZED_FILTERS = ("batch", "center", "indent", "slice", "tojson", "zpad")
+
+
+def _check_sizes(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, int) and value > MAX_SIZE:
+            raise SecurityError(f"{name}(): a size of {value} is over the limit of {MAX_SIZE}")
+
+
+def _sized(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` (a filter) refusing a size argument above MAX_SIZE; its value is not a size."""
+    skip = 2 if hasattr(func, "jinja_pass_arg") else 1  # the context, if passed, then the value
+
+    @functools.wraps(func)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        _check_sizes(name, args[skip:], kwargs)
+        return func(*args, **kwargs)
+
+    return bounded
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, with ``*`` and ``**`` bounded so a template cannot exhaust memory."""
+    """The immutable sandbox, with ``*``, ``**`` and size arguments bounded so a template cannot
+    exhaust memory."""
 
     intercepted_binops = frozenset({"*", "**"})
+
+    def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(getattr(obj, "__self__", None), str):  # 'a'.ljust(n), .center, .zfill ...
+            _check_sizes(obj.__name__, args, kwargs)
+        return super().call(context, obj, *args, **kwargs)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":
@@ -73,6 +101,8 @@ def _build_environment() -> ImmutableSandboxedEnvironment:
     )
     env.filters["slug"] = _slug
     env.filters["zpad"] = _zpad
+    for name in _SIZED_FILTERS:
+        env.filters[name] = _sized(name, env.filters[name])
     return env
 
 

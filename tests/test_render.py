@@ -95,6 +95,41 @@ def test_sandbox_escapes_are_refused(source: str) -> None:
         render_value(source, {})
 
 
+@pytest.mark.parametrize(
+    ("source", "refused"),
+    [
+        ("{{ 'a'.ljust(10 ** 8) }}", "ljust(): a size of 100000000"),
+        ("{{ 'a'.zfill(width=100001) }}", "zfill(): a size of 100001"),
+        ("{{ 'a' | center(10 ** 8) }}", "center(): a size of 100000000"),
+        ("{{ 'a' | center(100000000) }}", "center(): a size of 100000000"),
+        ("{{ seed | zpad(10 ** 9) }}", "zpad(): a size of 1000000000"),
+        ("{{ [1] | batch(10 ** 8, 0) | list }}", "batch(): a size of 100000000"),
+        ("{{ [1] | slice(10 ** 8) | list }}", "slice(): a size of 100000000"),
+        ("{{ 'a' | indent(10 ** 8, first=true) }}", "indent(): a size of 100000000"),
+        ("{{ [[1]] | tojson(indent=10 ** 8) }}", "tojson(): a size of 100000000"),
+    ],
+)
+def test_size_arguments_are_capped(source: str, refused: str) -> None:
+    with pytest.raises(RenderError) as info:
+        render_value(source, {"seed": 7})
+    assert str(info.value) == (
+        f"not allowed in a pipeline template: {refused} is over the limit of 100000"
+    )
+
+
+def test_large_numbers_are_still_values() -> None:
+    seed = 156680208700286
+    context = {"seed": seed}
+    assert render_value("{{ seed | zpad(5) }}-{{ seed | center(17) }}", context) == (
+        f"{seed}- {seed} "
+    )
+    assert render_value("{{ '%d' | format(seed) }}/{{ '{}'.format(seed) }}", context) == (
+        f"{seed}/{seed}"
+    )
+    assert render_value("{{ [seed] | batch(1) | list }}", context) == [[seed]]
+    assert render_value("{{ 'a'.ljust(100000) | length }}", context) == 100_000
+
+
 def test_ordinary_arithmetic_still_works() -> None:
     assert render_value("{{ 2 ** 10 }}", {}) == 1024
     assert render_value("{{ 'ab' * 3 }}", {}) == "ababab"
