@@ -30,7 +30,7 @@ from rhflow.model import (
 )
 from rhflow.render import RenderError, Template, compile_template, is_template, render_text
 from rhflow.schema import did_you_mean
-from rhflow.sweeps import SweepChecker
+from rhflow.sweeps import SweepChecker, unreadable
 from rhflow.workflows import (
     WorkflowSource,
     check_field,
@@ -141,8 +141,8 @@ class _Builder(SweepChecker):
         path = self.base / relpath
         try:
             nodes = workflow_nodes(json.loads(path.read_text(encoding="utf-8")))
-        except OSError:
-            self.report(at, f"file not found: {relpath} (paths are relative to the pipeline file)")
+        except OSError as exc:
+            self.report(at, unreadable(relpath, exc))
             return None
         except ValueError as exc:
             self.report(at, f"{relpath} is not valid JSON: {exc}")
@@ -230,11 +230,8 @@ class _Builder(SweepChecker):
         path = (self.base / relpath).absolute()
         try:
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        except OSError:
-            self.report(
-                (*at, "file"),
-                f"file not found: {relpath} (paths are relative to the pipeline file)",
-            )
+        except OSError as exc:
+            self.report((*at, "file"), unreadable(relpath, exc))
             return None
         return FileRef(path, Path(relpath).as_posix(), digest)
 

@@ -26,6 +26,17 @@ MAX_AXIS = 1_000_000
 RESERVED = BASE_NAMES | OUTPUT_NAMES
 
 
+def unreadable(relpath: str, exc: OSError) -> str:
+    """What went wrong reading ``relpath`` (relative to the pipeline file), for a problem."""
+    if isinstance(exc, IsADirectoryError):
+        return f"{relpath} is a folder, not a file"
+    if isinstance(exc, PermissionError):
+        return f"cannot read {relpath}: permission denied; check its permissions"
+    if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+        return f"file not found: {relpath} (paths are relative to the pipeline file)"
+    return f"cannot read {relpath}: {exc.strerror or exc}"
+
+
 class SweepChecker:
     """Reads the sweep of a step; collects problems in ``problems`` instead of raising."""
 
@@ -102,8 +113,8 @@ class SweepChecker:
 
         try:
             rows = read_rows(self.base / relpath)
-        except OSError:
-            self.report(at, f"file not found: {relpath} (paths are relative to the pipeline file)")
+        except OSError as exc:
+            self.report(at, unreadable(relpath, exc))
             return []
         except ValueError as exc:
             self.report(at, f"{relpath}: {exc}")

@@ -327,6 +327,26 @@ def test_read_rows(tmp_path: Path) -> None:
         read_rows(bad)
 
 
+def test_an_unreadable_file_says_why(tmp_path: Path) -> None:
+    from rhflow.sweeps import unreadable
+
+    (tmp_path / "a.csv").write_text("x\n1\n")
+    raised = []
+    for name in ("a.csv/b.csv", "nope.csv", "."):
+        with pytest.raises(OSError) as info:
+            (tmp_path / name).read_text()
+        raised.append(unreadable(name, info.value))
+    raised.append(unreadable("a.csv", PermissionError(13, "Permission denied")))
+    raised.append(unreadable("a.csv", OSError(5, "Input/output error")))
+    assert raised == [
+        "file not found: a.csv/b.csv (paths are relative to the pipeline file)",
+        "file not found: nope.csv (paths are relative to the pipeline file)",
+        ". is a folder, not a file",
+        "cannot read a.csv: permission denied; check its permissions",
+        "cannot read a.csv: Input/output error",
+    ]
+
+
 def test_only_the_loader_imports_yaml_and_only_render_imports_jinja2() -> None:
     for module in (ROOT / "rhflow").rglob("*.py"):
         text = module.read_text()
