@@ -39,7 +39,7 @@ from rhflow.failures import Lost, TaskFailure, failure_of
 from rhflow.journal import Journal, run_status
 from rhflow.lineup import Lineup, Live
 from rhflow.model import PlannedTask, TaskGraph
-from rhflow.progress import Reporter, SafeReporter
+from rhflow.progress import Reporter
 from rhflow.remote import Remote
 from rhflow.resume import decide
 from rhflow.scheduling import ExecuteOptions
@@ -70,8 +70,7 @@ class Executor:
         self._store = store
         self._journal = journal
         self._options = options
-        reporter = SafeReporter(reporter)
-        self._reporter = reporter
+        self._reporter = reporter  # the runner's SafeReporter: a closed pipe cannot stop a run
         self._remote = Remote(
             client, store, journal, reporter, options=options, server=server, rand=rand
         )

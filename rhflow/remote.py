@@ -33,6 +33,11 @@ from rhflow.transfers import LazyUploads, UploadCache, UpstreamView
 T = TypeVar("T")
 
 
+def active_status(remote_status: str) -> str:
+    """The store status of a remote task not done yet: "queued" while QUEUED, else "running"."""
+    return "queued" if remote_status.upper() == "QUEUED" else "running"
+
+
 class Remote:
     """Inputs, create, cancel and the shared plumbing (pool, store, events) of one run."""
 
@@ -191,7 +196,7 @@ class Remote:
             task.id,
             remote_id=created.task_id,
             server=self._server,
-            status="queued" if created.status.upper() == "QUEUED" else "running",
+            status=active_status(created.status),
             attempts=attempts,
             node_info_list=tuple(entries),
             submitted_at=time.time(),
@@ -223,7 +228,7 @@ class Remote:
     def _created(self, task: PlannedTask, created: TaskCreated, attempts: int) -> None:
         self.dirty = True
         self.started[task.id] = time.monotonic()
-        status = "queued" if created.status.upper() == "QUEUED" else "running"
+        status = active_status(created.status)
         self.emit(
             "task_submitted",
             task,

@@ -21,7 +21,7 @@ from rhflow.failures import Lost, TaskFailure, api_failure
 from rhflow.follow import ProgressEvent, follow
 from rhflow.journal import Journal
 from rhflow.model import PlannedTask
-from rhflow.remote import Remote
+from rhflow.remote import Remote, active_status
 from rhflow.store import Store
 
 
@@ -66,7 +66,7 @@ class Watcher:
             if outputs.done:
                 self._durations.append(time.monotonic() - started)
                 return outputs
-            state = "queued" if outputs.state == "QUEUED" else "running"
+            state = active_status(outputs.state)
             if state != record.status:
                 record = self._remote.save(task, status=state)
             if outputs.net_wss_url and not tried_ws:
