@@ -122,8 +122,12 @@ def plan(
         raise UsageError(f"--limit must be at least 1, got {limit}")
     wanted = _only(pipeline, only)
     tasks: dict[str, list[PlannedTask]] = {}
+    warnings: list[str] = []
     for step in pipeline.steps:
-        tasks[step.name] = _plan_step(pipeline, step, tasks, limit, wanted)
+        maker = _TaskMaker(pipeline, step)
+        tasks[step.name] = _plan_step(maker, tasks, limit, wanted)
+        warnings += _duplicates(step.name, maker.requests.values())
+        warnings += _clashing_outputs(step, tasks[step.name])
     flat = tuple(task for step in pipeline.steps for task in tasks[step.name])
     return TaskGraph(
         pipeline=pipeline.name,
@@ -132,12 +136,8 @@ def plan(
         output_dir=pipeline.output_dir,
         concurrency=pipeline.concurrency,
         tasks=flat,
-        warnings=tuple(w for step in pipeline.steps for w in _warnings(step, tasks[step.name])),
+        warnings=tuple(warnings),
     )
-
-
-def _warnings(step: Step, tasks: list[PlannedTask]) -> list[str]:
-    return _duplicates(step.name, tasks) + _clashing_outputs(step, tasks)
 
 
 def _clashing_outputs(step: Step, tasks: list[PlannedTask]) -> list[str]:
@@ -146,6 +146,12 @@ def _clashing_outputs(step: Step, tasks: list[PlannedTask]) -> list[str]:
     if "task" in template.names or len(tasks) < 2:
         return []
     fixed = {"index": 0, "ext": "png", "node_id": "0", "task": ""}
+    values = _distinct_values(tasks)
+    if values is not None:
+        constant = {name: next(iter(v)) for name, v in values.items() if len(v) == 1}
+        varying = {name: v for name, v in values.items() if len(v) > 1}
+        if template.renders_apart({**fixed, **constant, "step": step.name}, varying):
+            return []  # each task's parameters are spelt out in its name
     seen: dict[str, str] = {}
     for task in tasks:
         try:
@@ -159,6 +165,20 @@ def _clashing_outputs(step: Step, tasks: list[PlannedTask]) -> list[str]:
             ]
         seen[name] = task.id
     return []
+
+
+def _distinct_values(tasks: list[PlannedTask]) -> dict[str, set[Any]] | None:
+    """Each parameter's values, if every task has the same names, distinct combinations and
+    hashable values; else None."""
+    names = tuple(tasks[0].params)
+    try:
+        combos = {tuple(map(task.params.__getitem__, names)) for task in tasks}
+    except (KeyError, TypeError):  # another name, or a list or mapping value
+        return None
+    if len(combos) < len(tasks) or any(len(task.params) != len(names) for task in tasks):
+        return None
+    columns = zip(*combos, strict=True)
+    return {name: set(column) for name, column in zip(names, columns, strict=True)}
 
 
 def _only(pipeline: Pipeline, only: Mapping[str, Any] | Iterable[str] | None) -> dict[str, Any]:
@@ -190,12 +210,12 @@ def _keep(params: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
 
 
 def _plan_step(
-    pipeline: Pipeline,
-    step: Step,
+    maker: _TaskMaker,
     done: Mapping[str, list[PlannedTask]],
     limit: int | None,
     wanted: Mapping[str, Any],
 ) -> list[PlannedTask]:
+    step = maker.step
     size = sweep_size(step.sweep)
     if size > MAX_COMBINATIONS and limit is None:
         where = f"{step.where}: " if step.where else ""
@@ -209,7 +229,6 @@ def _plan_step(
         raise PlanError(
             f"{where}the sweep of step '{step.name}' is empty; check exclude and the lists"
         )
-    maker = _TaskMaker(pipeline, step)
     result = []
     for upstream_params, needs in _join(step.needs, done):
         for combo in own:
@@ -235,7 +254,11 @@ def _join(
 
 
 class _TaskMaker:
-    """Builds the tasks of one step; per-step work (target hash, compiled templates) done once."""
+    """Builds the tasks of one step; per-step work (target hash, compiled templates) done once.
+
+    ``requests`` groups the ids of the tasks made so far by a digest of what each would send
+    (overrides, input files, upstream tasks), taken from the text its id is hashed from.
+    """
 
     def __init__(self, pipeline: Pipeline, step: Step) -> None:
         self.pipeline = pipeline
@@ -244,8 +267,10 @@ class _TaskMaker:
         workflow_hash = None
         if target.workflow_json is not None:
             workflow_hash = _digest(_canonical(target.workflow_json))
-        self.target_key = [target.kind, target.id, workflow_hash, target.quick_create_code]
+        target_key = [target.kind, target.id, workflow_hash, target.quick_create_code]
+        self.prefix = f"[{_canonical(step.name)},{_canonical(target_key)},"
         self.vars = dict(pipeline.vars)
+        self.requests: dict[bytes, list[str]] = {}
 
     def make(self, params: dict[str, Any], needs: dict[str, str]) -> PlannedTask:
         step = self.step
@@ -265,10 +290,15 @@ class _TaskMaker:
             node_info.append(
                 {"nodeId": override.node_id, "fieldName": override.field, "fieldValue": value}
             )
-        key = [step.name, self.target_key, node_info, [f.sha256 for f in files],
-               [d.template for d in deferred], params, sorted(needs.items())]  # fmt: skip
+        # what is sent (deferred templates are in node_info too), then the id's text:
+        # _canonical([step, target, node_info, files, deferred, params, needs])
+        sent = _canonical([node_info, [f.sha256 for f in files], [d.template for d in deferred]])
+        needs_text = _canonical(sorted(needs.items())) if needs else "[]"
+        task_id = _digest(f"{self.prefix}{sent[1:-1]},{_canonical(params)},{needs_text}]")
+        request = hashlib.sha256(f"{sent}{needs_text}".encode()).digest()
+        self.requests.setdefault(request, []).append(task_id[:ID_LENGTH])
         return PlannedTask(
-            id=_digest(_canonical(key))[:ID_LENGTH],
+            id=task_id[:ID_LENGTH],
             step=step.name,
             params=params,
             target=step.target,
@@ -294,23 +324,21 @@ def _render(source: str, context: Mapping[str, Any], where: object) -> Any:
         raise PlanError(f"{where}: {exc}") from exc
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _ENCODER.encode(value)
 
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _duplicates(step: str, tasks: list[PlannedTask]) -> list[str]:
-    groups: dict[str, list[str]] = {}
-    for task in tasks:
-        request = repr(
-            (task.node_info_list, [f.sha256 for f in task.files], sorted(task.needs.items()))
-        )
-        groups.setdefault(request, []).append(task.id)
+def _duplicates(step: str, groups: Iterable[list[str]]) -> list[str]:
+    """A warning for each group of more than one task (ids) that send the same request."""
     warnings = []
-    for ids in groups.values():
+    for ids in groups:
         if len(ids) > 1:
             shown = ", ".join(ids[:_DUPLICATES_SHOWN]) + (
                 ", ..." if len(ids) > _DUPLICATES_SHOWN else ""

@@ -497,3 +497,33 @@ def test_outputs_that_would_overwrite_each_other_are_warned_about(tmp_path: Path
     )
     assert plan_text(tmp_path, text.replace("{{ step }}-", "{{ seed }}-")).warnings == ()
     assert plan_text(tmp_path, text.replace("{{ step }}-", "{{ task }}-")).warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("axes", "outputs", "clash"),
+    [
+        ("{s: [Red Fox, red fox]}", "{{ s | slug }}.png", "red-fox.png"),
+        ("{s: ['7', '007']}", "{{ s | zpad(3) }}.png", "007.png"),
+        ("{a: [x-y, x], b: [z, y-z]}", "{{ a }}-{{ b }}.png", "x-y-z.png"),
+        ("{a: [1, 11], b: [1, 11]}", "{{ a }}{{ b }}.png", "111.png"),
+        ("{s: [1, 2], include: [{s: 1}]}", "{{ s }}.png", "1.png"),
+    ],
+)
+def test_every_clash_of_output_names_is_found(
+    tmp_path: Path, axes: str, outputs: str, clash: str
+) -> None:
+    graph = plan_text(
+        tmp_path,
+        f"""
+        version: 1
+        steps:
+          gen:
+            workflow: "1"
+            matrix: {axes}
+            nodes: {{"3": {{seed: "{{{{ params }}}}"}}}}
+            outputs: "{outputs}"
+        """,
+    )
+    assert [w.split("would both write ")[-1] for w in graph.warnings if "write" in w] == [
+        f"'{clash}'; add {{{{ task }}}} or a parameter that differs to its outputs template"
+    ]
