@@ -100,12 +100,6 @@ class TaskGraph:
     tasks: tuple[PlannedTask, ...]
     warnings: tuple[str, ...] = ()
 
-    def task(self, task_id: str) -> PlannedTask:
-        for task in self.tasks:
-            if task.id == task_id:
-                return task
-        raise KeyError(task_id)
-
 
 # --------------------------------------------------------------------------------------------
 # Pipeline (loader -> planner): a validated pipeline file with defaults filled in.
