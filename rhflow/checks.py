@@ -104,13 +104,14 @@ class _Builder(SweepChecker):
         origin = base if "outputs" in raw else ("defaults",)
         self.compile((*origin, "outputs"), outputs)
         needs = raw.get("needs") or ()
+        needs = (needs,) if isinstance(needs, str) else tuple(needs)
         return Step(
             name=name,
             target=target,
             workflow_json=nodes,
             sweep=self.sweep(base, raw),
-            overrides=self.overrides(base, raw, nodes),
-            needs=(needs,) if isinstance(needs, str) else tuple(needs),
+            overrides=self.overrides(base, raw, nodes, needs),
+            needs=needs,
             outputs=outputs,
             retries=DEFAULT_RETRIES if fields["retries"] is None else fields["retries"],
             timeout=float(fields["timeout"] or DEFAULT_TIMEOUT),
@@ -156,7 +157,11 @@ class _Builder(SweepChecker):
     # -- overrides ---------------------------------------------------------------------------
 
     def overrides(
-        self, base: tuple[str | int, ...], raw: Mapping[str, Any], nodes: Mapping[str, Any] | None
+        self,
+        base: tuple[str | int, ...],
+        raw: Mapping[str, Any],
+        nodes: Mapping[str, Any] | None,
+        needs: tuple[str, ...],
     ) -> tuple[Override, ...]:
         from rhflow.loader import dotted
 
@@ -174,7 +179,7 @@ class _Builder(SweepChecker):
         result: list[Override] = []
         seen: dict[tuple[str, str], str] = {}
         for at, node_key, field_name, value in entries:
-            override = self.override(at, node_key, field_name, value, nodes, raw)
+            override = self.override(at, node_key, field_name, value, nodes, needs)
             if override is None:
                 continue
             pair = (override.node_id, override.field)
@@ -195,7 +200,7 @@ class _Builder(SweepChecker):
         field_name: str,
         value: Any,
         nodes: Mapping[str, Any] | None,
-        raw: Mapping[str, Any],
+        needs: tuple[str, ...],
     ) -> Override | None:
         node_id = node_key
         if nodes is not None:
@@ -223,7 +228,7 @@ class _Builder(SweepChecker):
         if is_template(value):
             template = self.compile(at, value)
             if template is not None:
-                deferred = self.check_needs(at, template, raw)
+                deferred = self.check_needs(at, template, needs)
         return Override(node_id, field_name, value, self.where(at), deferred)
 
     def file_ref(self, at: tuple[str | int, ...], relpath: str) -> FileRef | None:
@@ -243,11 +248,9 @@ class _Builder(SweepChecker):
             return None
 
     def check_needs(
-        self, at: tuple[str | int, ...], template: Template, raw: Mapping[str, Any]
+        self, at: tuple[str | int, ...], template: Template, needs: tuple[str, ...]
     ) -> bool:
-        declared = raw.get("needs") or ()
-        declared = (declared,) if isinstance(declared, str) else tuple(declared)
-        for name in sorted(template.needs - set(declared)):
+        for name in sorted(template.needs - set(needs)):
             self.report(
                 at, f"reads needs.{name} but '{name}' is not in this step's needs; add it to needs"
             )
