@@ -108,6 +108,36 @@ class _Loader(yaml.SafeLoader):
             self._path = outer
 
 
+#: Values a document may hold once its aliases are expanded; beyond it the file is refused
+#: before anything walks or builds it (a few nested aliases can stand for billions of values).
+MAX_VALUES = 1_000_000
+_TOO_BIG = (
+    f"the YAML expands to more than {MAX_VALUES:,} values through its aliases; "
+    "use fewer nested aliases"
+)
+
+
+def _too_big(root: yaml.Node) -> bool:
+    """Whether ``root`` holds more than MAX_VALUES values with aliases expanded; linear in the
+    number of distinct nodes, since a shared node's size is counted once."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = 1  # a node inside itself (reported elsewhere) counts once
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(item) for item in node.value)
+        sizes[id(node)] = total = min(total, MAX_VALUES + 1)
+        return total
+
+    return size(root) > MAX_VALUES
+
+
 def _load_yaml(text: str) -> Any:
     """``yaml.safe_load``, but ValueError for data that contains itself through an alias."""
     loader = _Loader(text)
@@ -116,6 +146,8 @@ def _load_yaml(text: str) -> Any:
         if loader.self_aliases:
             line, col = loader.self_aliases[0][1]
             raise ValueError(f"{_SELF_ALIAS} (line {line}, column {col}){_SELF_ALIAS_HINT}")
+        if node is not None and _too_big(node):
+            raise ValueError(_TOO_BIG)
         return loader.construct_document(node) if node is not None else None
     finally:
         loader.dispose()
@@ -134,6 +166,8 @@ def parse_document(text: str, file: str) -> tuple[Document, list[Problem]]:
             problems = [Problem(file, *mark, dotted(path), _SELF_ALIAS + _SELF_ALIAS_HINT)
                         for path, mark in loader.self_aliases]  # fmt: skip
             raise ConfigError(problems)
+        if node is not None and _too_big(node):
+            raise ConfigError([Problem(file, 1, 1, "", _TOO_BIG)])
         if node is not None:  # before constructing, which flattens merge keys into the nodes
             _walk(node, (), marks, key_marks, duplicates)
         data = loader.construct_document(node) if node is not None else None
