@@ -12,8 +12,8 @@ from rhflow.emulator import v1, v2
 from rhflow.emulator.config import EmulatorConfig
 from rhflow.emulator.events import Message
 from rhflow.emulator.faults import FaultError
+from rhflow.emulator.records import Task
 from rhflow.emulator.state import STATE, Refused, State, reply, state_of
-from rhflow.emulator.tasks import Task
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CONTROL_PREFIXES = ("/emulator/", "/files/", "/ws/")

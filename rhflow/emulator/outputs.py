@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rhflow.emulator import images
+from rhflow.emulator.records import OutputFile, Task
 from rhflow.emulator.workflows import (
     IMAGE_OUTPUTS,
     VIDEO_OUTPUTS,
@@ -19,41 +18,8 @@ from rhflow.emulator.workflows import (
 )
 from rhflow.errors import API_CODE_NAMES
 
-if TYPE_CHECKING:
-    from rhflow.emulator.tasks import Task
-
 BUILTIN_INPUTS = {"example.png": images.render_png(64, 64, images.digest("example.png"))}
 DEFAULT_SIDE = 512
-
-
-@dataclass(frozen=True, slots=True)
-class OutputFile:
-    """One output file: its name under /files/<taskId>/, node, extension and how to make it.
-
-    The bytes are rendered when first asked for (and a few are cached), so that thousands of
-    finished tasks cost little memory; rendering is deterministic, so every GET is identical.
-    """
-
-    name: str
-    node_id: str
-    file_type: str
-    kind: str
-    recipe: tuple[Any, ...]
-
-    def data(self) -> bytes:
-        return _materialise(self.recipe)
-
-
-@functools.lru_cache(maxsize=32)
-def _materialise(recipe: tuple[Any, ...]) -> bytes:
-    kind, *args = recipe
-    if kind == "image":
-        width, height, key, prompt = args
-        metadata = {"prompt": prompt} if prompt is not None else None
-        return images.render_png(width, height, key, metadata)
-    if kind == "video":
-        return images.render_video(*args)
-    return images.render_text(*args)
 
 
 def input_exists(name: str, uploads: dict[str, bytes]) -> bool:

@@ -11,7 +11,8 @@ from rhflow.emulator import outputs
 from rhflow.emulator.config import EmulatorConfig
 from rhflow.emulator.faults import Faults
 from rhflow.emulator.outputs import envelope
-from rhflow.emulator.tasks import Task, TaskBoard
+from rhflow.emulator.records import Task
+from rhflow.emulator.tasks import TaskBoard
 from rhflow.emulator.webhooks import Webhooks
 from rhflow.emulator.workflows import BUILTIN_APPS, load_workflows
 

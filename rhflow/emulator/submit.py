@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 from rhflow.emulator.prompt import Prepared, Rejection, prepare
+from rhflow.emulator.records import Task, TaskSpec
 from rhflow.emulator.state import State, flag
-from rhflow.emulator.tasks import Task, TaskSpec
 
 
 def submit(

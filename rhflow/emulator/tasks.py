@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import math
 import random
 import secrets
@@ -11,7 +10,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from rhflow.emulator import events, outputs
@@ -19,65 +17,8 @@ from rhflow.emulator.config import EmulatorConfig
 from rhflow.emulator.failures import cancelled_reason, missing_input, out_of_memory
 from rhflow.emulator.faults import Faults
 from rhflow.emulator.prompt import Rejection
-from rhflow.emulator.workflows import Graph, topological_order
-
-ACTIVE = ("QUEUED", "RUNNING")
-_SEQUENCE = itertools.count()
-
-
-def new_id() -> str:
-    """A 19-digit snowflake-like id, unique within this process."""
-    millis = int(time.time() * 1000) - 1_288_834_974_657
-    return str((millis << 22) | (next(_SEQUENCE) & 0x3FFFFF)).rjust(19, "1")[-19:]
-
-
-@dataclass(slots=True)
-class TaskSpec:
-    """What a create request asks for, once validated."""
-
-    key: str
-    graph: Graph
-    prompt_tips: str
-    workflow_id: str | None
-    webapp_id: str | None
-    webhook_url: str | None
-    add_metadata: bool
-    personal_queue: bool
-    fingerprint: str
-
-
-@dataclass(eq=False, slots=True)
-class Task:
-    """One task and everything the endpoints report about it."""
-
-    task_id: str
-    client_id: str
-    spec: TaskSpec
-    queue_seconds: float
-    run_seconds: float
-    failure: dict[str, Any] | None
-    status: str = "QUEUED"
-    waiting: bool = False
-    cancelled: bool = False
-    created: str = field(default_factory=lambda: datetime.now().isoformat(timespec="seconds"))
-    started_at: float | None = None
-    finished_at: float | None = None
-    files: list[outputs.OutputFile] = field(default_factory=list)
-    history: list[events.Message] = field(default_factory=list)
-    final: list[events.Message] = field(default_factory=list)
-    subscribers: list[asyncio.Queue[events.Message | None]] = field(default_factory=list)
-    handles: list[asyncio.TimerHandle] = field(default_factory=list)
-    coins: int = 0
-
-    @property
-    def terminal(self) -> bool:
-        return self.status not in ACTIVE
-
-    @property
-    def cost_seconds(self) -> int:
-        if self.started_at is None or self.finished_at is None:
-            return 0
-        return round(self.finished_at - self.started_at)
+from rhflow.emulator.records import Task, TaskSpec, new_id
+from rhflow.emulator.workflows import topological_order
 
 
 @dataclass(slots=True)

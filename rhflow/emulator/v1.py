@@ -9,6 +9,7 @@ from aiohttp import web
 
 from rhflow.emulator import uploads
 from rhflow.emulator.prompt import Rejection
+from rhflow.emulator.records import Task
 from rhflow.emulator.state import (
     Refused,
     api_key,
@@ -18,7 +19,6 @@ from rhflow.emulator.state import (
     state_of,
 )
 from rhflow.emulator.submit import created_data, submit
-from rhflow.emulator.tasks import Task
 from rhflow.emulator.workflows import demo_fields
 
 

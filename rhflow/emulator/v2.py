@@ -8,9 +8,9 @@ from aiohttp import web
 
 from rhflow.emulator import outputs, uploads
 from rhflow.emulator.prompt import Rejection
+from rhflow.emulator.records import Task
 from rhflow.emulator.state import Refused, bearer, json_body, state_of
 from rhflow.emulator.submit import submit
-from rhflow.emulator.tasks import Task
 from rhflow.errors import API_CODE_NAMES
 
 

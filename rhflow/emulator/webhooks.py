@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 
 from rhflow.emulator.config import EmulatorConfig
-from rhflow.emulator.tasks import new_id
+from rhflow.emulator.records import new_id
 
 
 def _now() -> str:
