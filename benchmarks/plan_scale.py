@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rhflow.loader import load_pipeline
-from rhflow.planner import expand_sweep, plan
+from rhflow.pipeline.loader import load_pipeline
+from rhflow.planning.planner import expand_sweep, plan
 
 PIPELINE = """\
 version: 1

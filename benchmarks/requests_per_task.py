@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rhflow.client import Client
+from rhflow.api.client import Client
 from rhflow.emulator import Emulator, EmulatorConfig
-from rhflow.runner import run_pipeline
-from rhflow.scheduling import PollPolicy
+from rhflow.execute.runner import run_pipeline
+from rhflow.execute.scheduling import PollPolicy
 
 KEY = "benchmark-key-0123456789abcdef01"
 CREATE_TIMES: list[float] = []
@@ -149,7 +149,7 @@ def main() -> None:
 def commit_time() -> float:
     """How long the store takes to commit a created task's remote id (the rest of the window
     in which a kill -9 could lose a created task)."""
-    from rhflow.store import Store, TaskRecord
+    from rhflow.record.store import Store, TaskRecord
 
     times = []
     with tempfile.TemporaryDirectory() as tmp, Store.for_output(Path(tmp)) as store:

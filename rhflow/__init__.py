@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from rhflow.client import Client
+    from rhflow.api.client import Client
     from rhflow.errors import (
         ApiError,
         ConfigError,
@@ -30,17 +30,17 @@ if TYPE_CHECKING:
         StateError,
         UsageError,
     )
-    from rhflow.loader import load_pipeline
-    from rhflow.manifest import Manifest
+    from rhflow.execute.runner import run
     from rhflow.model import PlannedTask, TaskGraph
-    from rhflow.planner import plan
-    from rhflow.runner import run
+    from rhflow.pipeline.loader import load_pipeline
+    from rhflow.planning.planner import plan
+    from rhflow.record.manifest import Manifest
 
 _EXPORTS = {
     "ApiError": "rhflow.errors",
-    "Client": "rhflow.client",
+    "Client": "rhflow.api.client",
     "ConfigError": "rhflow.errors",
-    "Manifest": "rhflow.manifest",
+    "Manifest": "rhflow.record.manifest",
     "PlanError": "rhflow.errors",
     "PlannedTask": "rhflow.model",
     "Problem": "rhflow.errors",
@@ -49,9 +49,9 @@ _EXPORTS = {
     "StateError": "rhflow.errors",
     "TaskGraph": "rhflow.model",
     "UsageError": "rhflow.errors",
-    "load_pipeline": "rhflow.loader",
-    "plan": "rhflow.planner",
-    "run": "rhflow.runner",
+    "load_pipeline": "rhflow.pipeline.loader",
+    "plan": "rhflow.planning.planner",
+    "run": "rhflow.execute.runner",
 }
 
 __all__ = [

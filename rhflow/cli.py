@@ -18,7 +18,7 @@ from rhflow import __version__
 from rhflow.errors import RhflowError
 
 if TYPE_CHECKING:
-    from rhflow.workflows import CachedWorkflows
+    from rhflow.pipeline.workflows import CachedWorkflows
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -193,7 +193,7 @@ def validate(files: tuple[str, ...], set_vars: tuple[str, ...]) -> int:
     Example:
       rhflow validate pipelines/*.yaml
     """
-    from rhflow.report import validate_files
+    from rhflow.planning.summary import validate_files
 
     result = validate_files(files, set_vars=set_vars, workflows=_workflow_source())
     for line in result.lines:
@@ -207,8 +207,8 @@ def _workflow_source() -> CachedWorkflows | None:
     """Cached getJsonApiFormat answers when a key is set; else None (no network)."""
     import os
 
-    from rhflow.client import Client
-    from rhflow.workflows import CachedWorkflows
+    from rhflow.api.client import Client
+    from rhflow.pipeline.workflows import CachedWorkflows
 
     if not os.environ.get("RH_API_KEY", "").strip():
         return None
@@ -230,9 +230,9 @@ def plan(
       rhflow plan pipelines/sweep.yaml --set style=ink
       rhflow plan pipelines/sweep.yaml --only subject=cat --limit 2 --json
     """
-    from rhflow.loader import load_pipeline
-    from rhflow.planner import plan as plan_graph
-    from rhflow.report import plan_json_text, plan_table
+    from rhflow.pipeline.loader import load_pipeline
+    from rhflow.planning.planner import plan as plan_graph
+    from rhflow.planning.summary import plan_json_text, plan_table
 
     graph = plan_graph(load_pipeline(file, set_vars=set_vars), limit=limit, only=only)
     click.echo(plan_json_text(graph) if as_json else plan_table(graph))
@@ -280,8 +280,8 @@ def run(file: str, **options: Any) -> int:
       RH_API_KEY=... rhflow run pipelines/sweep.yaml --set style=ink --concurrency 8
       rhflow run pipelines/sweep.yaml --shard 2/4     # one of four CI jobs
     """
+    from rhflow.execute.runner import exit_code, run_pipeline
     from rhflow.progress import format_summary, make_reporter
-    from rhflow.runner import exit_code, run_pipeline
 
     quiet, as_json = options.pop("quiet"), options.pop("as_json")
     reporter = make_reporter(quiet=quiet, as_json=as_json)
@@ -307,7 +307,7 @@ def status(directory: str | None, as_json: bool) -> int:
     import json
     from pathlib import Path
 
-    from rhflow.status import format_summary, summarize
+    from rhflow.commands.status import format_summary, summarize
 
     summary = summarize(Path(directory or "."))
     click.echo(json.dumps(summary.to_dict(), indent=2) if as_json else format_summary(summary))
@@ -328,7 +328,7 @@ def cancel(directory: str | None, base_url: str | None, api_key: str | None) -> 
     """
     from pathlib import Path
 
-    from rhflow.status import cancel_with_key
+    from rhflow.commands.status import cancel_with_key
 
     return cancel_with_key(
         Path(directory or "."), api_key=api_key, base_url=base_url, report=click.echo

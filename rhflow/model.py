@@ -46,7 +46,7 @@ class FileInput:
 @dataclass(frozen=True, slots=True)
 class DeferredValue:
     """A value that depends on upstream outputs (``{{ needs.<step>.outputs[0] }}``): rendered by
-    ``rhflow.planner.resolve`` when the upstream tasks have finished, into
+    ``rhflow.planning.planner.resolve`` when the upstream tasks have finished, into
     ``node_info_list[index]["fieldValue"]``."""
 
     index: int

@@ -32,7 +32,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from rhflow.manifest import Manifest
+from rhflow.record.manifest import Manifest
 
 
 class Reporter(Protocol):

@@ -20,7 +20,8 @@ import pytest
 import requests
 from PIL import Image
 
-from rhflow.client import Client, TaskOutputs
+from rhflow.api.client import Client, TaskOutputs
+from rhflow.api.follow import ProgressEvent, follow
 from rhflow.emulator import IMAGE_TO_IMAGE, TEXT_APP, TEXT_TO_IMAGE, TWO_OUTPUTS, Emulator
 from rhflow.errors import (
     ApiError,
@@ -43,7 +44,6 @@ from rhflow.errors import (
     WebappNotFoundError,
     WorkflowNotFoundError,
 )
-from rhflow.follow import ProgressEvent, follow
 
 SMALL: list[dict[str, Any]] = [
     {"nodeId": "5", "fieldName": "width", "fieldValue": 64},

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rhflow import errors
-from rhflow.client import Client
+from rhflow.api.client import Client
 from rhflow.emulator import TEXT_TO_IMAGE, Emulator
 from rhflow.errors import InvalidNodeInfoError
 

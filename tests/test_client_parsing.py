@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from rhflow.client import (
+from rhflow.api.client import (
     Account,
     FailedReason,
     Output,

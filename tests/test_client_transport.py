@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from rhflow import __version__
-from rhflow.client import Client, TaskOutputs
+from rhflow.api.client import Client, TaskOutputs
 from rhflow.errors import (
     API_ERRORS,
     ApiError,

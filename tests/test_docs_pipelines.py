@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rhflow.cli import cli  # noqa: E402
-from rhflow.loader import load_pipeline  # noqa: E402
-from rhflow.planner import plan  # noqa: E402
+from rhflow.pipeline.loader import load_pipeline  # noqa: E402
+from rhflow.planning.planner import plan  # noqa: E402
 
 if TYPE_CHECKING:
     from rhflow.emulator import Emulator
@@ -135,7 +135,7 @@ if __name__ == "__main__":  # pragma: no cover
 def test_yaml_examples_run_against_the_emulator(
     page: Path, tmp_path: Path, emulator: Emulator, api_key: str
 ) -> None:
-    from rhflow.runner import run
+    from rhflow.execute.runner import run
 
     with page_folder(tmp_path):
         for path in write_files(page.read_text(encoding="utf-8"), tmp_path):

@@ -13,11 +13,11 @@ import jsonschema
 import pytest
 import requests
 
-from rhflow.client import Client
+from rhflow.api.client import Client
 from rhflow.emulator import Emulator
 from rhflow.errors import ConfigError
-from rhflow.runner import RunResult, run_pipeline
-from rhflow.scheduling import Backoff, PollPolicy
+from rhflow.execute.runner import RunResult, run_pipeline
+from rhflow.execute.scheduling import Backoff, PollPolicy
 
 T2I = "1904136902449209346"
 I2I = "1904136902449209347"

@@ -12,10 +12,10 @@ import pytest
 from rich.console import Console
 
 from rhflow.errors import PlanError, ServerError, TransportError
+from rhflow.execute.scheduling import Backoff
+from rhflow.execute.transfers import LazyUploads, UploadCache, check_file, intact, safe_destination
 from rhflow.progress import JsonReporter, LiveReporter, PlainReporter
-from rhflow.scheduling import Backoff
-from rhflow.store import Store
-from rhflow.transfers import LazyUploads, UploadCache, check_file, intact, safe_destination
+from rhflow.record.store import Store
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 24
 
@@ -165,11 +165,11 @@ def test_upstream_outputs_are_named_by_their_recorded_hash_without_reading_them_
 ) -> None:
     import hashlib
 
+    from rhflow.execute.remote import Remote
+    from rhflow.execute.scheduling import ExecuteOptions
     from rhflow.model import PlannedTask, Target
     from rhflow.progress import QuietReporter
-    from rhflow.remote import Remote
-    from rhflow.scheduling import ExecuteOptions
-    from rhflow.store import OutputRecord, TaskRecord
+    from rhflow.record.store import OutputRecord, TaskRecord
 
     class NoUploads:
         def upload(self, path: Path) -> None:

@@ -9,8 +9,15 @@ from typing import Any
 import pytest
 
 from rhflow.errors import UsageError
+from rhflow.execute.scheduling import (
+    Backoff,
+    PollPolicy,
+    Shard,
+    chain_keys,
+    parse_shard,
+    shard_tasks,
+)
 from rhflow.model import PlannedTask, Target, TaskGraph
-from rhflow.scheduling import Backoff, PollPolicy, Shard, chain_keys, parse_shard, shard_tasks
 
 
 def test_backoff_doubles_to_its_cap_and_jitter_spreads_it() -> None:
@@ -122,15 +129,15 @@ def test_a_task_with_two_upstreams_joins_their_chains() -> None:
 
 
 def _live(task_id: str, needs: dict[str, str] | None = None, mode: str = "fresh") -> Any:
-    from rhflow.lineup import Live
-    from rhflow.store import TaskRecord
+    from rhflow.execute.lineup import Live
+    from rhflow.record.store import TaskRecord
 
     status = "succeeded" if mode == "done" else "pending"
     return Live(_task(task_id, needs), TaskRecord(task_id, "gen", status), mode=mode)
 
 
 def _lineup(*lives: Any) -> Any:
-    from rhflow.lineup import Lineup
+    from rhflow.execute.lineup import Lineup
 
     line = Lineup()
     for live in lives:

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from test_executor import FAST, QUICK_POLL, T2I, faults, run, sweep_yaml, write
 
-from rhflow.client import Client, TaskOutputs
+from rhflow.api.client import Client, TaskOutputs
 from rhflow.emulator import Emulator
-from rhflow.runner import plan_graph, run_pipeline
-from rhflow.store import Store, TaskRecord
+from rhflow.execute.runner import plan_graph, run_pipeline
+from rhflow.record.store import Store, TaskRecord
 
 
 @pytest.fixture(autouse=True)

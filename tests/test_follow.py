@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from rhflow.follow import ProgressEvent, decode_frame, events_from_frame, follow
+from rhflow.api.follow import ProgressEvent, decode_frame, events_from_frame, follow
 
 Handler = Callable[[web.WebSocketResponse], Awaitable[None]]
 

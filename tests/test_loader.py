@@ -12,10 +12,10 @@ import pytest
 
 from rhflow.emulator import Emulator
 from rhflow.errors import ConfigError, Problem, UsageError
-from rhflow.loader import load_pipeline, parse_document, read_rows
 from rhflow.model import DEFAULT_OUTPUTS
-from rhflow.planner import plan
-from rhflow.workflows import CachedWorkflows, resolve_node
+from rhflow.pipeline.loader import load_pipeline, parse_document, read_rows
+from rhflow.pipeline.workflows import CachedWorkflows, resolve_node
+from rhflow.planning.planner import plan
 
 ROOT = Path(__file__).parent.parent
 T2I = json.loads((ROOT / "pipelines/workflows/t2i.json").read_text())
@@ -200,7 +200,7 @@ def test_resolve_node_by_id_or_title() -> None:
 def test_cached_workflows_fetch_once_through_the_client(
     emulator: Emulator, api_key: str, tmp_path: Path
 ) -> None:
-    from rhflow.client import Client
+    from rhflow.api.client import Client
 
     with Client(api_key, emulator.url) as client:
         source = CachedWorkflows(client, cache_dir=tmp_path)
@@ -328,7 +328,7 @@ def test_read_rows(tmp_path: Path) -> None:
 
 
 def test_an_unreadable_file_says_why(tmp_path: Path) -> None:
-    from rhflow.sweeps import unreadable
+    from rhflow.pipeline.sweeps import unreadable
 
     (tmp_path / "a.csv").write_text("x\n1\n")
     raised = []
@@ -425,6 +425,6 @@ def test_a_corrupt_cache_entry_is_fetched_again(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("data", [None, [], {}, {"3": 1}, {"3": {"inputs": []}}, "not json"])
 def test_workflow_json_of_the_wrong_shape_is_not_used(data: Any) -> None:
-    from rhflow.workflows import workflow_nodes
+    from rhflow.pipeline.workflows import workflow_nodes
 
     assert workflow_nodes(data) is None

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 
 from rhflow.errors import StateError
-from rhflow.manifest import (
+from rhflow.record.manifest import (
     Manifest,
     OutputFile,
     TaskEntry,

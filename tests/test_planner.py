@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from rhflow.errors import PlanError, UsageError
-from rhflow.loader import load_pipeline
 from rhflow.model import DeferredValue, TaskGraph
-from rhflow.planner import (
+from rhflow.pipeline.loader import load_pipeline
+from rhflow.planning.planner import (
     check_output_path,
     order_steps,
     output_name,

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from rhflow.render import RenderError, compile_template, is_template, render_text, render_value
+from rhflow.pipeline.render import (
+    RenderError,
+    compile_template,
+    is_template,
+    render_text,
+    render_value,
+)
 
 
 @pytest.mark.parametrize(

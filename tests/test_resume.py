@@ -16,10 +16,10 @@ import jsonschema
 import pytest
 import requests
 
-from rhflow.client import Client
+from rhflow.api.client import Client
 from rhflow.emulator import Emulator
-from rhflow.runner import RunResult, run_pipeline
-from rhflow.scheduling import Backoff, PollPolicy
+from rhflow.execute.runner import RunResult, run_pipeline
+from rhflow.execute.scheduling import Backoff, PollPolicy
 
 T2I = "1904136902449209346"
 REPO = Path(__file__).resolve().parent.parent
@@ -279,7 +279,7 @@ def _planned() -> Any:
 
 
 def _stored(tmp_path: Path, status: str, **changes: Any) -> Any:
-    from rhflow.store import OutputRecord, TaskRecord
+    from rhflow.record.store import OutputRecord, TaskRecord
 
     image = tmp_path / "a.png"
     image.write_bytes(b"png")
@@ -304,7 +304,7 @@ def _stored(tmp_path: Path, status: str, **changes: Any) -> Any:
 def test_the_resume_decision_for_each_stored_status(
     tmp_path: Path, status: str, damage: bool, mode: str
 ) -> None:
-    from rhflow.resume import decide
+    from rhflow.execute.resume import decide
 
     record = _stored(tmp_path, status)
     if damage:

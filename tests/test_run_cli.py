@@ -181,7 +181,7 @@ def test_shards_together_run_the_plan_exactly_once(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from rhflow.runner import plan_graph
+    from rhflow.execute.runner import plan_graph
 
     emu = make_emulator()
     path = pipeline(tmp_path, seeds=3, subjects="[cat, dog]")

@@ -9,8 +9,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from rhflow.loader import parse_document
-from rhflow.schema import Issue, check, pipeline_schema
+from rhflow.pipeline.loader import parse_document
+from rhflow.pipeline.schema import Issue, check, pipeline_schema
 
 ROOT = Path(__file__).parent.parent
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from rhflow.errors import StateError
-from rhflow.lock import RunLock
-from rhflow.store import OutputRecord, Store, TaskRecord
+from rhflow.record.lock import RunLock
+from rhflow.record.store import OutputRecord, Store, TaskRecord
 
 
 def _record(**changes: Any) -> TaskRecord:
@@ -98,7 +98,7 @@ def test_an_unwritable_folder_is_a_state_error(tmp_path: Path) -> None:
 def test_the_run_lock_excludes_a_second_holder(tmp_path: Path) -> None:
     code = (
         "import sys, pathlib\n"
-        "from rhflow.lock import RunLock\n"
+        "from rhflow.record.lock import RunLock\n"
         "from rhflow.errors import StateError\n"
         "try:\n"
         "    RunLock(pathlib.Path(sys.argv[1])).acquire()\n"
@@ -118,7 +118,7 @@ def test_the_run_lock_excludes_a_second_holder(tmp_path: Path) -> None:
 def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path: Path) -> None:
     code = (
         "import os, sys, pathlib\n"
-        "from rhflow.lock import RunLock\n"
+        "from rhflow.record.lock import RunLock\n"
         "RunLock(pathlib.Path(sys.argv[1])).acquire()\n"
         "os.kill(os.getpid(), 9)\n"
     )

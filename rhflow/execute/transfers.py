@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, overload
 
 from rhflow.errors import ApiError, PlanError, TransportError
-from rhflow.scheduling import Backoff, Rand
-from rhflow.store import Store
+from rhflow.execute.scheduling import Backoff, Rand
+from rhflow.record.store import Store
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _MAGIC = {"png": (PNG_MAGIC,), "jpg": (b"\xff\xd8\xff",), "jpeg": (b"\xff\xd8\xff",)}

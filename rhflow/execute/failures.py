@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from rhflow.client import TaskOutputs
+from rhflow.api.client import TaskOutputs
 from rhflow.errors import ApiError
 
 

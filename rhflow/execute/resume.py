@@ -17,9 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from rhflow.execute.transfers import intact
 from rhflow.model import PlannedTask
-from rhflow.store import ACTIVE, REMOTE_ACTIVE, TaskRecord
-from rhflow.transfers import intact
+from rhflow.record.store import ACTIVE, REMOTE_ACTIVE, TaskRecord
 
 REDOWNLOAD_NOTE = "files missing or changed since the last run; downloading them again"
 

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from rhflow.errors import ApiError, StateError
-from rhflow.journal import manifest_status
-from rhflow.lock import RunLock
-from rhflow.manifest import Manifest, TaskEntry, read_manifest, write_manifest
-from rhflow.store import DB_NAME, REMOTE_ACTIVE, STATE_DIR, Store, TaskRecord
+from rhflow.record.journal import manifest_status
+from rhflow.record.lock import RunLock
+from rhflow.record.manifest import Manifest, TaskEntry, read_manifest, write_manifest
+from rhflow.record.store import DB_NAME, REMOTE_ACTIVE, STATE_DIR, Store, TaskRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +199,7 @@ def _mark_cancelled(path: Path, manifest: Manifest, remote_ids: set[str]) -> Non
         if task.task_id in remote_ids and task.status in ("running", "pending"):
             task = replace(task, status="cancelled", failure="cancelled by rhflow cancel")
         tasks.append(task)
-    from rhflow.manifest import count_statuses
+    from rhflow.record.manifest import count_statuses
 
     entries = tuple(tasks)
     write_manifest(path, replace(manifest, tasks=entries, counts=count_statuses(entries)))
@@ -213,7 +213,7 @@ def cancel_with_key(
     report: Callable[[str], None] = print,
 ) -> int:
     """``rhflow cancel``: cancel with a client built from the key; the exit code."""
-    from rhflow.client import Client
+    from rhflow.api.client import Client
 
     with open_store(directory) as store:
         servers = [r.server for r in store.tasks().values() if r.status in REMOTE_ACTIVE]

@@ -2,7 +2,7 @@
 
 The only module that imports yaml. ``load_pipeline`` reports every problem it finds at once, as
 one ConfigError carrying ``Problem(file, line, col, path, message)`` entries; the shape comes
-from ``schemas/pipeline.schema.json``, the meaning from :mod:`rhflow.checks` (steps, needs,
+from ``schemas/pipeline.schema.json``, the meaning from :mod:`rhflow.pipeline.checks` (steps, needs,
 sweeps, templates, local files and, where the workflow JSON is known, every override
 against it).
 """
@@ -20,13 +20,13 @@ from typing import Any
 
 import yaml
 
-from rhflow import schema
-from rhflow.checks import build_pipeline
 from rhflow.errors import ConfigError, Problem, UsageError
 from rhflow.model import Pipeline
-from rhflow.schema import did_you_mean
-from rhflow.sweeps import MAX_AXIS, RESERVED
-from rhflow.workflows import WorkflowSource
+from rhflow.pipeline import schema
+from rhflow.pipeline.checks import build_pipeline
+from rhflow.pipeline.schema import did_you_mean
+from rhflow.pipeline.sweeps import MAX_AXIS, RESERVED
+from rhflow.pipeline.workflows import WorkflowSource
 
 __all__ = [
     "MAX_AXIS",
@@ -321,7 +321,7 @@ def load_pipeline(
 def _set_vars(
     set_vars: Mapping[str, Any] | Iterable[str], declared: Mapping[str, Any]
 ) -> dict[str, Any]:
-    from rhflow.planner import parse_assignments
+    from rhflow.planning.planner import parse_assignments
 
     values = dict(set_vars) if isinstance(set_vars, Mapping) else parse_assignments(list(set_vars))
     merged = dict(declared)

@@ -28,7 +28,7 @@ from rhflow.model import (
     Sweep,
     TaskGraph,
 )
-from rhflow.render import RenderError, compile_template, is_template, render_text
+from rhflow.pipeline.render import RenderError, compile_template, is_template, render_text
 
 ID_LENGTH = 16
 #: Most combinations one step's sweep may have (without --limit).
@@ -41,7 +41,7 @@ _DUPLICATES_SHOWN = 4
 
 def parse_assignments(items: Iterable[str], *, option: str = "--set") -> dict[str, Any]:
     """``["style=ink", "seed=3"]`` -> ``{"style": "ink", "seed": 3}`` (values parsed as YAML)."""
-    from rhflow.loader import parse_value
+    from rhflow.pipeline.loader import parse_value
 
     result: dict[str, Any] = {}
     for item in items:

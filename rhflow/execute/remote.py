@@ -1,9 +1,9 @@
 """A task's dealings with RunningHub, for the executor: inputs, create, cancel, records.
 
 Everything here runs on the executor's event loop; blocking client calls go to its thread pool
-(``Remote.call``), which ``rhflow.watching`` (following a task to its end) and
-``rhflow.downloads`` (its files) use too. Each step records into the state store as soon as it
-knows something: the remote taskId the moment create answers, the failure when a task ends.
+(``Remote.call``), which ``rhflow.execute.watching`` (following a task to its end) and
+``rhflow.execute.downloads`` (its files) use too. Each step records into the state store as soon
+as it knows something: the remote taskId the moment create answers, the failure when a task ends.
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from rhflow.client import TaskCreated
+from rhflow.api.client import TaskCreated
 from rhflow.errors import ApiError, RhflowError
-from rhflow.failures import TaskFailure, api_failure
-from rhflow.journal import Journal
+from rhflow.execute.failures import TaskFailure, api_failure
+from rhflow.execute.scheduling import ExecuteOptions
+from rhflow.execute.transfers import LazyUploads, UploadCache, UpstreamView
 from rhflow.model import PlannedTask
 from rhflow.progress import Reporter
-from rhflow.scheduling import ExecuteOptions
-from rhflow.store import Store, TaskRecord
-from rhflow.transfers import LazyUploads, UploadCache, UpstreamView
+from rhflow.record.journal import Journal
+from rhflow.record.store import Store, TaskRecord
 
 T = TypeVar("T")
 
@@ -129,7 +129,7 @@ class Remote:
     ) -> list[dict[str, Any]]:
         try:
             if task.deferred:
-                from rhflow.planner import resolve
+                from rhflow.planning.planner import resolve
 
                 entries = await self.call(resolve, task, needs)
             else:

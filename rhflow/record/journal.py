@@ -14,9 +14,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from rhflow import __version__
-from rhflow.manifest import Manifest, OutputFile, TaskEntry, count_statuses, write_manifest
 from rhflow.model import PlannedTask, TaskGraph
-from rhflow.store import ACTIVE, Store, TaskRecord
+from rhflow.record.manifest import Manifest, OutputFile, TaskEntry, count_statuses, write_manifest
+from rhflow.record.store import ACTIVE, Store, TaskRecord
 
 
 def iso(epoch: float | None) -> str | None:

@@ -2,7 +2,7 @@
 
 This is the Python API behind ``rhflow run`` (exported as ``rhflow.run``):
 
-    from rhflow.runner import run
+    from rhflow.execute.runner import run
     manifest = run("pipelines/sweep.yaml", emulator=True, set_vars=["style=ink"])
     for task in manifest.tasks:
         print(task.status, [o.path for o in task.outputs])
@@ -21,18 +21,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from rhflow.client import Client
-from rhflow.downloads import STAGING
+from rhflow.api.client import Client
 from rhflow.errors import UsageError
-from rhflow.executor import execute
-from rhflow.journal import Journal
-from rhflow.lock import RunLock
-from rhflow.manifest import Manifest
+from rhflow.execute.downloads import STAGING
+from rhflow.execute.executor import execute
+from rhflow.execute.scheduling import ExecuteOptions, PollPolicy, parse_shard, shard_tasks
 from rhflow.model import Pipeline, TaskGraph
+from rhflow.pipeline.workflows import CachedWorkflows, WorkflowSource
 from rhflow.progress import QuietReporter, Reporter, SafeReporter
-from rhflow.scheduling import ExecuteOptions, PollPolicy, parse_shard, shard_tasks
-from rhflow.store import Store
-from rhflow.workflows import CachedWorkflows, WorkflowSource
+from rhflow.record.journal import Journal
+from rhflow.record.lock import RunLock
+from rhflow.record.manifest import Manifest
+from rhflow.record.store import Store
 
 EMULATOR_KEY = "emulator-key-not-secret"
 MANIFEST_NAME = "manifest.json"
@@ -118,7 +118,7 @@ class _Loading:
     concurrency: int | None
 
     def load(self, workflows: WorkflowSource | None = None) -> Pipeline:
-        from rhflow.loader import load_pipeline
+        from rhflow.pipeline.loader import load_pipeline
 
         if self.concurrency is not None and self.concurrency < 1:
             raise UsageError(f"--concurrency must be at least 1, got {self.concurrency}")
@@ -142,7 +142,7 @@ def _has_unchecked_workflows(pipeline: Pipeline) -> bool:
 def _plan(
     pipeline: Pipeline, *, limit: int | None, only: Sequence[str], shard: str | None
 ) -> TaskGraph:
-    from rhflow.planner import plan
+    from rhflow.planning.planner import plan
 
     share = parse_shard(shard) if shard else None
     graph = plan(pipeline, limit=limit, only=list(only) or None)

@@ -1,6 +1,6 @@
 """The scheduler behind ``rhflow run``: one asyncio loop submits, follows, retries and downloads.
 
-``concurrency`` worker coroutines take ready tasks from one line (``rhflow.lineup``). A
+``concurrency`` worker coroutines take ready tasks from one line (``rhflow.execute.lineup``). A
 worker holds its task from create until its files are on disk, so at most ``concurrency``
 tasks are in flight. Blocking client calls run in a small thread pool; nothing sleeps in a
 thread per task. Per task:
@@ -10,11 +10,11 @@ thread per task. Per task:
 2. create: a busy answer (421/415/814) waits for a slot of ours to free (or a backoff) and
    resubmits, counting as neither failure nor retry; transient errors back off and retry; the
    remote taskId is committed to the state store as soon as create answers;
-3. follow (``rhflow.watching``): the task's WebSocket when one is offered (progress events
+3. follow (``rhflow.execute.watching``): the task's WebSocket when one is offered (progress events
    too), confirmed by one ``outputs`` call; otherwise ``outputs`` polled at an adaptive
    interval (``PollPolicy``); ``timeout`` cancels the remote task;
 4. outcome: FAILED is retried up to ``retries`` times; SUCCESS downloads every output
-   (``rhflow.downloads``), retried as downloads, never by running the paid task again.
+   (``rhflow.execute.downloads``), retried as downloads, never by running the paid task again.
 
 Ctrl-C / SIGTERM and ``--fail-fast`` cancel the workers; a cancelled worker cancels its remote
 task (unless ``--detach`` on Ctrl-C). Fatal API errors (bad key, no balance) stop submissions.
@@ -32,19 +32,19 @@ from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
 
-from rhflow.client import Client, TaskOutputs
-from rhflow.downloads import Downloads
+from rhflow.api.client import Client, TaskOutputs
 from rhflow.errors import RhflowError
-from rhflow.failures import Lost, TaskFailure, failure_of
-from rhflow.journal import Journal, run_status
-from rhflow.lineup import Lineup, Live
+from rhflow.execute.downloads import Downloads
+from rhflow.execute.failures import Lost, TaskFailure, failure_of
+from rhflow.execute.lineup import Lineup, Live
+from rhflow.execute.remote import Remote
+from rhflow.execute.resume import decide
+from rhflow.execute.scheduling import ExecuteOptions
+from rhflow.execute.watching import Watcher
 from rhflow.model import PlannedTask, TaskGraph
 from rhflow.progress import Reporter
-from rhflow.remote import Remote
-from rhflow.resume import decide
-from rhflow.scheduling import ExecuteOptions
-from rhflow.store import Store, TaskRecord
-from rhflow.watching import Watcher
+from rhflow.record.journal import Journal, run_status
+from rhflow.record.store import Store, TaskRecord
 
 __all__ = ["ExecuteOptions", "Executor", "execute"]
 

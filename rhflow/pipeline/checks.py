@@ -1,9 +1,9 @@
 """The meaning checks of a pipeline file: a schema-valid Document -> a checked Pipeline.
 
-``build_pipeline`` checks steps, needs, sweeps (:mod:`rhflow.sweeps`), templates, local files
-and, where the workflow JSON is known, every override against it; then it renders every
+``build_pipeline`` checks steps, needs, sweeps (:mod:`rhflow.pipeline.sweeps`), templates, local
+files and, where the workflow JSON is known, every override against it; then it renders every
 template once with a sample combination, so a wrong name or type is reported at its line.
-Every problem found goes into one ConfigError. :mod:`rhflow.loader` imports this module, so
+Every problem found goes into one ConfigError. :mod:`rhflow.pipeline.loader` imports this module, so
 the loader's names are imported inside the functions that use them.
 """
 
@@ -28,10 +28,10 @@ from rhflow.model import (
     Step,
     Target,
 )
-from rhflow.render import RenderError, Template, compile_template, is_template, render_text
-from rhflow.schema import did_you_mean
-from rhflow.sweeps import SweepChecker, unreadable
-from rhflow.workflows import (
+from rhflow.pipeline.render import RenderError, Template, compile_template, is_template, render_text
+from rhflow.pipeline.schema import did_you_mean
+from rhflow.pipeline.sweeps import SweepChecker, unreadable
+from rhflow.pipeline.workflows import (
     WorkflowSource,
     check_field,
     check_type,
@@ -40,7 +40,7 @@ from rhflow.workflows import (
 )
 
 if TYPE_CHECKING:
-    from rhflow.loader import Document
+    from rhflow.pipeline.loader import Document
 
 
 _STEP_FIELDS = ("outputs", "retries", "timeout", "instance_type", "add_metadata",
@@ -163,7 +163,7 @@ class _Builder(SweepChecker):
         nodes: Mapping[str, Any] | None,
         needs: tuple[str, ...],
     ) -> tuple[Override, ...]:
-        from rhflow.loader import dotted
+        from rhflow.pipeline.loader import dotted
 
         entries: list[tuple[tuple[str | int, ...], str, str, Any]] = []
         for number, item in enumerate(raw.get("node_info_list") or []):
@@ -259,7 +259,7 @@ class _Builder(SweepChecker):
     # -- the whole pipeline ------------------------------------------------------------------
 
     def order(self, steps: Mapping[str, Step], known: list[str]) -> list[str]:
-        from rhflow.planner import order_steps
+        from rhflow.planning.planner import order_steps
 
         graph: dict[str, tuple[str, ...]] = {}
         for name, step in steps.items():
@@ -281,7 +281,7 @@ class _Builder(SweepChecker):
     def sample_render(self, steps: list[Step], vars_: dict[str, Any]) -> None:
         """Render every template once with the first combination, so undefined names, sandbox
         violations and value types are reported now, at the template's line."""
-        from rhflow.planner import expand_sweep, sample_needs
+        from rhflow.planning.planner import expand_sweep, sample_needs
 
         samples: dict[str, dict[str, Any]] = {}
         built = {step.name for step in steps}
@@ -323,7 +323,7 @@ class _Builder(SweepChecker):
                 )
 
     def sample_outputs(self, step: Step, context: Mapping[str, Any]) -> None:
-        from rhflow.planner import check_output_path
+        from rhflow.planning.planner import check_output_path
 
         at = (
             ("steps", step.name, "outputs")

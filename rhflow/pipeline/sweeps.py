@@ -1,9 +1,10 @@
 """The sweep of one step (matrix, zip, rows, include/exclude) checked into a Sweep.
 
-:class:`SweepChecker` is the base of the pipeline builder in :mod:`rhflow.checks`: it holds the
-document, the pipeline's folder and the problems found so far. A problem is reported at its
-line, not raised, so that a file's problems all come out at once. :mod:`rhflow.loader` imports
-this module, so the loader's names are imported inside the functions that use them.
+:class:`SweepChecker` is the base of the pipeline builder in :mod:`rhflow.pipeline.checks`: it
+holds the document, the pipeline's folder and the problems found so far. A problem is reported
+at its line, not raised, so that a file's problems all come out at once.
+:mod:`rhflow.pipeline.loader` imports this module, so the loader's names are imported inside the
+functions that use them.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from rhflow.errors import Problem
 from rhflow.model import Sweep, Where
-from rhflow.render import BASE_NAMES, OUTPUT_NAMES
-from rhflow.schema import did_you_mean
+from rhflow.pipeline.render import BASE_NAMES, OUTPUT_NAMES
+from rhflow.pipeline.schema import did_you_mean
 
 if TYPE_CHECKING:
-    from rhflow.loader import Document
+    from rhflow.pipeline.loader import Document
 
 #: Most values one ``range`` axis may produce.
 MAX_AXIS = 1_000_000
@@ -49,7 +50,7 @@ class SweepChecker:
         self.problems.append(self.doc.problem(path, message, at_key=at_key))
 
     def where(self, path: tuple[str | int, ...]) -> Where:
-        from rhflow.loader import dotted
+        from rhflow.pipeline.loader import dotted
 
         line, col = self.doc.where(path)
         return Where(self.doc.file, line, col, dotted(path))
@@ -109,7 +110,7 @@ class SweepChecker:
         ]
 
     def rows(self, at: tuple[str | int, ...], relpath: str) -> list[dict[str, Any]]:
-        from rhflow.loader import read_rows
+        from rhflow.pipeline.loader import read_rows
 
         try:
             rows = read_rows(self.base / relpath)

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from rhflow.atomic import write_atomic
-from rhflow.schema import did_you_mean
+from rhflow.pipeline.schema import did_you_mean
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import jsonschema
 
-_HERE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parent.parent
 SCHEMA_PATHS = (
-    _HERE / "schemas" / "pipeline.schema.json",
-    _HERE.parent / "schemas" / "pipeline.schema.json",
+    _PACKAGE / "schemas" / "pipeline.schema.json",  # installed: the wheel ships schemas/ inside
+    _PACKAGE.parent / "schemas" / "pipeline.schema.json",  # a source checkout
 )
 
 

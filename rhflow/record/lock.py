@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TextIO
 
 from rhflow.errors import StateError
-from rhflow.store import STATE_DIR
+from rhflow.record.store import STATE_DIR
 
 LOCK_NAME = "lock"
 

@@ -16,14 +16,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from rhflow.client import Output
+from rhflow.api.client import Output
 from rhflow.errors import ApiError, PlanError, RhflowError
-from rhflow.failures import TaskFailure
-from rhflow.manifest import write_atomic
+from rhflow.execute.failures import TaskFailure
+from rhflow.execute.remote import Remote
+from rhflow.execute.transfers import check_file, file_sha256, intact, place, safe_destination
 from rhflow.model import PlannedTask
-from rhflow.remote import Remote
-from rhflow.store import OutputRecord, TaskRecord
-from rhflow.transfers import check_file, file_sha256, intact, place, safe_destination
+from rhflow.record.manifest import write_atomic
+from rhflow.record.store import OutputRecord, TaskRecord
 
 STAGING = ".rhflow/partial"
 
@@ -138,7 +138,7 @@ class Downloads:
         return digest, size
 
     def _destination(self, task: PlannedTask, index: int, ext: str, node_id: str | None) -> Path:
-        from rhflow.planner import output_name
+        from rhflow.planning.planner import output_name
 
         try:
             name = output_name(

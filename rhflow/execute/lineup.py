@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rhflow.model import PlannedTask
-from rhflow.store import TaskRecord
+from rhflow.record.store import TaskRecord
 
 
 @dataclass(slots=True)

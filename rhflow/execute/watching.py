@@ -15,14 +15,14 @@ import statistics
 import time
 from collections import deque
 
-from rhflow.client import Output, TaskOutputs
+from rhflow.api.client import Output, TaskOutputs
+from rhflow.api.follow import ProgressEvent, follow
 from rhflow.errors import ApiError, TaskNotFoundError
-from rhflow.failures import Lost, TaskFailure, api_failure
-from rhflow.follow import ProgressEvent, follow
-from rhflow.journal import Journal
+from rhflow.execute.failures import Lost, TaskFailure, api_failure
+from rhflow.execute.remote import Remote, active_status
 from rhflow.model import PlannedTask
-from rhflow.remote import Remote, active_status
-from rhflow.store import Store
+from rhflow.record.journal import Journal
+from rhflow.record.store import Store
 
 
 class Watcher:

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from rhflow.errors import ConfigError, PlanError
-from rhflow.loader import load_pipeline
 from rhflow.model import PlannedTask, TaskGraph
-from rhflow.planner import plan
-from rhflow.workflows import WorkflowSource
+from rhflow.pipeline.loader import load_pipeline
+from rhflow.pipeline.workflows import WorkflowSource
+from rhflow.planning.planner import plan
 
 _PARAMS_WIDTH = 60
 

@@ -4,7 +4,7 @@
     TaskOutputs.from_query(payload)       # a v2 /openapi/v2/query answer
     TaskCreated.from_data(data)           # create / ai-app run
 
-Pure functions of the decoded JSON: no HTTP here (``rhflow.client`` owns the transport). Ids
+Pure functions of the decoded JSON: no HTTP here (``rhflow.api.client`` owns the transport). Ids
 (taskId, nodeId, webappId) are strings everywhere: 19-digit ids do not survive a float.
 Numbers sent as strings (``"83"``) are read as numbers; an answer code other than the
 documented task states becomes the matching :class:`rhflow.errors.ApiError`.

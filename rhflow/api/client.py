@@ -1,0 +1,543 @@
+"""The RunningHub API over one ``requests.Session``: one method per endpoint, typed results.
+
+    client = Client.from_env()                      # RH_API_KEY, RH_BASE_URL
+    created = client.create_task("1904136902449209346", [{"nodeId": "6", ...}])
+    result = client.outputs(created.task_id)        # QUEUED / RUNNING / SUCCESS / FAILED
+    client.download(result.outputs[0].file_url, Path("out.png"))
+
+The client makes exactly one request per call: it never retries (the executor owns the retry
+policy). Every failure is an :class:`rhflow.errors.ApiError` subclass whose flags say whether
+trying again may help. Ids (taskId, nodeId, webappId) are strings everywhere: 19-digit ids do
+not survive a float. The API key goes in the body (``apiKey``, or ``apikey`` for accountStatus)
+and in an ``Authorization: Bearer`` header, and never into a repr, a log line or an error.
+The answers are read by :mod:`rhflow.api.results`, whose values are re-exported here.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import mimetypes
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO, Concatenate, ParamSpec, TypeVar
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from rhflow import __version__
+from rhflow.api.results import (
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SUCCESS,
+    Account,
+    DownloadResult,
+    FailedReason,
+    Output,
+    TaskCreated,
+    TaskOutputs,
+    Upload,
+    WebhookDetail,
+    _clip,
+    _code,
+    _error,
+    _id,
+    _message,
+    _text,
+)
+from rhflow.atomic import replacing
+from rhflow.errors import (
+    ApiError,
+    BadResponseError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+    UsageError,
+)
+
+__all__ = [
+    "FAILED",
+    "QUEUED",
+    "RUNNING",
+    "SUCCESS",
+    "Account",
+    "Client",
+    "DownloadResult",
+    "FailedReason",
+    "Output",
+    "TaskCreated",
+    "TaskOutputs",
+    "Upload",
+    "WebhookDetail",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://www.runninghub.cn"
+POOL_SIZE = 32
+NO_KEY_MESSAGE = (
+    "no RunningHub API key: set RH_API_KEY or pass --api-key "
+    "(or use --emulator to try without a key)"
+)
+
+
+# -- the client ------------------------------------------------------------------------------
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _secret_kept(
+    method: Callable[Concatenate[Client, P], R],
+) -> Callable[Concatenate[Client, P], R]:
+    """Errors leaving ``method`` never carry the API key: a server that echoes it, or a library
+    message that quotes the request, gets it replaced by ``***``. Only messages are scrubbed;
+    the answers themselves are parsed as sent (a short key may well occur inside them)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except ApiError as err:
+            if self._api_key not in err.message and self._api_key not in err.name:
+                raise
+            message, name = self._scrub(err.message), self._scrub(err.name)
+            raise type(err)(message, code=err.code, name=name) from None
+
+    return wrapper
+
+
+class Client:
+    """RunningHub over HTTP. Thread-safe for concurrent calls; close it (or use ``with``)."""
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str | None = None,
+        *,
+        session: requests.Session | None = None,
+        timeout: float = 30.0,
+        upload_timeout: float = 300.0,
+    ) -> None:
+        if not api_key or not api_key.strip():
+            raise UsageError(NO_KEY_MESSAGE)
+        self._api_key = api_key.strip()
+        url = base_url or os.environ.get("RH_BASE_URL") or DEFAULT_BASE_URL
+        self.base_url = url.rstrip("/")
+        self.timeout = timeout
+        self.upload_timeout = upload_timeout
+        self._owns_session = session is None
+        self._session = session if session is not None else _new_session()
+
+    @classmethod
+    def from_env(
+        cls, *, api_key: str | None = None, base_url: str | None = None, **kw: Any
+    ) -> Client:
+        """A client with the key from ``api_key`` or RH_API_KEY (UsageError when neither)."""
+        key = api_key or os.environ.get("RH_API_KEY")
+        if not key or not key.strip():
+            raise UsageError(NO_KEY_MESSAGE)
+        return cls(key, base_url, **kw)
+
+    def __repr__(self) -> str:
+        return f"Client(base_url={self.base_url!r}, api_key='***')"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool (only when the client created the session itself)."""
+        if self._owns_session:
+            self._session.close()
+
+    # -- tasks ---------------------------------------------------------------------------------
+
+    @_secret_kept
+    def create_task(
+        self,
+        workflow_id: str | int,
+        node_info_list: Iterable[Mapping[str, Any]] | None = None,
+        *,
+        workflow: str | Mapping[str, Any] | None = None,
+        add_metadata: bool | None = None,
+        webhook_url: str | None = None,
+        instance_type: str | None = None,
+        use_personal_queue: bool | None = None,
+    ) -> TaskCreated:
+        """``/task/openapi/create``: run a saved workflow, optionally with overrides."""
+        body: dict[str, Any] = {"workflowId": _id(workflow_id)}
+        if node_info_list is not None:
+            body["nodeInfoList"] = _node_info(node_info_list)
+        if workflow is not None:
+            body["workflow"] = workflow if isinstance(workflow, str) else _dumps(workflow)
+        _put_optional(body, addMetadata=add_metadata, webhookUrl=webhook_url)
+        _put_optional(body, instanceType=instance_type, usePersonalQueue=use_personal_queue)
+        return TaskCreated.from_data(self._data("/task/openapi/create", body))
+
+    @_secret_kept
+    def run_ai_app(
+        self,
+        webapp_id: str | int,
+        node_info_list: Iterable[Mapping[str, Any]],
+        *,
+        webhook_url: str | None = None,
+        instance_type: str | None = None,
+    ) -> TaskCreated:
+        """``/task/openapi/ai-app/run``: run an AI app (webapp)."""
+        body: dict[str, Any] = {
+            "webappId": _id(webapp_id),
+            "nodeInfoList": _node_info(node_info_list),
+        }
+        _put_optional(body, webhookUrl=webhook_url, instanceType=instance_type)
+        return TaskCreated.from_data(self._data("/task/openapi/ai-app/run", body))
+
+    @_secret_kept
+    def run_quick_ai_app(
+        self,
+        webapp_id: str | int,
+        quick_create_code: str,
+        node_info_list: Iterable[Mapping[str, Any]],
+    ) -> TaskCreated:
+        """``/task/openapi/quick-ai-app/run``: run a quick-create module of an AI app."""
+        body = {
+            "webappId": _id(webapp_id),
+            "quickCreateCode": str(quick_create_code),
+            "nodeInfoList": _node_info(node_info_list),
+        }
+        return TaskCreated.from_data(self._data("/task/openapi/quick-ai-app/run", body))
+
+    @_secret_kept
+    def get_workflow_json(self, workflow_id: str | int) -> dict[str, Any]:
+        """``getJsonApiFormat``: the workflow's API-format graph ``{nodeId: {class_type, ...}}``."""
+        data = self._data("/api/openapi/getJsonApiFormat", {"workflowId": _id(workflow_id)})
+        prompt = data.get("prompt") if isinstance(data, Mapping) else None
+        if isinstance(prompt, str):
+            prompt = _loads(prompt, "getJsonApiFormat data.prompt")
+        if not isinstance(prompt, Mapping):
+            raise BadResponseError(f"getJsonApiFormat answered without a workflow: {_clip(data)}")
+        return dict(prompt)
+
+    @_secret_kept
+    def cancel(self, task_id: str | int) -> None:
+        """``/task/openapi/cancel``: stop a queued or running task."""
+        self._data("/task/openapi/cancel", {"taskId": _id(task_id)})
+
+    @_secret_kept
+    def status(self, task_id: str | int) -> str:
+        """``/task/openapi/status``: QUEUED, RUNNING, SUCCESS, FAILED (others kept as given)."""
+        data = self._data("/task/openapi/status", {"taskId": _id(task_id)})
+        if isinstance(data, Mapping):
+            data = data.get("taskStatus") or data.get("status")
+        if not isinstance(data, str):
+            raise BadResponseError(f"status answered without a state: {_clip(data)}")
+        return data
+
+    @_secret_kept
+    def outputs(self, task_id: str | int) -> TaskOutputs:
+        """``/task/openapi/outputs``: the task's state, its outputs or why it failed."""
+        payload = self._envelope("/task/openapi/outputs", {"taskId": _id(task_id)})
+        return TaskOutputs.from_response(payload)
+
+    @_secret_kept
+    def query(self, task_id: str | int) -> TaskOutputs:
+        """``/openapi/v2/query``: the same as :meth:`outputs` through the v2 endpoint."""
+        payload = self._request("/openapi/v2/query", json_body={"taskId": _id(task_id)})
+        if "status" not in payload and "errorCode" not in payload:
+            data = _checked_data(payload, "/openapi/v2/query")
+            if not isinstance(data, Mapping):
+                raise BadResponseError(
+                    f"/openapi/v2/query answered without a status: {_clip(data)}"
+                )
+            payload = dict(data)
+        return TaskOutputs.from_query(payload)
+
+    # -- account, files, webhooks ------------------------------------------------------------
+
+    @_secret_kept
+    def account(self) -> Account:
+        """``/uc/openapi/accountStatus``: coins, money and the running task count."""
+        data = self._data("/uc/openapi/accountStatus", {}, key_field="apikey")
+        if not isinstance(data, Mapping):
+            raise BadResponseError(f"accountStatus answered without data: {_clip(data)}")
+        return Account.from_data(data)
+
+    @_secret_kept
+    def upload(
+        self,
+        file: str | Path | bytes | BinaryIO,
+        *,
+        filename: str | None = None,
+        file_type: str = "input",
+    ) -> Upload:
+        """``/task/openapi/upload``: send a file; use the answer's ``file_name`` as fieldValue."""
+        name, stream = _open_upload(file, filename)
+        try:
+            mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            payload = self._request(
+                "/task/openapi/upload",
+                form={"apiKey": self._api_key, "fileType": file_type},
+                files={"file": (name, stream, mime)},
+                timeout=self.upload_timeout,
+            )
+        finally:
+            if not isinstance(file, (bytes, bytearray)) and stream is not file:
+                stream.close()
+        data = _checked_data(payload, "/task/openapi/upload")
+        if not isinstance(data, Mapping) or not _text(data.get("fileName")):
+            raise BadResponseError(f"upload answered without a fileName: {_clip(data)}")
+        return Upload(_text(data["fileName"]), _text(data.get("fileType")) or file_type)
+
+    @_secret_kept
+    def webhook_detail(self, task_id: str | int) -> WebhookDetail:
+        """``getWebhookDetail``: the webhook delivery record of a task."""
+        data = self._data("/task/openapi/getWebhookDetail", {"taskId": _id(task_id)})
+        if not isinstance(data, Mapping):
+            raise BadResponseError(f"getWebhookDetail answered without data: {_clip(data)}")
+        return WebhookDetail.from_data(data)
+
+    @_secret_kept
+    def retry_webhook(self, webhook_id: str | int, webhook_url: str | None = None) -> None:
+        """``retryWebhook``: send a task's webhook again, optionally to a new URL."""
+        body: dict[str, Any] = {"webhookId": _id(webhook_id)}
+        _put_optional(body, webhookUrl=webhook_url)
+        self._data("/task/openapi/retryWebhook", body)
+
+    @_secret_kept
+    def download(self, url: str, dest: Path, *, chunk_size: int = 65536) -> DownloadResult:
+        """Stream ``url`` into ``dest`` atomically; any failure leaves no file behind.
+
+        The bytes go to a temporary file in ``dest``'s folder, checked against Content-Length
+        when the server sends one, fsynced, then renamed over ``dest``. Failures raise a
+        retryable TransportError (network, truncation, local write) or ServerError (HTTP).
+        """
+        dest = Path(dest)
+        try:
+            with replacing(dest) as out:
+                digest, size = self._stream_into(url, out, chunk_size)
+        except OSError as exc:
+            raise TransportError(f"cannot write {dest}: {exc}") from exc
+        return DownloadResult(dest, digest, size)
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _stream_into(self, url: str, out: BinaryIO, chunk_size: int) -> tuple[str, int]:
+        where = self._scrub(url)
+        digest, size = hashlib.sha256(), 0
+        try:
+            with self._session.get(
+                url, stream=True, timeout=self.timeout, headers=self._plain_headers()
+            ) as resp:
+                if resp.status_code != 200:
+                    raise ServerError(
+                        f"downloading {where} answered HTTP {resp.status_code}",
+                        code=resp.status_code,
+                        name=f"HTTP_{resp.status_code}",
+                    )
+                expected = _content_length(resp)
+                for chunk in resp.iter_content(chunk_size):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+        except requests.RequestException as exc:
+            raise TransportError(f"downloading {where} failed: {self._scrub(str(exc))}") from exc
+        except OSError as exc:
+            raise TransportError(f"writing the download of {where} failed: {exc}") from exc
+        if expected is not None and size != expected:
+            raise TransportError(f"download of {where} was cut short: {size} of {expected} bytes")
+        return digest.hexdigest(), size
+
+    def _data(self, path: str, body: dict[str, Any], *, key_field: str = "apiKey") -> Any:
+        """POST a v1 JSON body and return ``data``; a non-zero code raises its ApiError."""
+        return _checked_data(self._envelope(path, body, key_field=key_field), path)
+
+    def _envelope(
+        self, path: str, body: dict[str, Any], *, key_field: str = "apiKey"
+    ) -> dict[str, Any]:
+        payload = self._request(path, json_body={key_field: self._api_key, **body})
+        _check_envelope(payload, path)
+        return payload
+
+    def _request(
+        self,
+        path: str,
+        *,
+        json_body: dict[str, Any] | None = None,
+        form: dict[str, str] | None = None,
+        files: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """One POST; transport and HTTP failures become ApiErrors; returns the JSON object."""
+        started = time.monotonic()
+        try:
+            resp = self._session.post(
+                self.base_url + path,
+                json=json_body,
+                data=form,
+                files=files,
+                headers=self._auth_headers(),
+                timeout=timeout or self.timeout,
+            )
+        except requests.exceptions.InvalidJSONError as exc:
+            raise UsageError(
+                f"POST {path}: the request cannot be sent as JSON: {self._scrub(str(exc))}"
+            ) from exc
+        except requests.Timeout as exc:
+            raise TransportError(f"POST {path} timed out: {self._scrub(str(exc))}") from exc
+        except requests.RequestException as exc:
+            raise TransportError(f"POST {path} failed: {self._scrub(str(exc))}") from exc
+        log.debug(
+            "POST %s -> HTTP %s in %.3f s", path, resp.status_code, time.monotonic() - started
+        )
+        return self._decode(path, resp)
+
+    def _decode(self, path: str, resp: requests.Response) -> dict[str, Any]:
+        status = resp.status_code
+        text = resp.content.decode(
+            "utf-8", errors="replace"
+        )  # messages are scrubbed on the way out
+        if status >= 500:
+            raise ServerError(
+                f"POST {path} answered HTTP {status}: {_clip(text)}",
+                code=status,
+                name=f"HTTP_{status}",
+            )
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            payload = None
+        if isinstance(payload, dict):
+            return payload
+        if status == 429:
+            raise RateLimitError(f"POST {path} answered HTTP 429", code=429, name="HTTP_429")
+        if status != 200:
+            raise ApiError(
+                f"POST {path} answered HTTP {status}: {_clip(text)}",
+                code=status,
+                name=f"HTTP_{status}",
+            )
+        raise BadResponseError(
+            f"POST {path} answered with something other than a JSON object: {_clip(text)}"
+        )
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._api_key, "***")
+
+    def _auth_headers(self) -> dict[str, str]:
+        return {**self._plain_headers(), "Authorization": f"Bearer {self._api_key}"}
+
+    @staticmethod
+    def _plain_headers() -> dict[str, str]:
+        return {"User-Agent": f"rhflow/{__version__}"}
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _new_session() -> requests.Session:
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=POOL_SIZE, pool_maxsize=POOL_SIZE, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _check_envelope(payload: Mapping[str, Any], path: str) -> None:
+    if "code" not in payload or _code(payload) is None:
+        raise BadResponseError(f"POST {path} answered without a code: {_clip(payload)}")
+
+
+def _checked_data(payload: Mapping[str, Any], path: str) -> Any:
+    _check_envelope(payload, path)
+    code = _code(payload)
+    if code != 0:
+        raise _error(code, _message(payload), payload.get("data"))
+    return payload.get("data")
+
+
+def _loads(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise BadResponseError(f"{what} is not valid JSON: {exc}") from exc
+
+
+def _node_info(entries: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """nodeInfoList entries as sent: ``nodeId`` always a string."""
+    result = []
+    for entry in entries:
+        item = dict(entry)
+        if "nodeId" in item:
+            item["nodeId"] = _id(item["nodeId"])
+        result.append(item)
+    return result
+
+
+def _dumps(value: Mapping[str, Any]) -> str:
+    """JSON text of a workflow given as nested mappings (dicts or read-only views)."""
+
+    def plain(obj: object) -> object:
+        if isinstance(obj, Mapping):
+            return dict(obj)
+        raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+    return json.dumps(value, default=plain)
+
+
+def _put_optional(body: dict[str, Any], **fields: Any) -> None:
+    body.update({name: value for name, value in fields.items() if value is not None})
+
+
+def _content_length(resp: requests.Response) -> int | None:
+    value = resp.headers.get("Content-Length")
+    if value is None or resp.headers.get("Content-Encoding"):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _open_upload(file: str | Path | bytes | BinaryIO, filename: str | None) -> tuple[str, Any]:
+    """(name to send, file object or bytes) for :meth:`Client.upload`."""
+    if isinstance(file, (bytes, bytearray)):
+        return filename or f"upload.{_sniff_ext(bytes(file))}", bytes(file)
+    if isinstance(file, (str, Path)):
+        path = Path(file)
+        try:
+            stream = path.open("rb")
+        except OSError as exc:
+            raise UsageError(f"cannot upload {path}: {exc.strerror}; check the path") from exc
+        return filename or path.name, stream
+    own_name = getattr(file, "name", None)
+    default = Path(own_name).name if isinstance(own_name, str) else "upload.bin"
+    return filename or default, file
+
+
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpg"),
+    (b"GIF8", "gif"),
+    (b"PK\x03\x04", "zip"),
+    (b"ID3", "mp3"),
+    (b"fLaC", "flac"),
+)
+
+
+def _sniff_ext(data: bytes) -> str:
+    for magic, ext in _MAGIC:
+        if data.startswith(magic):
+            return ext
+    if data[:4] == b"RIFF" and data[8:12] in (b"WEBP", b"WAVE"):
+        return "webp" if data[8:12] == b"WEBP" else "wav"
+    if data[4:8] == b"ftyp":
+        return "mp4"
+    return "bin"
