@@ -21,7 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rhflow.pipeline.loader import load_pipeline
-from rhflow.planning.planner import expand_sweep, plan
+from rhflow.pipeline.sweeps import expand_sweep
+from rhflow.planning.planner import plan
 
 PIPELINE = """\
 version: 1

@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+#: Length of a task id: hex digits of a sha256 of what the task asks for.
+ID_LENGTH = 16
+
+
 # --------------------------------------------------------------------------------------------
 # Task graph (planner -> executor). This part is the contract between the two stages.
 # --------------------------------------------------------------------------------------------

@@ -13,14 +13,10 @@ import pytest
 from rhflow.errors import PlanError, UsageError
 from rhflow.model import DeferredValue, TaskGraph
 from rhflow.pipeline.loader import load_pipeline
-from rhflow.planning.planner import (
-    check_output_path,
-    order_steps,
-    output_name,
-    parse_assignments,
-    plan,
-    resolve,
-)
+from rhflow.pipeline.needs import order_steps
+from rhflow.pipeline.paths import check_output_path
+from rhflow.pipeline.yamlfile import parse_assignments
+from rhflow.planning.planner import output_name, plan, resolve
 
 EXAMPLES = Path(__file__).parent / "examples"
 PIPELINES = Path(__file__).parent.parent / "pipelines"

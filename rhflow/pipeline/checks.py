@@ -3,8 +3,7 @@
 ``build_pipeline`` checks steps, needs, sweeps (:mod:`rhflow.pipeline.sweeps`), templates, local
 files and, where the workflow JSON is known, every override against it; then it renders every
 template once with a sample combination, so a wrong name or type is reported at its line.
-Every problem found goes into one ConfigError. :mod:`rhflow.pipeline.loader` imports this module, so
-the loader's names are imported inside the functions that use them.
+Every problem found goes into one ConfigError.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rhflow.errors import ConfigError, PlanError, Problem
 from rhflow.model import (
@@ -28,9 +27,11 @@ from rhflow.model import (
     Step,
     Target,
 )
+from rhflow.pipeline.needs import order_steps, sample_needs
+from rhflow.pipeline.paths import check_output_path
 from rhflow.pipeline.render import RenderError, Template, compile_template, is_template, render_text
 from rhflow.pipeline.schema import did_you_mean
-from rhflow.pipeline.sweeps import SweepChecker, unreadable
+from rhflow.pipeline.sweeps import SweepChecker, expand_sweep, unreadable
 from rhflow.pipeline.workflows import (
     WorkflowSource,
     check_field,
@@ -38,10 +39,7 @@ from rhflow.pipeline.workflows import (
     resolve_node,
     workflow_nodes,
 )
-
-if TYPE_CHECKING:
-    from rhflow.pipeline.loader import Document
-
+from rhflow.pipeline.yamlfile import Document, dotted
 
 _STEP_FIELDS = ("outputs", "retries", "timeout", "instance_type", "add_metadata",
                 "use_personal_queue", "webhook_url")  # fmt: skip
@@ -163,8 +161,6 @@ class _Builder(SweepChecker):
         nodes: Mapping[str, Any] | None,
         needs: tuple[str, ...],
     ) -> tuple[Override, ...]:
-        from rhflow.pipeline.loader import dotted
-
         entries: list[tuple[tuple[str | int, ...], str, str, Any]] = []
         for number, item in enumerate(raw.get("node_info_list") or []):
             at = (*base, "node_info_list", number)
@@ -259,8 +255,6 @@ class _Builder(SweepChecker):
     # -- the whole pipeline ------------------------------------------------------------------
 
     def order(self, steps: Mapping[str, Step], known: list[str]) -> list[str]:
-        from rhflow.planning.planner import order_steps
-
         graph: dict[str, tuple[str, ...]] = {}
         for name, step in steps.items():
             for number, need in enumerate(step.needs):
@@ -281,8 +275,6 @@ class _Builder(SweepChecker):
     def sample_render(self, steps: list[Step], vars_: dict[str, Any]) -> None:
         """Render every template once with the first combination, so undefined names, sandbox
         violations and value types are reported now, at the template's line."""
-        from rhflow.planning.planner import expand_sweep, sample_needs
-
         samples: dict[str, dict[str, Any]] = {}
         built = {step.name for step in steps}
         for step in steps:
@@ -323,8 +315,6 @@ class _Builder(SweepChecker):
                 )
 
     def sample_outputs(self, step: Step, context: Mapping[str, Any]) -> None:
-        from rhflow.planning.planner import check_output_path
-
         at = (
             ("steps", step.name, "outputs")
             if "outputs" in self.doc.data["steps"][step.name]

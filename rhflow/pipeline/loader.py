@@ -9,24 +9,30 @@ against it).
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from rhflow.errors import ConfigError, Problem, UsageError
 from rhflow.model import Pipeline
 from rhflow.pipeline import schema
 from rhflow.pipeline.checks import build_pipeline
+from rhflow.pipeline.rows import read_rows
 from rhflow.pipeline.schema import did_you_mean
 from rhflow.pipeline.sweeps import MAX_AXIS, RESERVED
 from rhflow.pipeline.workflows import WorkflowSource
+from rhflow.pipeline.yamlfile import (
+    Document,
+    PathKey,
+    dotted,
+    parse_assignments,
+    parse_document,
+    parse_value,
+)
+
+_EMPTY_FILE = "the file is empty; a pipeline needs at least `version: 1` and `steps:`"
 
 __all__ = [
     "MAX_AXIS",
@@ -40,235 +46,6 @@ __all__ = [
     "parse_value",
     "read_rows",
 ]
-
-PathKey = tuple[str, ...]
-_EMPTY_FILE = "the file is empty; a pipeline needs at least `version: 1` and `steps:`"
-_SELF_ALIAS = "a YAML alias refers to itself"
-_SELF_ALIAS_HINT = "; a value cannot contain itself: alias another anchor or write the value out"
-
-
-@dataclass(frozen=True, slots=True)
-class Document:
-    """Parsed YAML data with the 1-based (line, col) of every value and mapping key."""
-
-    file: str
-    data: Any
-    marks: Mapping[PathKey, tuple[int, int]] = field(default_factory=dict)
-    key_marks: Mapping[PathKey, tuple[int, int]] = field(default_factory=dict)
-
-    def where(self, path: Iterable[str | int], *, at_key: bool = False) -> tuple[int, int]:
-        """The position of ``path``'s value (or key), else of its nearest marked parent."""
-        key = tuple(str(p) for p in path)
-        if at_key and key in self.key_marks:
-            return self.key_marks[key]
-        while key not in self.marks and key:
-            key = key[:-1]
-        return self.marks.get(key, (1, 1))
-
-    def problem(self, path: Iterable[str | int], message: str, *, at_key: bool = False) -> Problem:
-        path = tuple(path)
-        line, col = self.where(path, at_key=at_key)
-        return Problem(self.file, line, col, dotted(path), message)
-
-
-def dotted(path: Iterable[str | int]) -> str:
-    """``("steps", "gen", "matrix", "seed")`` -> ``steps.gen.matrix.seed``; indices as ``[0]``."""
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-class _Loader(yaml.SafeLoader):
-    """A SafeLoader that records every alias to a node still being composed (``&a [*a]``): such
-    data contains itself, and nothing after the loader can check, hash or print it."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self._open: list[str | None] = []  # the anchors of the nodes being composed
-        self._path: tuple[str | int, ...] = ()
-        self.self_aliases: list[tuple[tuple[str | int, ...], tuple[int, int]]] = []
-
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        part = () if index is None else (index if isinstance(index, int) else str(index.value),)
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent):
-            if event.anchor in self._open:
-                mark = event.start_mark
-                where = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-                self.self_aliases.append(((*self._path, *part), where))
-            return super().compose_node(parent, index)
-        outer = self._path
-        self._path = (*outer, *part)
-        self._open.append(getattr(event, "anchor", None))
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self._open.pop()
-            self._path = outer
-
-
-#: Values a document may hold once its aliases are expanded; beyond it the file is refused
-#: before anything walks or builds it (a few nested aliases can stand for billions of values).
-MAX_VALUES = 1_000_000
-_TOO_BIG = (
-    f"the YAML expands to more than {MAX_VALUES:,} values through its aliases; "
-    "use fewer nested aliases"
-)
-
-
-def _too_big(root: yaml.Node) -> bool:
-    """Whether ``root`` holds more than MAX_VALUES values with aliases expanded; linear in the
-    number of distinct nodes, since a shared node's size is counted once."""
-    sizes: dict[int, int] = {}
-
-    def size(node: yaml.Node) -> int:
-        known = sizes.get(id(node))
-        if known is not None:
-            return known
-        sizes[id(node)] = 1  # a node inside itself (reported elsewhere) counts once
-        total = 1
-        if isinstance(node, yaml.MappingNode):
-            total += sum(size(k) + size(v) for k, v in node.value)
-        elif isinstance(node, yaml.SequenceNode):
-            total += sum(size(item) for item in node.value)
-        sizes[id(node)] = total = min(total, MAX_VALUES + 1)
-        return total
-
-    return size(root) > MAX_VALUES
-
-
-def _load_yaml(text: str) -> Any:
-    """``yaml.safe_load``, but ValueError for data that contains itself through an alias."""
-    loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-        if loader.self_aliases:
-            line, col = loader.self_aliases[0][1]
-            raise ValueError(f"{_SELF_ALIAS} (line {line}, column {col}){_SELF_ALIAS_HINT}")
-        if node is not None and _too_big(node):
-            raise ValueError(_TOO_BIG)
-        return loader.construct_document(node) if node is not None else None
-    finally:
-        loader.dispose()
-
-
-def parse_document(text: str, file: str) -> tuple[Document, list[Problem]]:
-    """Parse YAML text; duplicate keys are returned as problems, syntax errors and aliases that
-    refer to themselves raise ConfigError."""
-    loader = _Loader(text)
-    marks: dict[PathKey, tuple[int, int]] = {}
-    key_marks: dict[PathKey, tuple[int, int]] = {}
-    duplicates: list[tuple[PathKey, tuple[int, int]]] = []
-    try:
-        node = loader.get_single_node()
-        if loader.self_aliases:
-            problems = [Problem(file, *mark, dotted(path), _SELF_ALIAS + _SELF_ALIAS_HINT)
-                        for path, mark in loader.self_aliases]  # fmt: skip
-            raise ConfigError(problems)
-        if node is not None and _too_big(node):
-            raise ConfigError([Problem(file, 1, 1, "", _TOO_BIG)])
-        if node is not None:  # before constructing, which flattens merge keys into the nodes
-            _walk(node, (), marks, key_marks, duplicates)
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        message = f"invalid YAML: {exc.problem or exc.context}"
-        raise ConfigError([Problem(file, line, col, "", message)]) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError([Problem(file, 1, 1, "", f"invalid YAML: {exc}")]) from exc
-    finally:
-        loader.dispose()
-    doc = Document(file, data, marks, key_marks)
-    problems = [
-        Problem(file, *mark, dotted(path), "duplicate key; each key may appear once")
-        for path, mark in duplicates
-    ]
-    return doc, problems
-
-
-def _walk(
-    node: yaml.Node,
-    path: PathKey,
-    marks: dict[PathKey, tuple[int, int]],
-    key_marks: dict[PathKey, tuple[int, int]],
-    duplicates: list[tuple[PathKey, tuple[int, int]]],
-) -> None:
-    marks.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key_mark = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            if key in seen:
-                duplicates.append(((*path, key), key_mark))
-            seen.add(key)
-            key_marks.setdefault((*path, key), key_mark)
-            _walk(value_node, (*path, key), marks, key_marks, duplicates)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _walk(item, (*path, str(index)), marks, key_marks, duplicates)
-
-
-def parse_value(text: str) -> Any:
-    """A command-line value parsed as YAML (``3`` -> 3, ``[a, b]`` -> list, ``ink`` -> "ink");
-    ValueError for an alias that refers to itself (``&a [*a]``)."""
-    try:
-        return _load_yaml(text) if text.strip() else ""
-    except yaml.YAMLError:
-        return text
-
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a CSV (header line; numbers become numbers), JSONL or YAML (list of mappings) file.
-
-    Raises ValueError with a message for malformed content, OSError if unreadable.
-    """
-    text = path.read_text(encoding="utf-8")
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        try:
-            return _csv_rows(text)
-        except csv.Error as exc:
-            raise ValueError(f"invalid CSV: {exc}") from exc
-    if suffix == ".jsonl":
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    else:
-        try:
-            rows = _load_yaml(text)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"invalid YAML: {exc}") from exc
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise ValueError("expected a list of mappings, one per row")
-    return rows
-
-
-def _csv_rows(text: str) -> list[dict[str, Any]]:
-    """The rows of CSV text under its header line; ValueError for a row of another width."""
-    lines = (cells for cells in csv.reader(io.StringIO(text)) if cells)  # blank lines skipped
-    header = next(lines, [])
-    rows = []
-    for number, cells in enumerate(lines, 1):
-        if len(cells) != len(header):
-            more = "more" if len(cells) > len(header) else "fewer"
-            raise ValueError(
-                f"row {number} has {more} fields than the header "
-                f"({len(cells)}, the header has {len(header)})"
-            )
-        rows.append({k: _csv_cell(v) for k, v in zip(header, cells, strict=True)})
-    return rows
-
-
-def _csv_cell(value: str) -> Any:
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            continue
-    return value
 
 
 def load_pipeline(
@@ -321,8 +98,6 @@ def load_pipeline(
 def _set_vars(
     set_vars: Mapping[str, Any] | Iterable[str], declared: Mapping[str, Any]
 ) -> dict[str, Any]:
-    from rhflow.planning.planner import parse_assignments
-
     values = dict(set_vars) if isinstance(set_vars, Mapping) else parse_assignments(list(set_vars))
     merged = dict(declared)
     for key, value in values.items():

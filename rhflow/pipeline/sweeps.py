@@ -2,24 +2,24 @@
 
 :class:`SweepChecker` is the base of the pipeline builder in :mod:`rhflow.pipeline.checks`: it
 holds the document, the pipeline's folder and the problems found so far. A problem is reported
-at its line, not raised, so that a file's problems all come out at once.
-:mod:`rhflow.pipeline.loader` imports this module, so the loader's names are imported inside the
-functions that use them.
+at its line, not raised, so that a file's problems all come out at once. ``expand_sweep`` lists a
+checked sweep's combinations in order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import itertools
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rhflow.errors import Problem
 from rhflow.model import Sweep, Where
 from rhflow.pipeline.render import BASE_NAMES, OUTPUT_NAMES
+from rhflow.pipeline.rows import read_rows
 from rhflow.pipeline.schema import did_you_mean
-
-if TYPE_CHECKING:
-    from rhflow.pipeline.loader import Document
+from rhflow.pipeline.yamlfile import Document, dotted
 
 #: Most values one ``range`` axis may produce.
 MAX_AXIS = 1_000_000
@@ -50,8 +50,6 @@ class SweepChecker:
         self.problems.append(self.doc.problem(path, message, at_key=at_key))
 
     def where(self, path: tuple[str | int, ...]) -> Where:
-        from rhflow.pipeline.loader import dotted
-
         line, col = self.doc.where(path)
         return Where(self.doc.file, line, col, dotted(path))
 
@@ -110,8 +108,6 @@ class SweepChecker:
         ]
 
     def rows(self, at: tuple[str | int, ...], relpath: str) -> list[dict[str, Any]]:
-        from rhflow.pipeline.loader import read_rows
-
         try:
             rows = read_rows(self.base / relpath)
         except OSError as exc:
@@ -168,3 +164,30 @@ class SweepChecker:
                     (*at, number), f"include entry lacks {', '.join(missing)}; give every parameter"
                 )
         return tuple(dict(e) for e in entries)
+
+
+def expand_sweep(sweep: Sweep) -> Iterator[dict[str, Any]]:
+    """The step's own combinations, in order: product of axes and zip groups (first axis
+    slowest), minus ``exclude`` matches, then ``include`` entries."""
+    names = [name for name, _ in sweep.axes]
+    factors: list[Sequence[Any]] = [values for _, values in sweep.axes]
+    factors += [group for group in sweep.zips]
+    n_axes = len(names)
+    for picked in itertools.product(*factors):
+        combo = dict(zip(names, picked[:n_axes], strict=True))
+        for row in picked[n_axes:]:
+            combo.update(row)
+        if not any(_matches(combo, entry) for entry in sweep.exclude):
+            yield combo
+    for entry in sweep.include:
+        yield dict(entry)
+
+
+def sweep_size(sweep: Sweep) -> int:
+    """How many combinations the product has (before exclude), plus the includes."""
+    size = math.prod(len(values) for _, values in sweep.axes)
+    return size * math.prod(len(group) for group in sweep.zips) + len(sweep.include)
+
+
+def _matches(params: Mapping[str, Any], entry: Mapping[str, Any]) -> bool:
+    return all(key in params and params[key] == value for key, value in entry.items())

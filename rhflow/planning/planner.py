@@ -12,25 +12,25 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from pathlib import PurePosixPath
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rhflow.errors import PlanError, UsageError
 from rhflow.model import (
+    ID_LENGTH,
     DeferredValue,
     FileInput,
     FileRef,
     Pipeline,
     PlannedTask,
     Step,
-    Sweep,
     TaskGraph,
 )
+from rhflow.pipeline.paths import check_output_path
 from rhflow.pipeline.render import RenderError, compile_template, is_template, render_text
+from rhflow.pipeline.sweeps import expand_sweep, sweep_size
+from rhflow.pipeline.yamlfile import parse_assignments
 
-ID_LENGTH = 16
 #: Most combinations one step's sweep may have (without --limit).
 MAX_COMBINATIONS = 2_000_000
 _DUPLICATES_SHOWN = 4
@@ -39,73 +39,7 @@ _DUPLICATES_SHOWN = 4
 # -- command-line helpers --------------------------------------------------------------------
 
 
-def parse_assignments(items: Iterable[str], *, option: str = "--set") -> dict[str, Any]:
-    """``["style=ink", "seed=3"]`` -> ``{"style": "ink", "seed": 3}`` (values parsed as YAML)."""
-    from rhflow.pipeline.loader import parse_value
-
-    result: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key.isidentifier():
-            raise UsageError(f"{option} expects KEY=VALUE with KEY a name, got {item!r}")
-        try:
-            result[key] = parse_value(text)
-        except ValueError as exc:
-            raise UsageError(f"{option} {key}=...: {exc}") from exc
-    return result
-
-
 # -- sweeps ----------------------------------------------------------------------------------
-
-
-def expand_sweep(sweep: Sweep) -> Iterator[dict[str, Any]]:
-    """The step's own combinations, in order: product of axes and zip groups (first axis
-    slowest), minus ``exclude`` matches, then ``include`` entries."""
-    names = [name for name, _ in sweep.axes]
-    factors: list[Sequence[Any]] = [values for _, values in sweep.axes]
-    factors += [group for group in sweep.zips]
-    n_axes = len(names)
-    for picked in itertools.product(*factors):
-        combo = dict(zip(names, picked[:n_axes], strict=True))
-        for row in picked[n_axes:]:
-            combo.update(row)
-        if not any(_matches(combo, entry) for entry in sweep.exclude):
-            yield combo
-    for entry in sweep.include:
-        yield dict(entry)
-
-
-def sweep_size(sweep: Sweep) -> int:
-    """How many combinations the product has (before exclude), plus the includes."""
-    size = math.prod(len(values) for _, values in sweep.axes)
-    return size * math.prod(len(group) for group in sweep.zips) + len(sweep.include)
-
-
-def _matches(params: Mapping[str, Any], entry: Mapping[str, Any]) -> bool:
-    return all(key in params and params[key] == value for key, value in entry.items())
-
-
-def order_steps(graph: Mapping[str, Sequence[str]]) -> list[str]:
-    """Steps upstream first, otherwise in the given order; ValueError("a -> b -> a") on a cycle."""
-    done: list[str] = []
-    state: dict[str, int] = {}
-
-    def visit(name: str, stack: list[str]) -> None:
-        if state.get(name) == 2:
-            return
-        if state.get(name) == 1:
-            cycle = [*stack[stack.index(name) :], name]
-            raise ValueError(" -> ".join(cycle))
-        state[name] = 1
-        for need in graph[name]:
-            visit(need, [*stack, name])
-        state[name] = 2
-        done.append(name)
-
-    for name in graph:
-        visit(name, [])
-    return done
 
 
 # -- planning --------------------------------------------------------------------------------
@@ -354,26 +288,6 @@ def _duplicates(step: str, groups: Iterable[list[str]]) -> list[str]:
 # -- run time: values that depend on upstream outputs ---------------------------------------
 
 
-def sample_needs(names: Sequence[str], params: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """Stand-ins for upstream results, used to check deferred templates before a run."""
-    return {name: _SampleResult(params.get(name, {})) for name in names}
-
-
-class _SampleOutputs(Sequence[str]):
-    def __getitem__(self, index: Any) -> Any:
-        return "<output>"
-
-    def __len__(self) -> int:
-        return 1
-
-
-class _SampleResult:
-    def __init__(self, params: Mapping[str, Any]) -> None:
-        self.outputs = self.urls = self.files = _SampleOutputs()
-        self.params = dict(params)
-        self.task_id = "0" * ID_LENGTH
-
-
 def resolve(task: PlannedTask, needs: Mapping[str, Any]) -> list[dict[str, Any]]:
     """``task.node_info_list`` with every DeferredValue rendered against ``needs`` (step name ->
     object or mapping with outputs, urls, files, params, task_id); FileInput entries are left."""
@@ -399,22 +313,3 @@ def output_name(task: PlannedTask, *, index: int, ext: str, node_id: str, task_s
     except RenderError as exc:
         raise PlanError(f"outputs of step '{task.step}': {exc}") from exc
     return check_output_path(name)
-
-
-def check_output_path(name: str) -> str:
-    """``name`` normalised to a relative POSIX path; PlanError if empty, absolute or with ``..``."""
-    text = name.replace("\\", "/").strip()
-    path = PurePosixPath(text)
-    if not text or text.endswith("/"):
-        raise PlanError(
-            f"output name {name!r} is empty; the outputs template must give a file name"
-        )
-    if path.is_absolute() or (len(text) > 1 and text[1] == ":"):
-        raise PlanError(
-            f"output name {name!r} is absolute; outputs must stay under the output folder"
-        )
-    if ".." in path.parts:
-        raise PlanError(
-            f"output name {name!r} contains '..'; outputs must stay under the output folder"
-        )
-    return path.as_posix()
