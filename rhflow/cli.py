@@ -1,24 +1,22 @@
-"""The ``rhflow`` command: a thin layer over the Python API.
+"""The ``rhflow`` command: click wiring over :mod:`rhflow.commands`, one module per command.
 
-Each command parses options, builds collaborators, calls one library function, reports, and
-returns an exit code (an int returned by a command becomes the process's exit code). Errors
-the user can act on (RhflowError) print ``Error: ...`` on stderr with no traceback; anything
-else is a bug and keeps its traceback.
+Each command parses options and calls its module (imported when the command runs, so that
+``rhflow --help`` loads little), which reports and returns an exit code: an int returned by a
+command becomes the process's exit code. Errors the user can act on (RhflowError) print
+``Error: ...`` on stderr with no traceback; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from rhflow import __version__
 from rhflow.errors import RhflowError
-
-if TYPE_CHECKING:
-    from rhflow.pipeline.workflows import CachedWorkflows
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -171,10 +169,9 @@ def emulator(**options: Any) -> None:
       rhflow emulator --port 8800 --task-seconds 1-3 --concurrency 2
       RH_BASE_URL=http://127.0.0.1:8800 RH_API_KEY=test rhflow run pipelines/sweep.yaml
     """
-    from rhflow.emulator import EmulatorConfig, serve
+    from rhflow.commands.emulator import emulator as serve_emulator
 
-    config = EmulatorConfig.from_cli(**options)
-    serve(config, ready=lambda url: click.echo(f"RunningHub emulator listening on {url}"))
+    serve_emulator(**options)
 
 
 # -- validate / plan -------------------------------------------------------------------------
@@ -193,26 +190,9 @@ def validate(files: tuple[str, ...], set_vars: tuple[str, ...]) -> int:
     Example:
       rhflow validate pipelines/*.yaml
     """
-    from rhflow.planning.summary import validate_files
+    from rhflow.commands.validate import validate as validate_files
 
-    result = validate_files(files, set_vars=set_vars, workflows=_workflow_source())
-    for line in result.lines:
-        click.echo(line)
-    for warning in result.warnings:
-        click.echo(warning, err=True)
-    return 0 if result.ok else 1
-
-
-def _workflow_source() -> CachedWorkflows | None:
-    """Cached getJsonApiFormat answers when a key is set; else None (no network)."""
-    import os
-
-    from rhflow.api.client import Client
-    from rhflow.pipeline.workflows import CachedWorkflows
-
-    if not os.environ.get("RH_API_KEY", "").strip():
-        return None
-    return CachedWorkflows(Client.from_env())
+    return validate_files(files, set_vars=set_vars)
 
 
 @cli.command()
@@ -230,15 +210,9 @@ def plan(
       rhflow plan pipelines/sweep.yaml --set style=ink
       rhflow plan pipelines/sweep.yaml --only subject=cat --limit 2 --json
     """
-    from rhflow.pipeline.loader import load_pipeline
-    from rhflow.planning.planner import plan as plan_graph
-    from rhflow.planning.summary import plan_json_text, plan_table
+    from rhflow.commands.plan import plan as plan_file
 
-    graph = plan_graph(load_pipeline(file, set_vars=set_vars), limit=limit, only=only)
-    click.echo(plan_json_text(graph) if as_json else plan_table(graph))
-    for warning in graph.warnings:
-        click.echo(f"Warning: {warning}", err=True)
-    return 0
+    return plan_file(file, set_vars=set_vars, limit=limit, only=only, as_json=as_json)
 
 
 # -- run / status / cancel -------------------------------------------------------------------
@@ -280,16 +254,9 @@ def run(file: str, **options: Any) -> int:
       RH_API_KEY=... rhflow run pipelines/sweep.yaml --set style=ink --concurrency 8
       rhflow run pipelines/sweep.yaml --shard 2/4     # one of four CI jobs
     """
-    from rhflow.execute.runner import exit_code, run_pipeline
-    from rhflow.progress import format_summary, make_reporter
+    from rhflow.commands.run import run as run_file
 
-    quiet, as_json = options.pop("quiet"), options.pop("as_json")
-    reporter = make_reporter(quiet=quiet, as_json=as_json)
-    result = run_pipeline(file, emulator=options.pop("use_emulator"), reporter=reporter, **options)
-    if not as_json:
-        summary = format_summary(result.manifest, str(result.manifest_path), elapsed=result.elapsed)
-        click.echo(summary)
-    return exit_code(result.manifest)
+    return run_file(file, **options)
 
 
 @cli.command()
@@ -304,14 +271,9 @@ def status(directory: str | None, as_json: bool) -> int:
     Example:
       rhflow status out/sweep
     """
-    import json
-    from pathlib import Path
+    from rhflow.commands.status import status as show_status
 
-    from rhflow.commands.status import format_summary, summarize
-
-    summary = summarize(Path(directory or "."))
-    click.echo(json.dumps(summary.to_dict(), indent=2) if as_json else format_summary(summary))
-    return 0
+    return show_status(Path(directory or "."), as_json=as_json)
 
 
 @cli.command()
@@ -326,9 +288,7 @@ def cancel(directory: str | None, base_url: str | None, api_key: str | None) -> 
     Example:
       rhflow cancel out/sweep
     """
-    from pathlib import Path
-
-    from rhflow.commands.status import cancel_with_key
+    from rhflow.commands.cancel import cancel_with_key
 
     return cancel_with_key(
         Path(directory or "."), api_key=api_key, base_url=base_url, report=click.echo

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from rhflow.cli import cli
+from rhflow.commands.validate import validate_files
 from rhflow.pipeline.loader import load_pipeline
 from rhflow.planning.planner import plan
-from rhflow.planning.summary import validate_files
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = Path(__file__).parent / "examples"

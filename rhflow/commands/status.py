@@ -1,22 +1,22 @@
-"""``rhflow status`` and ``rhflow cancel``: look at (or stop) a run from its output folder.
+"""``rhflow status``: look at a run from its output folder.
 
-Both read the state store ``<DIR>/.rhflow/state.db`` that ``rhflow run`` keeps there, and the
-manifest the run wrote (its path is remembered in the store). Neither needs the pipeline file.
+It reads the state store ``<DIR>/.rhflow/state.db`` that ``rhflow run`` keeps there, and the
+manifest the run wrote (its path is remembered in the store). It needs no pipeline file;
+:mod:`rhflow.commands.cancel` shares its way of opening the folder.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rhflow.errors import ApiError, StateError
+import click
+
+from rhflow.errors import StateError
 from rhflow.record.journal import manifest_status
-from rhflow.record.lock import RunLock
-from rhflow.record.manifest import Manifest, TaskEntry, read_manifest, write_manifest
+from rhflow.record.manifest import Manifest, read_manifest
 from rhflow.record.store import DB_NAME, REMOTE_ACTIVE, STATE_DIR, Store, TaskRecord
 
 
@@ -59,7 +59,7 @@ def open_store(directory: Path) -> Store:
     return Store(path)
 
 
-def _manifest_of(store: Store, directory: Path) -> tuple[Path | None, Manifest | None]:
+def manifest_of(store: Store, directory: Path) -> tuple[Path | None, Manifest | None]:
     remembered = store.meta("manifest")
     path = Path(remembered) if remembered else directory / "manifest.json"
     if not path.is_file():
@@ -73,7 +73,7 @@ def _manifest_of(store: Store, directory: Path) -> tuple[Path | None, Manifest |
 def summarize(directory: Path) -> Summary:
     """Counts, failures and remote tasks still running, for the last run in ``directory``."""
     with open_store(directory) as store:
-        path, manifest = _manifest_of(store, directory)
+        path, manifest = manifest_of(store, directory)
         records = store.tasks()
         pipeline = store.meta("pipeline")
     if manifest is not None:
@@ -139,90 +139,8 @@ def format_summary(summary: Summary) -> str:
     return "\n".join(lines)
 
 
-def cancel_run(
-    directory: Path,
-    cancel: Callable[[str], None],
-    *,
-    report: Callable[[str], None] = print,
-) -> tuple[list[str], list[str]]:
-    """Cancel every remote task of the run in ``directory`` that may still be running.
-
-    Returns (cancelled remote ids, error messages). The state store and the manifest are updated
-    so that the next run submits the cancelled tasks again.
-    """
-    cancelled: list[str] = []
-    problems: list[str] = []
-    with _idle(directory), open_store(directory) as store:
-        for record in store.tasks().values():
-            if record.status not in REMOTE_ACTIVE or not record.remote_id:
-                continue
-            try:
-                cancel(record.remote_id)
-            except ApiError as err:
-                problems.append(f"task {record.remote_id} ({record.step}/{record.id[:10]}): {err}")
-                continue
-            failure = {"kind": "cancelled", "message": "cancelled by rhflow cancel"}
-            store.save(
-                replace(record, status="cancelled", failure=failure, finished_at=time.time())
-            )
-            cancelled.append(record.remote_id)
-            report(f"cancelled task {record.remote_id} ({record.step}/{record.id[:10]})")
-        path, manifest = _manifest_of(store, directory)
-    if manifest is not None and path is not None and cancelled:
-        _mark_cancelled(path, manifest, set(cancelled))
-    return cancelled, problems
-
-
-@contextmanager
-def _idle(directory: Path) -> Iterator[None]:
-    """Hold the run lock of ``directory``, or raise a StateError saying how to stop the run
-    holding it: a run that is still going would see its tasks fail and submit them again,
-    while stopping it (Ctrl-C or SIGTERM) cancels its remote tasks itself."""
-    lock = RunLock(directory)
-    try:
-        lock.acquire()
-    except StateError as err:
-        raise StateError(
-            f"{err}. rhflow cancel is for runs that were detached or killed; to stop a run that "
-            "is still going, press Ctrl-C in it or send it SIGTERM (kill <pid>), which cancels "
-            "its remote tasks"
-        ) from err
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def _mark_cancelled(path: Path, manifest: Manifest, remote_ids: set[str]) -> None:
-    tasks: list[TaskEntry] = []
-    for task in manifest.tasks:
-        if task.task_id in remote_ids and task.status in ("running", "pending"):
-            task = replace(task, status="cancelled", failure="cancelled by rhflow cancel")
-        tasks.append(task)
-    from rhflow.record.manifest import count_statuses
-
-    entries = tuple(tasks)
-    write_manifest(path, replace(manifest, tasks=entries, counts=count_statuses(entries)))
-
-
-def cancel_with_key(
-    directory: Path,
-    *,
-    api_key: str | None,
-    base_url: str | None,
-    report: Callable[[str], None] = print,
-) -> int:
-    """``rhflow cancel``: cancel with a client built from the key; the exit code."""
-    from rhflow.api.client import Client
-
-    with open_store(directory) as store:
-        servers = [r.server for r in store.tasks().values() if r.status in REMOTE_ACTIVE]
-    if not servers:
-        report(f"nothing of the run in {directory} is running remotely")
-        return 0
-    with Client.from_env(api_key=api_key, base_url=base_url or servers[0]) as client:
-        cancelled, problems = cancel_run(directory, client.cancel, report=report)
-    for problem in problems:
-        report(f"could not cancel {problem}")
-    report(f"cancelled {len(cancelled)} task(s)")
-    return 1 if problems else 0
+def status(directory: Path, *, as_json: bool) -> int:
+    """Print the summary of the run in ``directory`` (as JSON with ``as_json``)."""
+    summary = summarize(directory)
+    click.echo(json.dumps(summary.to_dict(), indent=2) if as_json else format_summary(summary))
+    return 0

@@ -1,62 +1,17 @@
-"""What ``rhflow validate`` and ``rhflow plan`` print: problem lines, the plan table, plan JSON."""
+"""What ``rhflow plan`` prints: the plan table, or the plan as JSON."""
 
 from __future__ import annotations
 
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rhflow.errors import ConfigError, PlanError
 from rhflow.model import PlannedTask, TaskGraph
-from rhflow.pipeline.loader import load_pipeline
-from rhflow.pipeline.workflows import WorkflowSource
-from rhflow.planning.planner import plan
 
 _PARAMS_WIDTH = 60
-
-
-@dataclass(frozen=True, slots=True)
-class Validation:
-    """The outcome of validating files: lines to print and whether all were valid."""
-
-    lines: tuple[str, ...]
-    ok: bool
-    warnings: tuple[str, ...] = ()
-
-
-def validate_files(
-    files: Sequence[str],
-    *,
-    set_vars: Mapping[str, Any] | Iterable[str] = (),
-    workflows: WorkflowSource | None = None,
-) -> Validation:
-    """Load and plan each file; one ``FILE: ok (N tasks)`` line per valid file, every problem
-    of the others as ``FILE:LINE:COL: path: message`` lines (sorted per file); plan warnings
-    (identical requests) as ``FILE: warning: ...``."""
-    lines: list[str] = []
-    warnings: list[str] = []
-    ok = True
-    for file in files:
-        try:
-            graph = plan(load_pipeline(file, set_vars=set_vars, workflows=workflows))
-        except ConfigError as err:
-            lines.extend(str(p) for p in err.problems)
-            ok = False
-        except PlanError as err:
-            lines.append(str(err) if str(err).startswith(file) else f"{file}: {err}")
-            ok = False
-        else:
-            lines.append(f"{file}: ok ({_count(len(graph.tasks))})")
-            warnings.extend(f"{file}: warning: {w}" for w in graph.warnings)
-    return Validation(tuple(lines), ok, tuple(warnings))
-
-
-def _count(n: int) -> str:
-    return f"{n} task" if n == 1 else f"{n} tasks"
 
 
 # -- plan ------------------------------------------------------------------------------------
@@ -118,7 +73,7 @@ def plan_table(graph: TaskGraph) -> str:
     ]
     counts = Counter(t.step for t in graph.tasks)
     per_step = ", ".join(f"{step} {n}" for step, n in counts.items())
-    summary = f"{_count(len(graph.tasks))} in pipeline '{graph.pipeline}'"
+    summary = f"{count_tasks(len(graph.tasks))} in pipeline '{graph.pipeline}'"
     lines.append(f"{summary}: {per_step}" if per_step else summary)
     return "\n".join(line.rstrip() for line in lines)
 
@@ -132,3 +87,8 @@ def _scalar(value: Any) -> str:
     if isinstance(value, str) and value and not any(c in value for c in " ,=\"'"):
         return value
     return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def count_tasks(n: int) -> str:
+    """``1 task``, ``3 tasks``."""
+    return f"{n} task" if n == 1 else f"{n} tasks"

@@ -1,0 +1,22 @@
+"""``rhflow plan``: expand a pipeline into its task graph, offline, and print it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import click
+
+from rhflow.pipeline.loader import load_pipeline
+from rhflow.planning.planner import plan as plan_graph
+from rhflow.planning.summary import plan_json_text, plan_table
+
+
+def plan(
+    file: str, *, set_vars: Iterable[str], limit: int | None, only: Iterable[str], as_json: bool
+) -> int:
+    """Print the plan as a table (or JSON) and its warnings on stderr."""
+    graph = plan_graph(load_pipeline(file, set_vars=set_vars), limit=limit, only=only)
+    click.echo(plan_json_text(graph) if as_json else plan_table(graph))
+    for warning in graph.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    return 0
