@@ -1,9 +1,9 @@
 """rhflow: run RunningHub cloud workflows from version-controlled YAML pipeline files.
 
-The stages, each a module: ``loader`` (YAML with positions) -> ``checks`` (schema and meaning)
--> ``model`` (frozen values) -> ``planner`` (task graph) -> ``executor`` (submit, follow,
-download) -> ``manifest`` (what happened). ``client`` speaks the RunningHub API; ``emulator``
-serves it on loopback; ``cli`` is a thin layer over all of them.
+The stages, each a subpackage: ``pipeline`` (a YAML file -> a checked, frozen ``Pipeline``)
+-> ``planning`` (-> a ``TaskGraph``) -> ``execute`` (submit, follow, retry, download) ->
+``record`` (state store and manifest: what happened). ``api`` speaks the RunningHub API;
+``emulator`` serves it on loopback; ``commands`` and ``cli`` are a thin layer over all of them.
 
     import rhflow
     manifest = rhflow.run("pipelines/sweep.yaml", emulator=True)
@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from rhflow.version import __version__
 
 if TYPE_CHECKING:
     from rhflow.api.client import Client

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 import click
 
-from rhflow import __version__
 from rhflow.errors import RhflowError
+from rhflow.version import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])
 

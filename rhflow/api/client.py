@@ -29,7 +29,6 @@ from typing import Any, BinaryIO, Concatenate, ParamSpec, TypeVar
 import requests
 from requests.adapters import HTTPAdapter
 
-from rhflow import __version__
 from rhflow.api.results import (
     FAILED,
     QUEUED,
@@ -59,6 +58,7 @@ from rhflow.errors import (
     TransportError,
     UsageError,
 )
+from rhflow.version import __version__
 
 __all__ = [
     "FAILED",

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
-from rhflow import __version__
 from rhflow.model import PlannedTask, TaskGraph
 from rhflow.record.manifest import Manifest, OutputFile, TaskEntry, count_statuses, write_manifest
 from rhflow.record.store import ACTIVE, Store, TaskRecord
+from rhflow.version import __version__
 
 
 def iso(epoch: float | None) -> str | None:
