@@ -64,7 +64,7 @@ async def output_file(request: web.Request) -> web.StreamResponse:
     item = next((f for f in task.files if f.name == name), None) if task else None
     if item is None:
         raise web.HTTPNotFound(text=f"no output file {name!r} for this task")
-    data = await asyncio.get_running_loop().run_in_executor(None, item.data)
+    data = await state.renders.data(item)
     return await _send(request, data, _content_type(item.file_type))
 
 
@@ -177,4 +177,5 @@ def make_app(config: EmulatorConfig) -> web.Application:
 
 async def _shutdown(app: web.Application) -> None:
     app[STATE].board.shutdown()
+    app[STATE].renders.close()
     await app[STATE].webhooks.close()

@@ -7,7 +7,6 @@ they share these types without importing one another.
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import time
 from dataclasses import dataclass, field
@@ -17,27 +16,30 @@ from typing import Any
 from rhflow.emulator import events, images
 from rhflow.emulator.workflows import Graph
 
+Recipe = tuple[Any, ...]
+
 
 @dataclass(frozen=True, slots=True)
 class OutputFile:
     """One output file: its name under /files/<taskId>/, node, extension and how to make it.
 
-    The bytes are rendered when first asked for (and a few are cached), so that thousands of
-    finished tasks cost little memory; rendering is deterministic, so every GET is identical.
+    The recipe says how to make the bytes; ``renders.Renders`` makes them in a worker thread
+    and caches them by recipe, so thousands of finished tasks cost little memory. Rendering is
+    deterministic, so every GET is identical.
     """
 
     name: str
     node_id: str
     file_type: str
     kind: str
-    recipe: tuple[Any, ...]
+    recipe: Recipe
 
-    def data(self) -> bytes:
+    def render(self) -> bytes:
+        """The file's bytes, made now (blocking: call it off the event loop)."""
         return _materialise(self.recipe)
 
 
-@functools.lru_cache(maxsize=32)
-def _materialise(recipe: tuple[Any, ...]) -> bytes:
+def _materialise(recipe: Recipe) -> bytes:
     kind, *args = recipe
     if kind == "image":
         width, height, key, prompt = args
@@ -90,6 +92,7 @@ class Task:
     started_at: float | None = None
     finished_at: float | None = None
     files: list[OutputFile] = field(default_factory=list)
+    planned: list[OutputFile] = field(default_factory=list)
     history: list[events.Message] = field(default_factory=list)
     final: list[events.Message] = field(default_factory=list)
     subscribers: list[asyncio.Queue[events.Message | None]] = field(default_factory=list)

@@ -12,6 +12,7 @@ from rhflow.emulator.config import EmulatorConfig
 from rhflow.emulator.faults import Faults
 from rhflow.emulator.outputs import envelope
 from rhflow.emulator.records import Task
+from rhflow.emulator.renders import Renders
 from rhflow.emulator.tasks import TaskBoard
 from rhflow.emulator.webhooks import Webhooks
 from rhflow.emulator.workflows import BUILTIN_APPS, load_workflows
@@ -27,7 +28,8 @@ class State:
         self.uploads: dict[str, bytes] = {}
         self.faults = Faults(config.error_rate, config.seed)
         self.webhooks = Webhooks(config)
-        self.board = TaskBoard(config, self.uploads, self.faults, self._task_ended)
+        self.renders = Renders()
+        self.board = TaskBoard(config, self.uploads, self.faults, self._task_ended, self.renders)
         self.base_url = ""
         self.requests: dict[str, int] = {}
         self.bytes_served = 0
@@ -76,6 +78,7 @@ class State:
             "uploads": self.upload_count,
             "upload_bytes": self.upload_bytes,
             "websocket_connections": self.websocket_connections,
+            "files_rendered": self.renders.rendered,
             "webhooks": self.webhooks.stats(),
             "faults": self.faults.state(),
             "url": self.base_url,

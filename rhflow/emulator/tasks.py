@@ -18,6 +18,7 @@ from rhflow.emulator.failures import cancelled_reason, missing_input, out_of_mem
 from rhflow.emulator.faults import Faults
 from rhflow.emulator.prompt import Rejection
 from rhflow.emulator.records import Task, TaskSpec, new_id
+from rhflow.emulator.renders import Renders
 from rhflow.emulator.workflows import topological_order
 
 
@@ -37,8 +38,10 @@ class TaskBoard:
         uploads: dict[str, bytes],
         faults: Faults,
         on_end: Callable[[Task], None],
+        renders: Renders,
     ) -> None:
         self.config = config
+        self.renders = renders
         self.uploads = uploads
         self.faults = faults
         self.on_end = on_end
@@ -121,6 +124,9 @@ class TaskBoard:
     def _start(self, task: Task) -> None:
         task.status = "RUNNING"
         task.started_at = time.monotonic()
+        if task.failure is None:
+            task.planned = outputs.render(task, self.uploads, self.config.seed)
+            self.renders.prepare(task.planned)
         fail_node = task.failure["node_id"] if task.failure else None
         schedule = events.running_schedule(
             task.spec.graph, task.task_id, task.client_id, task.run_seconds, fail_node
@@ -139,7 +145,7 @@ class TaskBoard:
             final = events.failure(task.task_id, task.failure)
         else:
             if not self.faults.take("no_outputs"):
-                task.files = outputs.render(task, self.uploads, self.config.seed)
+                task.files = task.planned
             for node_id, files in outputs.by_node(task.files).items():
                 self.emit(task, events.executed(node_id, task.task_id, files))
             task.status = "SUCCESS"

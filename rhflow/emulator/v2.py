@@ -120,7 +120,7 @@ def _query_answer(request: web.Request, task: Task) -> dict[str, Any]:
                 "url": f"{state.base_url}/files/{task.task_id}/{item.name}",
                 "nodeId": item.node_id,
                 "outputType": item.file_type,
-                "text": item.data().decode("utf-8", "replace") if item.kind == "text" else None,
+                "text": item.render().decode("utf-8", "replace") if item.kind == "text" else None,
             }
             for item in task.files
         ]
