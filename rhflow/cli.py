@@ -226,7 +226,21 @@ def plan(
 @click.option("--manifest", type=click.Path(dir_okay=False), help="Manifest path.")
 @click.option("--shard", metavar="I/N", help="Run share I of N (1-based) of the tasks.")
 @_subset_options("Run")
-@click.option("--force", is_flag=True, help="Run every task again, ignoring earlier results.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Run every task again on this server, ignoring earlier results.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Let this run replace files of other tasks or another pipeline's manifest.",
+)
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="Delete (after listing them) output files of tasks no longer in the plan.",
+)
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failed task.")
 @click.option(
     "--detach",

@@ -25,6 +25,7 @@ Each ApiError class carries three flags the executor reads:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -126,6 +127,27 @@ class TransportError(ApiError):
     name = "CONNECTION_ERROR"
     hint = "the server could not be reached; check --base-url and the network"
     retryable = True
+
+
+class UnreachableError(TransportError):
+    """The server did not answer the first request of a command: nothing was sent, so nothing
+    is retried. ``host`` and ``cause`` name what failed; exit code 2 (check the options)."""
+
+    name = "UNREACHABLE"
+    retryable = False
+    fatal = True
+    exit_code = 2
+
+    def __init__(self, host: str, cause: str) -> None:
+        self.host = host
+        self.cause = cause
+        super().__init__(cause)
+
+    def __str__(self) -> str:
+        return f"cannot reach {self.host}: {self.cause}; check --base-url and the network"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.host, self.cause))
 
 
 class BadResponseError(ApiError):
@@ -424,3 +446,19 @@ def api_error(code: int | str, message: str = "") -> ApiError:
     if 500 <= number < 600:
         return ServerError(message, code=number, name=f"HTTP_{number}")
     return ApiError(message, code=number, name=message or f"CODE_{number}")
+
+
+#: Keys shorter than this are masked only where rhflow sends them (headers, body fields), never
+#: in free text: a one-letter key would otherwise turn every message into asterisks.
+MIN_MASKED_KEY = 8
+
+
+def redact(text: str, secret: str) -> str:
+    """``text`` with every whole-token occurrence of ``secret`` replaced by ``***``.
+
+    A token is bounded by anything but a letter or a digit (``apiKey=KEY``, ``"KEY"``,
+    ``Bearer KEY``), so a key that happens to be part of a longer word is left alone, and a
+    secret under ``MIN_MASKED_KEY`` characters is not searched for at all."""
+    if len(secret) < MIN_MASKED_KEY or secret not in text:
+        return text
+    return re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", text)

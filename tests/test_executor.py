@@ -15,7 +15,7 @@ import requests
 
 from rhflow.api.client import Client
 from rhflow.emulator import Emulator
-from rhflow.errors import ConfigError
+from rhflow.errors import UsageError, ConfigError
 from rhflow.execute.runner import RunResult, run_pipeline
 from rhflow.execute.scheduling import Backoff, PollPolicy
 
@@ -315,12 +315,11 @@ def test_a_bad_key_stops_the_run_with_the_api_message(
     make_emulator: Callable[..., Emulator], tmp_path: Path
 ) -> None:
     emu = make_emulator(api_keys=("the-right-key-0123456789abcdef0",))
-    result = run(emu, write(tmp_path, sweep_yaml(3)), "a-wrong-key-0123456789abcdef012")
-    manifest = result.manifest
-    assert manifest.status == "failed" and manifest.errors
-    assert "RH_API_KEY" in manifest.errors[0]
+    with pytest.raises(UsageError, match="RH_API_KEY") as info:
+        run(emu, write(tmp_path, sweep_yaml(3)), "a-wrong-key-0123456789abcdef012")
+    assert info.value.exit_code == 2 and "nothing was submitted" in str(info.value)
     assert emu.stats()["tasks"]["created"] == 0
-    assert manifest.counts["succeeded"] == 0
+    assert not (tmp_path / "out" / "manifest.json").exists()
 
 
 def test_downstream_tasks_of_a_failed_task_are_cancelled(

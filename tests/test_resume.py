@@ -16,8 +16,9 @@ import jsonschema
 import pytest
 import requests
 
-from rhflow.api.client import Client
+from rhflow.api.client import Client, origin_of
 from rhflow.emulator import Emulator
+from rhflow.execute.folder import FolderError
 from rhflow.execute.runner import RunResult, run_pipeline
 from rhflow.execute.scheduling import Backoff, PollPolicy
 
@@ -141,7 +142,13 @@ def test_outputs_whose_links_died_are_made_again_with_a_note(
     assert run(first, path, api_key).manifest.status == "succeeded"
     first.stop()  # its task ids and file links are gone
     (tmp_path / "out" / "img-1.png").unlink()
-    second = make_emulator()
+    second = make_emulator()  # another port: another server, whose results would not count
+    with pytest.raises(FolderError, match="--force"):
+        run(second, path, api_key)
+    assert second.stats()["tasks"]["created"] == 0
+    with Store.for_output(tmp_path / "out") as store:  # as if the same server had restarted
+        for record in store.tasks().values():
+            store.update(record.id, server=origin_of(second.url))
     manifest = run(second, path, api_key).manifest
     assert manifest.status == "succeeded"
     assert second.stats()["tasks"]["created"] == 1

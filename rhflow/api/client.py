@@ -21,12 +21,15 @@ import json
 import logging
 import mimetypes
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, Concatenate, ParamSpec, TypeVar
+from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from rhflow.api.results import (
@@ -56,7 +59,9 @@ from rhflow.errors import (
     RateLimitError,
     ServerError,
     TransportError,
+    UnreachableError,
     UsageError,
+    redact,
 )
 from rhflow.version import __version__
 
@@ -79,6 +84,14 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://www.runninghub.cn"
+#: Seconds to wait for a connection: a server that does not accept one in this time is down
+#: (the first request of a command then fails at once instead of after ``timeout``).
+CONNECT_TIMEOUT = 5.0
+#: The server identity recorded for ``--emulator``: a new in-process emulator each run, on a
+#: new port, so its port says nothing; every such run counts as the same (emulated) server.
+BUILTIN_EMULATOR = "emulator://built-in"
+#: Header the emulator puts on every answer, so that results can be marked as emulated.
+EMULATOR_HEADER = "X-Rhflow-Emulator"
 POOL_SIZE = 32
 NO_KEY_MESSAGE = (
     "no RunningHub API key: set RH_API_KEY or pass --api-key "
@@ -97,17 +110,23 @@ def _secret_kept(
     method: Callable[Concatenate[Client, P], R],
 ) -> Callable[Concatenate[Client, P], R]:
     """Errors leaving ``method`` never carry the API key: a server that echoes it, or a library
-    message that quotes the request, gets it replaced by ``***``. Only messages are scrubbed;
-    the answers themselves are parsed as sent (a short key may well occur inside them)."""
+    message that quotes the request, gets it replaced by ``***`` (as a whole token; see
+    :func:`rhflow.errors.redact`). Only messages are scrubbed; the answers themselves are
+    parsed as sent (a short key may well occur inside them)."""
 
     @functools.wraps(method)
     def wrapper(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return method(self, *args, **kwargs)
-        except ApiError as err:
-            if self._api_key not in err.message and self._api_key not in err.name:
+        except UnreachableError as err:
+            cause = self._scrub(err.cause)
+            if cause == err.cause:
                 raise
+            raise UnreachableError(err.host, cause) from None
+        except ApiError as err:
             message, name = self._scrub(err.message), self._scrub(err.name)
+            if message == err.message and name == err.name:
+                raise
             raise type(err)(message, code=err.code, name=name) from None
 
     return wrapper
@@ -134,6 +153,21 @@ class Client:
         self.upload_timeout = upload_timeout
         self._owns_session = session is None
         self._session = session if session is not None else _new_session()
+        #: Some request of this client got an HTTP answer: from then on a connection failure
+        #: is a transient drop (retried by the executor), not a wrong address.
+        self.answered = False
+        #: The server said it is an emulator (``X-Rhflow-Emulator``): its outputs are placeholders.
+        self.emulated = False
+
+    @property
+    def host(self) -> str:
+        """``host[:port]`` of the API, as shown in messages."""
+        return urlsplit(self.base_url).netloc or self.base_url
+
+    @property
+    def origin(self) -> str:
+        """``scheme://host:port`` of the API (the port always written): whose results these are."""
+        return origin_of(self.base_url)
 
     @classmethod
     def from_env(
@@ -384,16 +418,23 @@ class Client:
                 data=form,
                 files=files,
                 headers=self._auth_headers(),
-                timeout=timeout or self.timeout,
+                timeout=(min(CONNECT_TIMEOUT, timeout or self.timeout), timeout or self.timeout),
             )
         except requests.exceptions.InvalidJSONError as exc:
             raise UsageError(
                 f"POST {path}: the request cannot be sent as JSON: {self._scrub(str(exc))}"
             ) from exc
+        except requests.ConnectionError as exc:  # refused, DNS, TLS, connect timeout
+            if not self.answered and _never_connected(exc):
+                raise UnreachableError(self.host, self._scrub(_cause(exc))) from exc
+            raise TransportError(f"POST {path} failed: {self._scrub(_cause(exc))}") from exc
         except requests.Timeout as exc:
             raise TransportError(f"POST {path} timed out: {self._scrub(str(exc))}") from exc
         except requests.RequestException as exc:
             raise TransportError(f"POST {path} failed: {self._scrub(str(exc))}") from exc
+        self.answered = True
+        if resp.headers.get(EMULATOR_HEADER):
+            self.emulated = True
         log.debug(
             "POST %s -> HTTP %s in %.3f s", path, resp.status_code, time.monotonic() - started
         )
@@ -429,7 +470,7 @@ class Client:
         )
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._api_key, "***")
+        return redact(text, self._api_key)
 
     def _auth_headers(self) -> dict[str, str]:
         return {**self._plain_headers(), "Authorization": f"Bearer {self._api_key}"}
@@ -440,6 +481,52 @@ class Client:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host:port`` of ``url``, lower-cased, with the scheme's default port written
+    (``https://www.runninghub.cn`` -> ``https://www.runninghub.cn:443``); other text as given."""
+    parts = urlsplit(url.strip())
+    if not parts.scheme or not parts.hostname:
+        return url.strip().rstrip("/")
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    except ValueError:
+        port = None
+    host = parts.hostname.lower()
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme.lower()}://{host}" + (f":{port}" if port else "")
+
+
+def _never_connected(exc: requests.RequestException) -> bool:
+    """No connection was made (refused, name not resolved, TLS failed, connect timeout), so
+    the request cannot have reached the server; a connection dropped later may have."""
+    if isinstance(exc, (requests.exceptions.SSLError, requests.exceptions.ConnectTimeout)):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, urllib3.exceptions.NewConnectionError)
+
+
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
+
+
+def _cause(exc: requests.RequestException) -> str:
+    """A short cause of a connection failure ("Connection refused", "name not resolved: ...")
+    from urllib3's long chain of wrapped messages."""
+    text = str(exc)
+    if isinstance(exc, requests.exceptions.SSLError):
+        found = re.search(
+            r"(certificate verify failed[^'\")]*|wrong version number|[A-Z_]{6,})", text
+        )
+        return "TLS handshake failed" + (f" ({found.group(1).strip()})" if found else "")
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return "no connection within the connect timeout"
+    if re.search(
+        r"Name or service not known|nodename nor servname|name resolution|getaddrinfo", text
+    ):
+        return "the host name could not be resolved"
+    found = _ERRNO.search(text)
+    return found.group(1).strip() if found else _clip(text)
 
 
 def _new_session() -> requests.Session:

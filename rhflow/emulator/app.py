@@ -171,8 +171,17 @@ def make_app(config: EmulatorConfig) -> web.Application:
     app.router.add_get("/ws/c_instance", websocket)
     app.router.add_get("/emulator/stats", stats)
     app.router.add_route("*", "/emulator/faults", faults)
+    app.on_response_prepare.append(_mark_emulated)
     app.on_shutdown.append(_shutdown)
     return app
+
+
+#: On every answer, so that a client can tell (and record) that its results are placeholders.
+EMULATOR_HEADER = "X-Rhflow-Emulator"
+
+
+async def _mark_emulated(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers[EMULATOR_HEADER] = "1"
 
 
 async def _shutdown(app: web.Application) -> None:

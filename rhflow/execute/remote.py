@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from rhflow.api.client import TaskCreated
+from rhflow.api.client import BUILTIN_EMULATOR, TaskCreated
 from rhflow.errors import ApiError, RhflowError
 from rhflow.execute.failures import TaskFailure, api_failure
 from rhflow.execute.scheduling import ExecuteOptions
@@ -65,7 +65,7 @@ class Remote:
         self._uploads = UploadCache(
             lambda path: str(client.upload(path).file_name),
             store,
-            server,
+            getattr(client, "base_url", server),  # uploads live on this very process/port
             backoff=options.api_backoff,
             retries=options.api_retries,
             rand=rand,
@@ -196,6 +196,7 @@ class Remote:
             task.id,
             remote_id=created.task_id,
             server=self._server,
+            emulated=self._server == BUILTIN_EMULATOR or bool(getattr(self.client, "emulated", 0)),
             status=active_status(created.status),
             attempts=attempts,
             node_info_list=tuple(entries),

@@ -21,18 +21,25 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from rhflow.api.client import Client
-from rhflow.errors import UsageError
+from rhflow.api.client import BUILTIN_EMULATOR, Client
+from rhflow.errors import ApiError, StateError, UnreachableError, UsageError
 from rhflow.execute.downloads import STAGING
 from rhflow.execute.executor import execute
+from rhflow.execute.folder import (
+    check_overwrites,
+    check_pipeline,
+    check_server,
+    prune,
+    stale_outputs,
+)
 from rhflow.execute.scheduling import ExecuteOptions, PollPolicy, parse_shard, shard_tasks
 from rhflow.model import Pipeline, TaskGraph
 from rhflow.pipeline.workflows import CachedWorkflows, WorkflowSource
 from rhflow.progress import QuietReporter, Reporter, SafeReporter
 from rhflow.record.journal import Journal
 from rhflow.record.lock import RunLock
-from rhflow.record.manifest import Manifest
-from rhflow.record.store import Store
+from rhflow.record.manifest import Manifest, read_manifest
+from rhflow.record.store import DB_NAME, STATE_DIR, Store, TaskRecord
 
 EMULATOR_KEY = "emulator-key-not-secret"
 MANIFEST_NAME = "manifest.json"
@@ -63,6 +70,8 @@ def run_pipeline(
     limit: int | None = None,
     only: Sequence[str] = (),
     force: bool = False,
+    overwrite: bool = False,
+    prune: bool = False,
     fail_fast: bool = False,
     detach: bool = False,
     emulator: bool = False,
@@ -79,11 +88,17 @@ def run_pipeline(
     reporter = SafeReporter(reporter or QuietReporter())
     loading = _Loading(Path(path), tuple(set_vars), out, concurrency)
     pipeline = loading.load()  # every offline check first: an invalid file needs no key
+    if shard:
+        parse_shard(shard)  # a bad --shard is a usage error, found before any request
     try:
         with _client(client, emulator=emulator, base_url=base_url, api_key=api_key) as made:
+            server = BUILTIN_EMULATOR if emulator and client is None else made.origin
+            if not force:  # before anything is sent: results of another server do not count
+                _check_server(pipeline.output_dir, server)
             if _has_unchecked_workflows(pipeline):
                 workflows = CachedWorkflows(made, persist=not emulator)
                 pipeline = loading.load(workflows=workflows)
+                _require_workflows(pipeline, workflows)
             graph = _plan(pipeline, limit=limit, only=only, shard=shard)
             options = ExecuteOptions(
                 concurrency=graph.concurrency,
@@ -95,7 +110,8 @@ def run_pipeline(
                 **dict(execute_options or {}),
             )
             manifest_path = Path(manifest) if manifest else graph.output_dir / MANIFEST_NAME
-            result = _execute(graph, made, reporter, options, manifest_path, shard)
+            folder = _Folder(server, emulator and client is None, overwrite, prune)
+            result = _execute(graph, made, reporter, options, manifest_path, shard, folder)
         reporter.emit(
             "run_finished",
             status=result.status,
@@ -165,6 +181,41 @@ def plan_graph(
     return _plan(pipeline, limit=limit, only=only, shard=shard)
 
 
+@dataclass(frozen=True, slots=True)
+class _Folder:
+    """Whose results the output folder will hold, and what the user allowed to be replaced."""
+
+    server: str  # origin of the API, or BUILTIN_EMULATOR
+    builtin: bool  # the in-process emulator of --emulator
+    overwrite: bool
+    prune: bool
+
+
+def _check_server(output_dir: Path, server: str) -> None:
+    """Refuse, before anything is sent, a folder holding results of another server."""
+    db = output_dir / STATE_DIR / DB_NAME
+    if db.is_file():
+        with Store(db) as store:
+            check_server(store, server, output_dir=output_dir)
+
+
+def _require_workflows(pipeline: Pipeline, workflows: CachedWorkflows) -> None:
+    """Stop before any create when a workflow's JSON could not be had because the key was
+    refused, the server is down or the id is unknown: the run could only fail (and pay)."""
+    for step in pipeline.steps:
+        if step.target.kind != "workflow" or step.workflow_json is not None:
+            continue
+        problem = workflows.errors.get(step.target.id)
+        if problem is None or not isinstance(problem, ApiError):
+            continue
+        if problem.retryable and not isinstance(problem, UnreachableError):
+            continue  # a flaky answer: the run goes on unchecked, as validate says
+        where = f"{step.where}: " if step.where else f"steps.{step.name}: "
+        raise UsageError(
+            f"{where}cannot check workflow {step.target.id}: {problem}; nothing was submitted"
+        ) from problem
+
+
 def _execute(
     graph: TaskGraph,
     client: Client,
@@ -172,17 +223,37 @@ def _execute(
     options: ExecuteOptions,
     manifest_path: Path,
     shard: str | None,
+    folder: _Folder,
 ) -> Manifest:
     graph.output_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(graph.output_dir), Store.for_output(graph.output_dir) as store:
+        records = store.tasks()
+        if not folder.overwrite:
+            check_pipeline(store, graph, _manifest_pipeline(manifest_path))
+            check_overwrites(graph, records)
+        if folder.prune:
+            _prune(store, graph, records, reporter)
+        emulated = folder.builtin
+        if options.force or any(
+            (r := records.get(t.id)) is None or r.status != "succeeded" for t in graph.tasks
+        ):
+            emulated = _precheck(client) or emulated
+        else:
+            emulated = emulated or any(r.emulated for r in records.values())
         _remove_leftovers(graph.output_dir, manifest_path)
-        journal = Journal(manifest_path, graph, store, shard=shard)
+        journal = Journal(
+            manifest_path,
+            graph,
+            store,
+            shard=shard,
+            server={"origin": folder.server, "emulated": emulated},
+        )
         store.set_meta("manifest", str(manifest_path.resolve()))
         store.set_meta("pipeline", graph.pipeline)
         status = "interrupted"
         try:
             status = execute(
-                graph, client, store, journal, reporter, options=options, server=client.base_url
+                graph, client, store, journal, reporter, options=options, server=folder.server
             )
         except KeyboardInterrupt:
             raise
@@ -192,6 +263,38 @@ def _execute(
         finally:
             final = journal.finish(status)
         return final
+
+
+def _manifest_pipeline(path: Path) -> str | None:
+    """The pipeline named by the manifest already at ``path`` (None if none can be read)."""
+    try:
+        return read_manifest(path).pipeline if path.is_file() else None
+    except StateError:
+        return None
+
+
+def _prune(
+    store: Store, graph: TaskGraph, records: Mapping[str, TaskRecord], reporter: Reporter
+) -> None:
+    """--prune: list, then delete, the files of recorded tasks that left the plan."""
+    stale = stale_outputs(records.values(), [t.id for t in graph.tasks])
+    for item in stale:
+        reporter.emit("output_pruned", task=item.task.id, step=item.task.step, path=str(item.path))
+    prune(store, stale, graph.output_dir)
+
+
+def _precheck(client: Client) -> bool:
+    """One accountStatus call before any create: the server answers and takes the key.
+    Returns whether the server said it is an emulator."""
+    try:
+        client.account()
+    except UnreachableError:
+        raise
+    except ApiError as err:
+        if err.fatal:
+            raise UsageError(f"{err}; nothing was submitted") from err
+        # anything else (a busy or flaky server) is the executor's to retry
+    return bool(client.emulated)
 
 
 def _remove_leftovers(output_dir: Path, manifest_path: Path) -> None:

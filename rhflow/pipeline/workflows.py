@@ -66,12 +66,15 @@ class CachedWorkflows:
         self._max_age = max_age
         self._persist = persist
         self._memory: dict[str, Mapping[str, Any] | None] = {}
+        #: Why a workflow could not be fetched, by id (the exception the client raised).
+        self.errors: dict[str, Exception] = {}
 
     def __repr__(self) -> str:
         return f"CachedWorkflows(cache_dir={str(self._dir)!r})"
 
     def get(self, workflow_id: str) -> Mapping[str, Any] | None:
         if not _SAFE_ID.match(workflow_id):
+            self.errors[workflow_id] = ValueError(f"'{workflow_id}' is not a workflow id")
             return None
         if workflow_id not in self._memory:
             self._memory[workflow_id] = self._lookup(workflow_id)
@@ -84,10 +87,14 @@ class CachedWorkflows:
             return cached
         try:
             fetched = self._client.get_workflow_json(workflow_id)
-        except Exception:  # any failure only means "not known here" (or: keep the old copy)
+        except Exception as exc:  # only "not known here" (or: keep the old copy); see errors
+            if cached is None:
+                self.errors[workflow_id] = exc
             return cached
         graph = workflow_nodes(fetched) if fetched is not None else None
         if graph is None:
+            if cached is None:
+                self.errors[workflow_id] = ValueError("the server's answer is not a workflow")
             return cached
         if self._persist:
             with contextlib.suppress(OSError):  # a cache that cannot be written is only slower

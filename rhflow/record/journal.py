@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from rhflow.model import PlannedTask, TaskGraph
 from rhflow.record.manifest import Manifest, OutputFile, TaskEntry, count_statuses, write_manifest
@@ -78,6 +79,8 @@ def task_entry(
         coins=record.coins,
         progress=progress,
         notes=record.notes,
+        server=record.server,
+        emulated=record.emulated,
     )
 
 
@@ -91,8 +94,10 @@ class Journal:
         store: Store,
         *,
         shard: str | None = None,
+        server: Mapping[str, Any] | None = None,
     ) -> None:
         self.path = path
+        self.server = server
         self._graph = graph
         self._store = store
         self._shard = shard
@@ -120,6 +125,7 @@ class Journal:
             finished_at=iso(time.time()) if finished else None,
             source=str(self._graph.source),
             shard=self._shard,
+            server=self.server,
             counts=count_statuses(tasks),
             cost={"coins": coins, "cost_time": seconds},
             errors=tuple(self.errors),

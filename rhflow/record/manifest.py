@@ -80,6 +80,8 @@ class TaskEntry:
     coins: float | None = None
     progress: float | None = None
     notes: tuple[str, ...] = ()
+    server: str | None = None
+    emulated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -101,6 +103,8 @@ class TaskEntry:
             "coins": self.coins,
             "progress": self.progress,
             "notes": list(self.notes),
+            "server": self.server,
+            "emulated": self.emulated,
         }
 
     @classmethod
@@ -124,6 +128,8 @@ class TaskEntry:
             coins=data.get("coins"),
             progress=data.get("progress"),
             notes=tuple(data.get("notes", ())),
+            server=data.get("server"),
+            emulated=bool(data.get("emulated", False)),
         )
 
 
@@ -144,6 +150,8 @@ class Manifest:
     cost: Mapping[str, float] = field(default_factory=dict)
     errors: tuple[str, ...] = ()
     manifest_version: int = MANIFEST_VERSION
+    #: ``{"origin": "scheme://host:port", "emulated": bool}`` of the server this run used.
+    server: Mapping[str, Any] | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -161,6 +169,7 @@ class Manifest:
             "pipeline_hash": self.pipeline_hash,
             "source": self.source,
             "shard": self.shard,
+            "server": None if self.server is None else dict(self.server),
             "status": self.status,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
@@ -185,6 +194,7 @@ class Manifest:
             pipeline_hash=data.get("pipeline_hash", ""),
             source=data.get("source"),
             shard=data.get("shard"),
+            server=data.get("server"),
             status=data["status"],
             started_at=data["started_at"],
             finished_at=data.get("finished_at"),

@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     status TEXT NOT NULL,
     remote_id TEXT,
     server TEXT,
+    emulated INTEGER NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0,
     params TEXT NOT NULL DEFAULT '{}',
     node_info_list TEXT,
@@ -102,7 +103,8 @@ class TaskRecord:
     step: str
     status: str
     remote_id: str | None = None
-    server: str | None = None
+    server: str | None = None  # the origin (scheme://host:port) the task was created on
+    emulated: bool = False  # that server was an emulator: the outputs are placeholders
     attempts: int = 0
     params: Mapping[str, Any] = field(default_factory=dict)
     node_info_list: tuple[Mapping[str, Any], ...] | None = None
@@ -131,6 +133,7 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            _add_missing_columns(self._db)
             self._db.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
@@ -202,9 +205,10 @@ class Store:
 
     def _write(self, db: sqlite3.Connection, record: TaskRecord) -> None:
         db.execute(
-            "INSERT OR REPLACE INTO tasks (id, step, status, remote_id, server, attempts, "
-            "params, node_info_list, submitted_at, started_at, finished_at, cost_time, coins, "
-            "failure, notes, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO tasks (id, step, status, remote_id, server, emulated, "
+            "attempts, params, node_info_list, submitted_at, started_at, finished_at, "
+            "cost_time, coins, failure, notes, updated_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             _task_row(record, self._clock()),
         )
         db.execute("DELETE FROM outputs WHERE task = ?", (record.id,))
@@ -231,6 +235,13 @@ class Store:
         record = replace(current, **changes)
         self.save(record)
         return record
+
+    def forget(self, task_ids: Sequence[str]) -> None:
+        """Delete tasks and their outputs (``remote_ids`` keeps every remote task created)."""
+        with self._tx() as db:
+            for task_id in task_ids:
+                db.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
+                db.execute("DELETE FROM outputs WHERE task = ?", (task_id,))
 
     def get(self, task_id: str) -> TaskRecord | None:
         rows = self._query("SELECT * FROM tasks WHERE id = ?", (task_id,))
@@ -289,6 +300,18 @@ class Store:
             )
 
 
+#: Columns added after the first release of the store: (table, column, declaration).
+_ADDED_COLUMNS = (("tasks", "emulated", "INTEGER NOT NULL DEFAULT 0"),)
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Bring a store written by an earlier rhflow up to the current columns."""
+    for table, column, declaration in _ADDED_COLUMNS:
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+
 def _dump(value: Any) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True, default=str)
 
@@ -301,6 +324,7 @@ def _task_row(r: TaskRecord, now: float) -> tuple[Any, ...]:
         r.status,
         r.remote_id,
         r.server,
+        int(r.emulated),
         r.attempts,
         _dump(dict(r.params)),
         _dump(nil),
@@ -323,6 +347,7 @@ def _task_from_row(row: sqlite3.Row, outputs: tuple[OutputRecord, ...]) -> TaskR
         status=row["status"],
         remote_id=row["remote_id"],
         server=row["server"],
+        emulated=bool(row["emulated"]),
         attempts=row["attempts"],
         params=json.loads(row["params"]),
         node_info_list=None if nil is None else tuple(nil),
