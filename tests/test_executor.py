@@ -15,7 +15,7 @@ import requests
 
 from rhflow.api.client import Client
 from rhflow.emulator import Emulator
-from rhflow.errors import UsageError, ConfigError
+from rhflow.errors import ConfigError, UsageError
 from rhflow.execute.runner import RunResult, run_pipeline
 from rhflow.execute.scheduling import Backoff, PollPolicy
 

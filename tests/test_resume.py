@@ -21,6 +21,7 @@ from rhflow.emulator import Emulator
 from rhflow.execute.folder import FolderError
 from rhflow.execute.runner import RunResult, run_pipeline
 from rhflow.execute.scheduling import Backoff, PollPolicy
+from rhflow.record.store import Store
 
 T2I = "1904136902449209346"
 REPO = Path(__file__).resolve().parent.parent
