@@ -110,9 +110,9 @@ def _secret_kept(
     method: Callable[Concatenate[Client, P], R],
 ) -> Callable[Concatenate[Client, P], R]:
     """Errors leaving ``method`` never carry the API key: a server that echoes it, or a library
-    message that quotes the request, gets it replaced by ``***`` (as a whole token; see
-    :func:`rhflow.errors.redact`). Only messages are scrubbed; the answers themselves are
-    parsed as sent (a short key may well occur inside them)."""
+    message that quotes the request, gets it replaced by ``***`` (see
+    :func:`rhflow.errors.redact`: a key too short to be told from words is left). Only
+    messages are scrubbed; the answers themselves are parsed as sent."""
 
     @functools.wraps(method)
     def wrapper(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> R:

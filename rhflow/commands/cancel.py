@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from rhflow.api.client import Client
+from rhflow.api.client import BUILTIN_EMULATOR, Client
 from rhflow.commands.status import manifest_of, open_store
 from rhflow.errors import ApiError, StateError
 from rhflow.record.lock import RunLock
@@ -92,6 +92,12 @@ def cancel_with_key(
         servers = [r.server for r in store.tasks().values() if r.status in REMOTE_ACTIVE]
     if not servers:
         report(f"nothing of the run in {directory} is running remotely")
+        return 0
+    if servers[0] == BUILTIN_EMULATOR:
+        report(
+            f"the tasks of {directory} ran on the built-in emulator of --emulator, which "
+            "ended with its run; nothing is running"
+        )
         return 0
     with Client.from_env(api_key=api_key, base_url=base_url or servers[0]) as client:
         cancelled, problems = cancel_run(directory, client.cancel, report=report)

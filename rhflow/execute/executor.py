@@ -67,6 +67,7 @@ class Executor:
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.graph = graph
+        self._server = server
         self._store = store
         self._journal = journal
         self._options = options
@@ -203,7 +204,7 @@ class Executor:
         return record is not None and record.status == "succeeded"
 
     def _initial(self, task: PlannedTask, record: TaskRecord | None) -> Live:
-        decision = decide(task, record, force=self._options.force)
+        decision = decide(task, record, force=self._options.force, server=self._server)
         if decision.changed:
             self._to_save.append(decision.record)
         if decision.supersedes:

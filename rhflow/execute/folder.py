@@ -35,6 +35,7 @@ class FolderError(UsageError):
 
 
 def same_server(recorded: str | None, current: str) -> bool:
+    """A record without a server (never submitted) belongs to any; else compare origins."""
     return recorded is None or origin_of(recorded) == origin_of(current)
 
 
@@ -53,9 +54,10 @@ def check_server(store: Store, server: str, *, output_dir: Path) -> None:
     what = f"{len(foreign)} task(s) of {output_dir} have results from {', '.join(others)}"
     if live:
         what += f" ({live} may still be running there)"
+    here = origin_of(server)
     raise FolderError(
-        f"{what}, not from {server}, the server of this run; those results do not count here. "
-        f"Run into another folder (--out DIR), or run every task again on {server} (--force)"
+        f"{what}, not from {here}, the server of this run; those results do not count here. "
+        f"Run into another folder (--out DIR), or run every task again on {here} (--force)"
     )
 
 
@@ -86,7 +88,7 @@ def check_overwrites(graph: TaskGraph, records: Mapping[str, TaskRecord]) -> Non
     if not clashes:
         return
     first = clashes[0]
-    changed = sorted(_changed_params(first.owner.params, first.task.params))
+    changed = _changed(first.owner, first.task)
     hint = f" (they differ in {', '.join(changed)})" if changed else ""
     more = f"; {len(clashes) - 1} more file(s) likewise" if len(clashes) > 1 else ""
     raise FolderError(
@@ -176,8 +178,27 @@ def _remove_empty_parents(folder: Path, root: Path) -> None:
         folder = folder.parent
 
 
-def _changed_params(a: Mapping[str, object], b: Mapping[str, object]) -> set[str]:
-    return {k for k in set(a) | set(b) if a.get(k) != b.get(k)}
+def _changed(owner: TaskRecord, task: PlannedTask) -> list[str]:
+    """What tells the two tasks apart: parameters, else the node fields sent differently."""
+    a, b = owner.params, task.params
+    params = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    if params or owner.node_info_list is None:
+        return params
+    sent = {
+        (e.get("nodeId"), e.get("fieldName")): e.get("fieldValue") for e in owner.node_info_list
+    }
+    wanted = {
+        (e.get("nodeId"), e.get("fieldName")): e.get("fieldValue") for e in task.node_info_list
+    }
+    return [
+        f"node {node} {field}"
+        for node, field in sorted(set(sent) | set(wanted), key=str)
+        if sent.get((node, field)) != wanted.get((node, field))
+    ]
+
+
+def _fields(entries: Iterable[Mapping[str, object]]) -> dict[tuple[object, object], object]:
+    return {(e.get("nodeId"), e.get("fieldName")): e.get("fieldValue") for e in entries}
 
 
 def _rel(path: Path, root: Path) -> str:

@@ -3,7 +3,8 @@
 ``decide`` is the whole resume policy, without I/O other than checking output files:
 
 - no record, or ``--force``: run it (``fresh``); with ``--force``, a remote task an earlier run
-  left queued or running is named in ``supersedes`` so that it is cancelled, not paid twice;
+  left queued or running is named in ``supersedes`` so that it is cancelled, not paid twice
+  (on another server than this run's it cannot be: a note says where it may still run);
 - succeeded and every file present with its recorded sha256: nothing (``done``);
 - succeeded but a file is missing or changed, or interrupted while downloading: download
   again without running it (``collect``);
@@ -17,10 +18,15 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from rhflow.execute.folder import same_server
 from rhflow.execute.transfers import intact
 from rhflow.model import PlannedTask
 from rhflow.record.store import ACTIVE, REMOTE_ACTIVE, TaskRecord
 
+LEFT_ELSEWHERE = (
+    "--force: remote task {remote_id} of an earlier run on {server} may still be running "
+    "there (and billing); cancel it with: rhflow cancel --base-url {server}"
+)
 REDOWNLOAD_NOTE = "files missing or changed since the last run; downloading them again"
 
 
@@ -35,12 +41,19 @@ class Decision:
     supersedes: str | None = None  # with --force: a remote task of an earlier run to cancel
 
 
-def decide(task: PlannedTask, record: TaskRecord | None, *, force: bool) -> Decision:
+def decide(
+    task: PlannedTask, record: TaskRecord | None, *, force: bool, server: str | None = None
+) -> Decision:
     if record is None or force:
         fresh = TaskRecord(task.id, task.step, "pending", params=dict(task.params))
         attempts = 0 if record is None else record.attempts
         stale = record.remote_id if record and record.status in REMOTE_ACTIVE else None
-        return Decision("fresh", replace(fresh, attempts=attempts), True, supersedes=stale)
+        notes: tuple[str, ...] = ()
+        if stale and record and server is not None and not same_server(record.server, server):
+            notes = (LEFT_ELSEWHERE.format(remote_id=stale, server=record.server),)
+            stale = None  # its server is not this run's: a cancel sent here would miss it
+        fresh = replace(fresh, attempts=attempts, notes=notes)
+        return Decision("fresh", fresh, True, supersedes=stale)
     if record.status == "succeeded" and outputs_intact(record):
         return Decision("done", record, False)
     if record.status == "succeeded":

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from rhflow.api.client import BUILTIN_EMULATOR, Client
+from rhflow.api.client import BUILTIN_EMULATOR, Client, origin_of
 from rhflow.errors import ApiError, StateError, UnreachableError, UsageError
 from rhflow.execute.downloads import STAGING
 from rhflow.execute.executor import execute
@@ -92,7 +92,7 @@ def run_pipeline(
         parse_shard(shard)  # a bad --shard is a usage error, found before any request
     try:
         with _client(client, emulator=emulator, base_url=base_url, api_key=api_key) as made:
-            server = BUILTIN_EMULATOR if emulator and client is None else made.origin
+            server = BUILTIN_EMULATOR if emulator and client is None else made.base_url
             if not force:  # before anything is sent: results of another server do not count
                 _check_server(pipeline.output_dir, server)
             if _has_unchecked_workflows(pipeline):
@@ -185,7 +185,7 @@ def plan_graph(
 class _Folder:
     """Whose results the output folder will hold, and what the user allowed to be replaced."""
 
-    server: str  # origin of the API, or BUILTIN_EMULATOR
+    server: str  # the API's base URL (compared by origin), or BUILTIN_EMULATOR
     builtin: bool  # the in-process emulator of --emulator
     overwrite: bool
     prune: bool
@@ -246,7 +246,7 @@ def _execute(
             graph,
             store,
             shard=shard,
-            server={"origin": folder.server, "emulated": emulated},
+            server={"origin": origin_of(folder.server), "emulated": emulated},
         )
         store.set_meta("manifest", str(manifest_path.resolve()))
         store.set_meta("pipeline", graph.pipeline)

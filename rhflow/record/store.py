@@ -103,7 +103,7 @@ class TaskRecord:
     step: str
     status: str
     remote_id: str | None = None
-    server: str | None = None  # the origin (scheme://host:port) the task was created on
+    server: str | None = None  # the API base URL the task was created on
     emulated: bool = False  # that server was an emulator: the outputs are placeholders
     attempts: int = 0
     params: Mapping[str, Any] = field(default_factory=dict)
