@@ -180,19 +180,31 @@ def emulator(**options: Any) -> None:
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @_set_option
-def validate(files: tuple[str, ...], set_vars: tuple[str, ...]) -> int:
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Fail (exit 1) when some overrides could not be checked against their workflow.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as one JSON object.")
+@_api_options
+def validate(files: tuple[str, ...], **options: Any) -> int:
     """Check pipeline files; print every problem as FILE:LINE:COL: path: message.
 
-    Exit 0 when every file is valid, 1 otherwise. Nothing is sent; with RH_API_KEY set,
-    workflow JSON is fetched (and cached) to check node overrides.
+    Nothing is sent. Overrides are checked against each step's workflow_file, or, with an API
+    key, against the workflow JSON fetched (and cached) from the server; a step whose workflow
+    could not be had gets a "not checked" line saying why.
+
+    Exit 0 when every file is valid, 1 when one is not (or, with --strict, when some
+    overrides were not checked).
 
     \b
-    Example:
+    Examples:
       rhflow validate pipelines/*.yaml
+      rhflow validate --strict --json pipelines/sweep.yaml
     """
     from rhflow.commands.validate import validate as validate_files
 
-    return validate_files(files, set_vars=set_vars)
+    return validate_files(files, **options)
 
 
 @cli.command()

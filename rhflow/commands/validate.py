@@ -1,46 +1,162 @@
-"""``rhflow validate``: check pipeline files and print every problem with its line."""
+"""``rhflow validate``: check pipeline files and print every problem with its line.
+
+Every check that needs nothing but the file runs offline. Overrides of a cloud workflow are
+checked against its graph: the step's ``workflow_file``, or the JSON fetched from the server
+when a key is set. Where the graph cannot be had, the step gets a ``not checked`` line that
+says why, so a pass is never claimed for a check that was not made (``--strict`` fails then).
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import click
 
 from rhflow.api.client import Client
 from rhflow.errors import ConfigError, PlanError
+from rhflow.model import Pipeline, Step
 from rhflow.pipeline.loader import load_pipeline
-from rhflow.pipeline.workflows import CachedWorkflows, WorkflowSource
+from rhflow.pipeline.workflows import CachedWorkflows, WorkflowSource, why_unchecked
 from rhflow.planning.planner import plan
 from rhflow.planning.summary import count_tasks
 
+Kind = Literal["error", "not_checked", "warning"]
 
-def validate(files: Sequence[str], *, set_vars: Iterable[str]) -> int:
-    """Print one line per file (``ok`` or its problems) and warnings; exit 0 when all are valid."""
-    result = validate_files(files, set_vars=set_vars, workflows=workflow_source())
+
+def validate(
+    files: Sequence[str],
+    *,
+    set_vars: Iterable[str],
+    strict: bool = False,
+    as_json: bool = False,
+    api_key: str | None = None,
+    base_url: str | None = None,
+) -> int:
+    """Print one line per file (``ok`` or its problems), ``not checked`` lines and warnings;
+    exit 0 when every file is valid (and, with ``strict``, every override was checked)."""
+    result = validate_files(
+        files, set_vars=set_vars, workflows=workflow_source(api_key=api_key, base_url=base_url)
+    )
+    code = result.exit_code(strict=strict)
+    if as_json:
+        click.echo(json.dumps({**result.to_dict(), "strict": strict, "exit_code": code}))
+        return code
     for line in result.lines:
         click.echo(line)
     for warning in result.warnings:
         click.echo(warning, err=True)
-    return 0 if result.ok else 1
+    return code
 
 
-def workflow_source() -> CachedWorkflows | None:
-    """Cached getJsonApiFormat answers when a key is set; else None (no network)."""
-    if not os.environ.get("RH_API_KEY", "").strip():
+def workflow_source(
+    *, api_key: str | None = None, base_url: str | None = None
+) -> CachedWorkflows | None:
+    """Cached getJsonApiFormat answers when a key is given or set; else None (no network)."""
+    key = api_key or os.environ.get("RH_API_KEY", "")
+    if not key.strip():
         return None
-    return CachedWorkflows(Client.from_env())
+    return CachedWorkflows(Client.from_env(api_key=key, base_url=base_url))
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One line of the report: a problem, an override that could not be checked, a warning."""
+
+    kind: Kind
+    file: str
+    message: str
+    line: int | None = None
+    col: int | None = None
+    path: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.col}" if self.line is not None else self.file
+        if self.kind == "warning":
+            return f"{where}: warning: {self.message}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "file": self.file,
+            "line": self.line,
+            "col": self.col,
+            "path": self.path,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FileReport:
+    """What validating one file found; ``tasks`` is None when the file is invalid."""
+
+    file: str
+    tasks: int | None
+    findings: tuple[Finding, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.tasks is not None
+
+    @property
+    def checked(self) -> bool:
+        return not any(f.kind == "not_checked" for f in self.findings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "ok": self.ok,
+            "checked": self.checked,
+            "tasks": self.tasks,
+            "problems": [f.to_dict() for f in self.findings if f.kind != "warning"],
+            "warnings": [f.to_dict() for f in self.findings if f.kind == "warning"],
+        }
 
 
 @dataclass(frozen=True, slots=True)
 class Validation:
     """The outcome of validating files: lines to print and whether all were valid."""
 
-    lines: tuple[str, ...]
-    ok: bool
-    warnings: tuple[str, ...] = ()
+    reports: tuple[FileReport, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.reports)
+
+    @property
+    def checked(self) -> bool:
+        return all(r.checked for r in self.reports)
+
+    @property
+    def lines(self) -> tuple[str, ...]:
+        """Per file: its problems, or ``FILE: ok (N tasks)``, then its ``not checked`` lines."""
+        out: list[str] = []
+        for report in self.reports:
+            out += [str(f) for f in report.findings if f.kind == "error"]
+            if report.ok:
+                out.append(f"{report.file}: ok ({count_tasks(report.tasks or 0)})")
+            out += [str(f) for f in report.findings if f.kind == "not_checked"]
+        return tuple(out)
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return tuple(str(f) for r in self.reports for f in r.findings if f.kind == "warning")
+
+    def exit_code(self, *, strict: bool = False) -> int:
+        """0 valid; 1 when a file is invalid or, with ``strict``, an override was not checked."""
+        return 0 if self.ok and (self.checked or not strict) else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "checked": self.checked,
+            "files": [r.to_dict() for r in self.reports],
+        }
 
 
 def validate_files(
@@ -49,22 +165,51 @@ def validate_files(
     set_vars: Mapping[str, Any] | Iterable[str] = (),
     workflows: WorkflowSource | None = None,
 ) -> Validation:
-    """Load and plan each file; one ``FILE: ok (N tasks)`` line per valid file, every problem
-    of the others as ``FILE:LINE:COL: path: message`` lines (sorted per file); plan warnings
-    (identical requests) as ``FILE: warning: ...``."""
-    lines: list[str] = []
-    warnings: list[str] = []
-    ok = True
-    for file in files:
-        try:
-            graph = plan(load_pipeline(file, set_vars=set_vars, workflows=workflows))
-        except ConfigError as err:
-            lines.extend(str(p) for p in err.problems)
-            ok = False
-        except PlanError as err:
-            lines.append(str(err) if str(err).startswith(file) else f"{file}: {err}")
-            ok = False
-        else:
-            lines.append(f"{file}: ok ({count_tasks(len(graph.tasks))})")
-            warnings.extend(f"{file}: warning: {w}" for w in graph.warnings)
-    return Validation(tuple(lines), ok, tuple(warnings))
+    """Load and plan each file: its problems (sorted), or its task count and plan warnings
+    (identical requests); and for every step whose overrides could not be checked, why."""
+    return Validation(tuple(_validate_file(f, set_vars, workflows) for f in files))
+
+
+def _validate_file(
+    file: str, set_vars: Mapping[str, Any] | Iterable[str], workflows: WorkflowSource | None
+) -> FileReport:
+    try:
+        pipeline = load_pipeline(file, set_vars=set_vars, workflows=workflows)
+        graph = plan(pipeline)
+    except ConfigError as err:
+        errors = tuple(
+            Finding("error", p.file, p.message, p.line, p.col, p.path) for p in err.problems
+        )
+        return FileReport(file, None, errors)
+    except PlanError as err:
+        return FileReport(file, None, (_plan_finding(file, str(err)),))
+    unchecked = tuple(_not_checked(step, workflows) for step in unchecked_steps(pipeline))
+    warnings = tuple(Finding("warning", file, w) for w in graph.warnings)
+    return FileReport(file, len(graph.tasks), unchecked + warnings)
+
+
+def _plan_finding(file: str, text: str) -> Finding:
+    """A PlanError's text (``FILE:LINE:COL: path: message`` or a bare message) as a Finding."""
+    located = re.match(rf"{re.escape(file)}:(\d+):(\d+): (?:([\w.\[\]-]+): )?(.*)$", text, re.S)
+    if located:
+        line, col, path, message = located.groups()
+        return Finding("error", file, message, int(line), int(col), path or "")
+    return Finding("error", file, text.removeprefix(f"{file}: "))
+
+
+def unchecked_steps(pipeline: Pipeline) -> list[Step]:
+    """Steps with overrides that no workflow graph was had for (nothing checked them)."""
+    return [step for step in pipeline.steps if step.overrides and step.workflow_json is None]
+
+
+def _not_checked(step: Step, workflows: WorkflowSource | None) -> Finding:
+    where = step.where
+    reason = why_unchecked(step.target.kind, step.target.id, workflows)
+    return Finding(
+        "not_checked",
+        where.file if where else str(step.name),
+        f"overrides not checked: {reason}",
+        where.line if where else None,
+        where.col if where else None,
+        f"steps.{step.name}",
+    )

@@ -68,6 +68,8 @@ class CachedWorkflows:
         self._memory: dict[str, Mapping[str, Any] | None] = {}
         #: Why a workflow could not be fetched, by id (the exception the client raised).
         self.errors: dict[str, Exception] = {}
+        #: A refused key or an unreachable server: asking again for other ids would only wait.
+        self._stopped: Exception | None = None
 
     def __repr__(self) -> str:
         return f"CachedWorkflows(cache_dir={str(self._dir)!r})"
@@ -85,9 +87,15 @@ class CachedWorkflows:
         cached = self._read(path) if self._persist else None
         if cached is not None and _age(path) < self._max_age:
             return cached
+        if self._stopped is not None:
+            if cached is None:
+                self.errors[workflow_id] = self._stopped
+            return cached
         try:
             fetched = self._client.get_workflow_json(workflow_id)
         except Exception as exc:  # only "not known here" (or: keep the old copy); see errors
+            if getattr(exc, "fatal", False):
+                self._stopped = exc
             if cached is None:
                 self.errors[workflow_id] = exc
             return cached
@@ -108,6 +116,28 @@ class CachedWorkflows:
         except (OSError, ValueError):
             return None
         return cached if isinstance(cached, dict) else None
+
+
+def why_unchecked(kind: str, workflow_id: str, workflows: WorkflowSource | None) -> str:
+    """Why the overrides of a step targeting ``kind`` ``workflow_id`` had no graph to be
+    checked against, with what would let them be checked."""
+    if kind != "workflow":
+        return (
+            "rhflow cannot read an AI app's nodes; RunningHub checks them when the task is "
+            "created (try one task with --limit 1)"
+        )
+    offline = "add workflow_file: (the workflow's API-format JSON) to check them offline"
+    if workflows is None:
+        return f"no API key to fetch workflow {workflow_id} (set RH_API_KEY), or {offline}"
+    error = getattr(workflows, "errors", {}).get(workflow_id)
+    if error is None:
+        return f"workflow {workflow_id} could not be fetched; {offline}"
+    name = getattr(error, "name", "")
+    if name == "WORKFLOW_NOT_EXISTS":
+        return f"the server does not know workflow {workflow_id} ({error}); check the id"
+    if getattr(error, "fatal", False) and name != "UNREACHABLE":
+        return f"the server refused the request ({error}); check RH_API_KEY, or {offline}"
+    return f"workflow {workflow_id} could not be fetched: {error}; {offline}"
 
 
 def _age(path: Path) -> float:
