@@ -55,10 +55,14 @@ def _no_ambient_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def emulator() -> Iterator[Emulator]:
-    """One emulator for the whole session, with short tasks; tests must not change its config."""
+    """One emulator for the whole session, with short tasks; tests must not change its config.
+
+    Its tasks start at once (no queueing), for tests that need exact timing; ``make_emulator``
+    keeps the default queueing, as real tasks wait in QUEUED before they run."""
     from rhflow.emulator import Emulator, EmulatorConfig
 
-    with Emulator(EmulatorConfig(task_seconds=(0.2, 0.2), seed=1)) as emu:
+    config = EmulatorConfig(task_seconds=(0.2, 0.2), queue_seconds=(0.0, 0.0), seed=1)
+    with Emulator(config) as emu:
         yield emu
 
 

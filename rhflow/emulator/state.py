@@ -15,7 +15,7 @@ from rhflow.emulator.records import Task
 from rhflow.emulator.renders import Renders
 from rhflow.emulator.tasks import TaskBoard
 from rhflow.emulator.webhooks import Webhooks
-from rhflow.emulator.workflows import BUILTIN_APPS, load_workflows
+from rhflow.emulator.workflows import BUILTIN_APPS, load_workflows, loader_values
 
 
 class State:
@@ -25,6 +25,7 @@ class State:
         self.config = config
         self.workflows = load_workflows(config.workflows_dir)
         self.apps = dict(BUILTIN_APPS)
+        self.known_inputs = loader_values(self.workflows)
         self.uploads: dict[str, bytes] = {}
         self.faults = Faults(config.error_rate, config.seed)
         self.webhooks = Webhooks(config)
@@ -36,6 +37,7 @@ class State:
         self.upload_count = 0
         self.upload_bytes = 0
         self.websocket_connections = 0
+        self.sockets: set[web.WebSocketResponse] = set()
 
     def bind(self, host: str, port: int) -> None:
         """Record the address actually bound: every URL handed out points there."""
@@ -54,6 +56,10 @@ class State:
             f"{ws_base}/ws/c_instance?clientId={task.client_id}&taskId={task.task_id}"
             f"&workflowId={target}"
         )
+
+    def has_input(self, name: str) -> bool:
+        """Whether a loader may name ``name``: uploaded, built in, in a served workflow, a URL."""
+        return name in self.known_inputs or outputs.input_exists(name, self.uploads)
 
     def outputs_of(self, task: Task) -> dict[str, Any]:
         return outputs.outputs_response(
@@ -78,6 +84,7 @@ class State:
             "uploads": self.upload_count,
             "upload_bytes": self.upload_bytes,
             "websocket_connections": self.websocket_connections,
+            "websockets_open": len(self.sockets),
             "files_rendered": self.renders.rendered,
             "webhooks": self.webhooks.stats(),
             "faults": self.faults.state(),
@@ -124,14 +131,21 @@ async def json_body(request: web.Request) -> dict[str, Any]:
 
 
 def bearer(request: web.Request) -> str:
+    """The key of ``Authorization: Bearer KEY`` (or of a bare ``Authorization: KEY``);
+    "" for ``Bearer`` with nothing after it, which is no key rather than the key "Bearer"."""
     header = request.headers.get("Authorization", "").strip()
-    return header[7:].strip() if header.lower().startswith("bearer ") else header
+    scheme, _, rest = header.partition(" ")
+    if scheme.lower() == "bearer":
+        return rest.strip()
+    return header
 
 
 def api_key(request: web.Request, body: dict[str, Any] | None = None) -> str:
-    """The key from the body (apiKey / apikey) or a Bearer header; 301 missing, 802 unknown."""
+    """The key from the body (apiKey / apikey) or else a Bearer header; 301 when missing or
+    empty (a body field sent empty is not made up for by the header), 802 when unknown."""
     body = body or {}
-    key = body.get("apiKey") or body.get("apikey") or bearer(request)
+    field = next((name for name in ("apiKey", "apikey") if name in body), None)
+    key = body[field] if field is not None else bearer(request)
     if not isinstance(key, str) or not key.strip():
         raise Refused(301, "apiKey is required (in the body or as Authorization: Bearer)")
     key = key.strip()
