@@ -114,6 +114,8 @@ def describe(event: str, fields: Mapping[str, Any]) -> str | None:
         return f"{name}: {fields['message']}"
     if event == "run_error":
         return f"error: {fields['message']}"
+    if event == "state_rebuilt":
+        return f"warning: {fields['message']}"
     return None
 
 
