@@ -261,6 +261,17 @@ class Client:
         return dict(prompt)
 
     @_secret_kept
+    def app_nodes(self, webapp_id: str | int) -> list[dict[str, Any]]:
+        """``apiCallDemo``: the node fields an AI app exposes, as ``nodeInfoList`` entries."""
+        query = {"apiKey": self._api_key, "webappId": str(webapp_id)}
+        payload = self._request("/api/webapp/apiCallDemo", query=query)
+        data = _checked_data(payload, "/api/webapp/apiCallDemo")
+        nodes = data.get("nodeInfoList") if isinstance(data, Mapping) else None
+        if not isinstance(nodes, list) or not all(isinstance(n, Mapping) for n in nodes):
+            raise BadResponseError(f"apiCallDemo answered without a node list: {_clip(data)}")
+        return [dict(n) for n in nodes]
+
+    @_secret_kept
     def cancel(self, task_id: str | int) -> None:
         """``/task/openapi/cancel``: stop a queued or running task."""
         self._data("/task/openapi/cancel", {"taskId": _id(task_id)})
@@ -408,12 +419,17 @@ class Client:
         form: dict[str, str] | None = None,
         files: dict[str, Any] | None = None,
         timeout: float | None = None,
+        query: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """One POST; transport and HTTP failures become ApiErrors; returns the JSON object."""
+        """One POST (a GET with ``query``); transport and HTTP failures become ApiErrors;
+        returns the JSON object."""
         started = time.monotonic()
+        method = "GET" if query is not None else "POST"
         try:
-            resp = self._session.post(
+            resp = self._session.request(
+                method,
                 self.base_url + path,
+                params=query,
                 json=json_body,
                 data=form,
                 files=files,
@@ -422,21 +438,21 @@ class Client:
             )
         except requests.exceptions.InvalidJSONError as exc:
             raise UsageError(
-                f"POST {path}: the request cannot be sent as JSON: {self._scrub(str(exc))}"
+                f"{method} {path}: the request cannot be sent as JSON: {self._scrub(str(exc))}"
             ) from exc
         except requests.ConnectionError as exc:  # refused, DNS, TLS, connect timeout
             if not self.answered and _never_connected(exc):
                 raise UnreachableError(self.host, self._scrub(_cause(exc))) from exc
-            raise TransportError(f"POST {path} failed: {self._scrub(_cause(exc))}") from exc
+            raise TransportError(f"{method} {path} failed: {self._scrub(_cause(exc))}") from exc
         except requests.Timeout as exc:
-            raise TransportError(f"POST {path} timed out: {self._scrub(str(exc))}") from exc
+            raise TransportError(f"{method} {path} timed out: {self._scrub(str(exc))}") from exc
         except requests.RequestException as exc:
-            raise TransportError(f"POST {path} failed: {self._scrub(str(exc))}") from exc
+            raise TransportError(f"{method} {path} failed: {self._scrub(str(exc))}") from exc
         self.answered = True
         if resp.headers.get(EMULATOR_HEADER):
             self.emulated = True
         log.debug(
-            "POST %s -> HTTP %s in %.3f s", path, resp.status_code, time.monotonic() - started
+            "%s %s -> HTTP %s in %.3f s", method, path, resp.status_code, time.monotonic() - started
         )
         return self._decode(path, resp)
 
