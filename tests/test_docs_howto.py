@@ -30,8 +30,10 @@ def shell_lines(page: Path) -> list[str]:
     return [line for line in lines if line]
 
 
-def run_page(page: Path, folder: Path, emulator: Emulator, api_key: str) -> list[str]:
-    """Run every example of ``page`` in ``folder``; return what each printed on stderr."""
+def run_page(
+    page: Path, folder: Path, emulator: Emulator, api_key: str
+) -> list[subprocess.CompletedProcess[str]]:
+    """Run every example of ``page`` in ``folder``; return each one's outcome."""
     shutil.copytree(ROOT / "pipelines", folder / "pipelines")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RH_", "NO_COLOR"))}
     env |= {
@@ -41,7 +43,7 @@ def run_page(page: Path, folder: Path, emulator: Emulator, api_key: str) -> list
         "RH_API_KEY": api_key,
         "XDG_CACHE_HOME": str(folder / ".cache"),
     }
-    errs = []
+    runs = []
     for line in shell_lines(page):
         done = subprocess.run(
             ["bash", "-c", line], cwd=folder, env=env, capture_output=True, text=True,
@@ -50,13 +52,15 @@ def run_page(page: Path, folder: Path, emulator: Emulator, api_key: str) -> list
         assert done.returncode == 0, f"{page.name}: {line}\n{done.stdout}\n{done.stderr}"
         assert "Traceback" not in done.stderr, line
         assert api_key not in done.stdout + done.stderr, line
-        errs.append(done.stderr)
-    return errs
+        runs.append(done)
+    return runs
 
 
 @pytest.mark.slow
 def test_editor_and_shell_examples_run(tmp_path: Path, emulator: Emulator, api_key: str) -> None:
-    errs = run_page(HOWTO / "editor-and-shell.md", tmp_path, emulator, api_key)
+    errs = [
+        done.stderr for done in run_page(HOWTO / "editor-and-shell.md", tmp_path, emulator, api_key)
+    ]
     shipped = json.loads((ROOT / "schemas" / "pipeline.schema.json").read_text())
     assert json.loads((tmp_path / "pipeline.schema.json").read_text()) == shipped
     assert (
@@ -65,3 +69,18 @@ def test_editor_and_shell_examples_run(tmp_path: Path, emulator: Emulator, api_k
     )
     assert any("POST /task/openapi/create -> HTTP 200, code 0" in e for e in errs)
     assert len(list((tmp_path / "out" / "plain").rglob("*.png"))) == 1  # --limit 1
+
+
+@pytest.mark.slow
+def test_costs_examples_run(tmp_path: Path, emulator: Emulator) -> None:
+    api_key = "a-key-of-this-test-only-0123456789"  # its balance is untouched by other tests
+    runs = {
+        done.args[-1]: done for done in run_page(HOWTO / "costs.md", tmp_path, emulator, api_key)
+    }
+    assert runs["rhflow account"].stdout == (
+        f"server:        {emulator.url}\n"
+        "coins:         100000\n"
+        "running tasks: 0\n"
+        "key type:      NORMAL\n"
+    )
+    assert json.loads(runs["rhflow account --json"].stdout)["remain_coins"] == 100000
