@@ -38,6 +38,7 @@ from rhflow.api.results import (
     RUNNING,
     SUCCESS,
     Account,
+    AppInfo,
     DownloadResult,
     FailedReason,
     Output,
@@ -71,6 +72,7 @@ __all__ = [
     "RUNNING",
     "SUCCESS",
     "Account",
+    "AppInfo",
     "Client",
     "DownloadResult",
     "FailedReason",
@@ -82,6 +84,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+#: One INFO line per HTTP request (method, endpoint without its query, answer, time): what
+#: ``rhflow -v`` shows. Endpoints never carry the key; causes are scrubbed of it.
+request_log = logging.getLogger("rhflow.requests")
 
 DEFAULT_BASE_URL = "https://www.runninghub.cn"
 #: Seconds to wait for a connection: a server that does not accept one in this time is down
@@ -261,15 +266,17 @@ class Client:
         return dict(prompt)
 
     @_secret_kept
-    def app_nodes(self, webapp_id: str | int) -> list[dict[str, Any]]:
-        """``apiCallDemo``: the node fields an AI app exposes, as ``nodeInfoList`` entries."""
-        query = {"apiKey": self._api_key, "webappId": str(webapp_id)}
-        payload = self._request("/api/webapp/apiCallDemo", query=query)
+    def app_fields(self, webapp_id: str | int) -> AppInfo:
+        """``apiCallDemo``: an AI app's name and editable fields (its nodeInfoList)."""
+        payload = self._request(
+            "/api/webapp/apiCallDemo",
+            query={"apiKey": self._api_key, "webappId": str(_id(webapp_id))},
+        )
+        _check_envelope(payload, "/api/webapp/apiCallDemo")
         data = _checked_data(payload, "/api/webapp/apiCallDemo")
-        nodes = data.get("nodeInfoList") if isinstance(data, Mapping) else None
-        if not isinstance(nodes, list) or not all(isinstance(n, Mapping) for n in nodes):
-            raise BadResponseError(f"apiCallDemo answered without a node list: {_clip(data)}")
-        return [dict(n) for n in nodes]
+        if not isinstance(data, Mapping) or not isinstance(data.get("nodeInfoList"), list):
+            raise BadResponseError(f"apiCallDemo answered without a nodeInfoList: {_clip(data)}")
+        return AppInfo.from_data(data)
 
     @_secret_kept
     def cancel(self, task_id: str | int) -> None:
@@ -377,10 +384,14 @@ class Client:
     def _stream_into(self, url: str, out: BinaryIO, chunk_size: int) -> tuple[str, int]:
         where = self._scrub(url)
         digest, size = hashlib.sha256(), 0
+        started = time.monotonic()
         try:
             with self._session.get(
                 url, stream=True, timeout=self.timeout, headers=self._plain_headers()
             ) as resp:
+                _log_request(
+                    "GET", self._scrub(_without_query(url)), started, f"HTTP {resp.status_code}"
+                )
                 if resp.status_code != 200:
                     raise ServerError(
                         f"downloading {where} answered HTTP {resp.status_code}",
@@ -438,23 +449,30 @@ class Client:
             )
         except requests.exceptions.InvalidJSONError as exc:
             raise UsageError(
-                f"{method} {path}: the request cannot be sent as JSON: {self._scrub(str(exc))}"
+                f"POST {path}: the request cannot be sent as JSON: {self._scrub(str(exc))}"
             ) from exc
         except requests.ConnectionError as exc:  # refused, DNS, TLS, connect timeout
+            _log_request(method, path, started, f"no answer ({self._scrub(_cause(exc))})")
             if not self.answered and _never_connected(exc):
                 raise UnreachableError(self.host, self._scrub(_cause(exc))) from exc
-            raise TransportError(f"{method} {path} failed: {self._scrub(_cause(exc))}") from exc
+            raise TransportError(f"POST {path} failed: {self._scrub(_cause(exc))}") from exc
         except requests.Timeout as exc:
-            raise TransportError(f"{method} {path} timed out: {self._scrub(str(exc))}") from exc
+            _log_request(method, path, started, "timed out")
+            raise TransportError(f"POST {path} timed out: {self._scrub(str(exc))}") from exc
         except requests.RequestException as exc:
-            raise TransportError(f"{method} {path} failed: {self._scrub(str(exc))}") from exc
+            _log_request(method, path, started, f"failed ({self._scrub(str(exc))})")
+            raise TransportError(f"POST {path} failed: {self._scrub(str(exc))}") from exc
         self.answered = True
         if resp.headers.get(EMULATOR_HEADER):
             self.emulated = True
-        log.debug(
-            "%s %s -> HTTP %s in %.3f s", method, path, resp.status_code, time.monotonic() - started
-        )
-        return self._decode(path, resp)
+        try:
+            payload = self._decode(path, resp)
+        except ApiError as err:
+            _log_request(method, path, started, f"HTTP {resp.status_code}, {err.name}")
+            raise
+        code = payload.get("code", payload.get("errorCode", "-"))
+        _log_request(method, path, started, f"HTTP {resp.status_code}, code {code}")
+        return payload
 
     def _decode(self, path: str, resp: requests.Response) -> dict[str, Any]:
         status = resp.status_code
@@ -497,6 +515,16 @@ class Client:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _log_request(method: str, endpoint: str, started: float, answer: str) -> None:
+    request_log.info("%s %s -> %s in %.3f s", method, endpoint, answer, time.monotonic() - started)
+
+
+def _without_query(url: str) -> str:
+    """``url`` without its query and fragment (signed download links carry tokens there)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.netloc else parts.path
 
 
 def origin_of(url: str) -> str:

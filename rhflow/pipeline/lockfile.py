@@ -36,7 +36,7 @@ Key = tuple[str, str]
 class _LockClient(Protocol):
     def get_workflow_json(self, workflow_id: str) -> Any: ...
 
-    def app_nodes(self, webapp_id: str) -> Any: ...
+    def app_fields(self, webapp_id: str) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +157,7 @@ def describe_workflow(nodes: Mapping[str, Any]) -> tuple[str, dict[str, dict[str
 
 
 #: The parts of an AI app's node entry that change what runs (not its descriptions).
-_APP_FIELD_KEYS = ("fieldData", "fieldType", "fieldValue", "nodeName")
+_APP_FIELD_KEYS = ("fieldType", "fieldValue", "nodeName")
 
 
 def describe_app(node_list: Iterable[Mapping[str, Any]]) -> tuple[str, dict[str, dict[str, str]]]:
@@ -182,7 +182,16 @@ def fetch_entry(client: _LockClient, key: Key, *, server: str, now: str) -> Lock
     if kind == "workflow":
         digest, fields = describe_workflow(client.get_workflow_json(target_id))
     else:
-        digest, fields = describe_app(client.app_nodes(target_id))
+        digest, fields = describe_app(
+            {
+                "nodeId": f.node_id,
+                "fieldName": f.field_name,
+                "nodeName": f.node_name,
+                "fieldType": f.field_type,
+                "fieldValue": f.field_value,
+            }
+            for f in client.app_fields(target_id).fields
+        )
     return LockEntry(kind, target_id, digest, now, server, fields)
 
 
