@@ -10,6 +10,7 @@
     │       └── DamagedStateError    the state store's content cannot be read (rebuilt from
     │                                manifest.json when there is one)
     ├── OutputWriteError             an output file cannot be written (disk full, read-only...)
+    ├── LockError                    rhflow.lock is unreadable, or --frozen and a workflow changed
     ├── RunInterrupted               Ctrl-C / SIGTERM stopped a run (exit code 130)
     └── ApiError(code, name, message)   RunningHub answered with an error, or could not be reached
         ├── TransportError           connection refused/reset/timed out (retryable)
@@ -84,6 +85,12 @@ class StateError(RhflowError):
 class StateUnusableError(StateError):
     """The output folder's state cannot be used (unwritable, a file where a folder belongs,
     a store of a newer rhflow): the run stops before anything is sent."""
+
+    exit_code = 2
+
+
+class LockError(RhflowError):
+    """``rhflow.lock`` cannot be read, or (with ``--frozen``) a workflow differs from it."""
 
     exit_code = 2
 
