@@ -202,6 +202,11 @@ def emulator(**options: Any) -> None:
     help="Fail (exit 1) when some overrides could not be checked against their workflow.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as one JSON object.")
+@click.option(
+    "--frozen",
+    is_flag=True,
+    help="Fail (exit 1) when a workflow differs from rhflow.lock or cannot be compared.",
+)
 @_api_options
 def validate(files: tuple[str, ...], **options: Any) -> int:
     """Check pipeline files; print every problem as FILE:LINE:COL: path: message.
@@ -243,6 +248,26 @@ def plan(
     return plan_file(file, set_vars=set_vars, limit=limit, only=only, as_json=as_json)
 
 
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.option("--update", is_flag=True, help="Fetch every entry again and take the changes.")
+@_api_options
+def lock(files: tuple[str, ...], **options: Any) -> int:
+    """Write rhflow.lock beside the pipelines: the sha256 of each workflow and AI app.
+
+    Entries already in the lock are kept (a change on the server is reported); --update
+    refreshes them. rhflow run and validate then warn when a workflow changed (--frozen: fail).
+
+    \b
+    Examples:
+      rhflow lock pipelines/sweep.yaml
+      rhflow lock --update pipelines/*.yaml
+    """
+    from rhflow.commands.lock import lock as lock_files
+
+    return lock_files(files, **options)
+
+
 # -- run / status / cancel -------------------------------------------------------------------
 
 
@@ -270,6 +295,11 @@ def plan(
     help="Delete (after listing them) output files of tasks no longer in the plan.",
 )
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failed task.")
+@click.option(
+    "--frozen",
+    is_flag=True,
+    help="Fail (exit 2) before anything is sent when a workflow differs from rhflow.lock.",
+)
 @click.option(
     "--detach",
     is_flag=True,
