@@ -11,6 +11,7 @@
     │                                manifest.json when there is one)
     ├── OutputWriteError             an output file cannot be written (disk full, read-only...)
     ├── LockError                    rhflow.lock is unreadable, or --frozen and a workflow changed
+    ├── CacheError                   a --cache entry cannot be read, written or trusted
     ├── RunInterrupted               Ctrl-C / SIGTERM stopped a run (exit code 130)
     └── ApiError(code, name, message)   RunningHub answered with an error, or could not be reached
         ├── TransportError           connection refused/reset/timed out (retryable)
@@ -121,6 +122,11 @@ class OutputWriteError(RhflowError):
 
 def _rebuild_write_error(folder: str, cause: str, errno: int | None) -> OutputWriteError:
     return OutputWriteError(folder, cause, errno=errno)
+
+
+class CacheError(RhflowError):
+    """A ``--cache`` entry cannot be read or written, or does not match its sha256: the run
+    ignores it with a warning and goes on."""
 
 
 class RunInterrupted(RhflowError):
