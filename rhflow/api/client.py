@@ -38,6 +38,7 @@ from rhflow.api.results import (
     RUNNING,
     SUCCESS,
     Account,
+    AppInfo,
     DownloadResult,
     FailedReason,
     Output,
@@ -56,6 +57,7 @@ from rhflow.atomic import replacing
 from rhflow.errors import (
     ApiError,
     BadResponseError,
+    OutputWriteError,
     RateLimitError,
     ServerError,
     TransportError,
@@ -71,6 +73,7 @@ __all__ = [
     "RUNNING",
     "SUCCESS",
     "Account",
+    "AppInfo",
     "Client",
     "DownloadResult",
     "FailedReason",
@@ -82,6 +85,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+#: One INFO line per HTTP request (method, endpoint without its query, answer, time): what
+#: ``rhflow -v`` shows. Endpoints never carry the key; causes are scrubbed of it.
+request_log = logging.getLogger("rhflow.requests")
 
 DEFAULT_BASE_URL = "https://www.runninghub.cn"
 #: Seconds to wait for a connection: a server that does not accept one in this time is down
@@ -261,6 +267,19 @@ class Client:
         return dict(prompt)
 
     @_secret_kept
+    def app_fields(self, webapp_id: str | int) -> AppInfo:
+        """``apiCallDemo``: an AI app's name and editable fields (its nodeInfoList)."""
+        payload = self._request(
+            "/api/webapp/apiCallDemo",
+            query={"apiKey": self._api_key, "webappId": str(_id(webapp_id))},
+        )
+        _check_envelope(payload, "/api/webapp/apiCallDemo")
+        data = _checked_data(payload, "/api/webapp/apiCallDemo")
+        if not isinstance(data, Mapping) or not isinstance(data.get("nodeInfoList"), list):
+            raise BadResponseError(f"apiCallDemo answered without a nodeInfoList: {_clip(data)}")
+        return AppInfo.from_data(data)
+
+    @_secret_kept
     def cancel(self, task_id: str | int) -> None:
         """``/task/openapi/cancel``: stop a queued or running task."""
         self._data("/task/openapi/cancel", {"taskId": _id(task_id)})
@@ -351,14 +370,18 @@ class Client:
 
         The bytes go to a temporary file in ``dest``'s folder, checked against Content-Length
         when the server sends one, fsynced, then renamed over ``dest``. Failures raise a
-        retryable TransportError (network, truncation, local write) or ServerError (HTTP).
+        retryable TransportError (network, truncation) or ServerError (HTTP); a file that
+        cannot be written (disk full, file too large, read-only) raises OutputWriteError,
+        which is no network fault.
         """
         dest = Path(dest)
         try:
             with replacing(dest) as out:
                 digest, size = self._stream_into(url, out, chunk_size)
+        except ApiError:
+            raise
         except OSError as exc:
-            raise TransportError(f"cannot write {dest}: {exc}") from exc
+            raise _write_error(dest, exc) from exc
         return DownloadResult(dest, digest, size)
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -366,10 +389,14 @@ class Client:
     def _stream_into(self, url: str, out: BinaryIO, chunk_size: int) -> tuple[str, int]:
         where = self._scrub(url)
         digest, size = hashlib.sha256(), 0
+        started = time.monotonic()
         try:
             with self._session.get(
                 url, stream=True, timeout=self.timeout, headers=self._plain_headers()
             ) as resp:
+                _log_request(
+                    "GET", self._scrub(_without_query(url)), started, f"HTTP {resp.status_code}"
+                )
                 if resp.status_code != 200:
                     raise ServerError(
                         f"downloading {where} answered HTTP {resp.status_code}",
@@ -383,8 +410,6 @@ class Client:
                     size += len(chunk)
         except requests.RequestException as exc:
             raise TransportError(f"downloading {where} failed: {self._scrub(str(exc))}") from exc
-        except OSError as exc:
-            raise TransportError(f"writing the download of {where} failed: {exc}") from exc
         if expected is not None and size != expected:
             raise TransportError(f"download of {where} was cut short: {size} of {expected} bytes")
         return digest.hexdigest(), size
@@ -408,12 +433,17 @@ class Client:
         form: dict[str, str] | None = None,
         files: dict[str, Any] | None = None,
         timeout: float | None = None,
+        query: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """One POST; transport and HTTP failures become ApiErrors; returns the JSON object."""
+        """One POST (a GET with ``query``); transport and HTTP failures become ApiErrors;
+        returns the JSON object."""
         started = time.monotonic()
+        method = "GET" if query is not None else "POST"
         try:
-            resp = self._session.post(
+            resp = self._session.request(
+                method,
                 self.base_url + path,
+                params=query,
                 json=json_body,
                 data=form,
                 files=files,
@@ -425,20 +455,27 @@ class Client:
                 f"POST {path}: the request cannot be sent as JSON: {self._scrub(str(exc))}"
             ) from exc
         except requests.ConnectionError as exc:  # refused, DNS, TLS, connect timeout
+            _log_request(method, path, started, f"no answer ({self._scrub(_cause(exc))})")
             if not self.answered and _never_connected(exc):
                 raise UnreachableError(self.host, self._scrub(_cause(exc))) from exc
             raise TransportError(f"POST {path} failed: {self._scrub(_cause(exc))}") from exc
         except requests.Timeout as exc:
+            _log_request(method, path, started, "timed out")
             raise TransportError(f"POST {path} timed out: {self._scrub(str(exc))}") from exc
         except requests.RequestException as exc:
+            _log_request(method, path, started, f"failed ({self._scrub(str(exc))})")
             raise TransportError(f"POST {path} failed: {self._scrub(str(exc))}") from exc
         self.answered = True
         if resp.headers.get(EMULATOR_HEADER):
             self.emulated = True
-        log.debug(
-            "POST %s -> HTTP %s in %.3f s", path, resp.status_code, time.monotonic() - started
-        )
-        return self._decode(path, resp)
+        try:
+            payload = self._decode(path, resp)
+        except ApiError as err:
+            _log_request(method, path, started, f"HTTP {resp.status_code}, {err.name}")
+            raise
+        code = payload.get("code", payload.get("errorCode", "-"))
+        _log_request(method, path, started, f"HTTP {resp.status_code}, code {code}")
+        return payload
 
     def _decode(self, path: str, resp: requests.Response) -> dict[str, Any]:
         status = resp.status_code
@@ -489,6 +526,16 @@ class Client:
 # -- helpers -----------------------------------------------------------------------------------
 
 
+def _log_request(method: str, endpoint: str, started: float, answer: str) -> None:
+    request_log.info("%s %s -> %s in %.3f s", method, endpoint, answer, time.monotonic() - started)
+
+
+def _without_query(url: str) -> str:
+    """``url`` without its query and fragment (signed download links carry tokens there)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.netloc else parts.path
+
+
 def origin_of(url: str) -> str:
     """``scheme://host:port`` of ``url``, lower-cased, with the scheme's default port written
     (``https://www.runninghub.cn`` -> ``https://www.runninghub.cn:443``); other text as given."""
@@ -502,6 +549,11 @@ def origin_of(url: str) -> str:
     host = parts.hostname.lower()
     host = f"[{host}]" if ":" in host else host
     return f"{parts.scheme.lower()}://{host}" + (f":{port}" if port else "")
+
+
+def _write_error(dest: Path, exc: OSError) -> OutputWriteError:
+    """A local write that failed: the folder and the OS's words for why."""
+    return OutputWriteError(str(dest.parent), exc.strerror or str(exc), errno=exc.errno)
 
 
 def _never_connected(exc: requests.RequestException) -> bool:

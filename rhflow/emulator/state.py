@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -15,7 +16,14 @@ from rhflow.emulator.records import Task
 from rhflow.emulator.renders import Renders
 from rhflow.emulator.tasks import TaskBoard
 from rhflow.emulator.webhooks import Webhooks
-from rhflow.emulator.workflows import BUILTIN_APPS, load_workflows, loader_values
+from rhflow.emulator.workflows import (
+    BUILTIN_APPS,
+    Graph,
+    folder_signature,
+    load_workflows,
+    loader_values,
+)
+from rhflow.errors import UsageError
 
 
 class State:
@@ -23,9 +31,9 @@ class State:
 
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
-        self.workflows = load_workflows(config.workflows_dir)
+        self._workflows = load_workflows(config.workflows_dir)
+        self._signature = folder_signature(config.workflows_dir)
         self.apps = dict(BUILTIN_APPS)
-        self.known_inputs = loader_values(self.workflows)
         self.uploads: dict[str, bytes] = {}
         self.faults = Faults(config.error_rate, config.seed)
         self.webhooks = Webhooks(config)
@@ -38,6 +46,18 @@ class State:
         self.upload_bytes = 0
         self.websocket_connections = 0
         self.sockets: set[web.WebSocketResponse] = set()
+
+    @property
+    def workflows(self) -> dict[str, Graph]:
+        """The workflows served: ``--workflows DIR`` is read again when a file in it changed
+        (as a workflow edited on the website behind its unchanged id); a file that cannot be
+        read then leaves the previous set in place."""
+        signature = folder_signature(self.config.workflows_dir)
+        if signature != self._signature:
+            self._signature = signature
+            with contextlib.suppress(UsageError):
+                self._workflows = load_workflows(self.config.workflows_dir)
+        return self._workflows
 
     def bind(self, host: str, port: int) -> None:
         """Record the address actually bound: every URL handed out points there."""
@@ -59,7 +79,7 @@ class State:
 
     def has_input(self, name: str) -> bool:
         """Whether a loader may name ``name``: uploaded, built in, in a served workflow, a URL."""
-        return name in self.known_inputs or outputs.input_exists(name, self.uploads)
+        return outputs.input_exists(name, self.uploads) or name in loader_values(self.workflows)
 
     def outputs_of(self, task: Task) -> dict[str, Any]:
         return outputs.outputs_response(

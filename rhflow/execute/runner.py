@@ -32,14 +32,19 @@ from rhflow.execute.folder import (
     prune,
     stale_outputs,
 )
+from rhflow.execute.locking import check_lock
+from rhflow.execute.resume import adopt_earlier_ids
 from rhflow.execute.scheduling import ExecuteOptions, PollPolicy, parse_shard, shard_tasks
 from rhflow.model import Pipeline, TaskGraph
+from rhflow.pipeline.lockfile import locked, with_hashes
 from rhflow.pipeline.workflows import CachedWorkflows, WorkflowSource
 from rhflow.progress import QuietReporter, Reporter, SafeReporter
+from rhflow.record.cache import TaskCache, open_cache
 from rhflow.record.journal import Journal
 from rhflow.record.lock import RunLock
 from rhflow.record.manifest import Manifest, read_manifest
-from rhflow.record.store import DB_NAME, STATE_DIR, Store, TaskRecord
+from rhflow.record.rebuild import open_state
+from rhflow.record.store import DB_NAME, STATE_DIR, Store, TaskRecord, unusable
 
 EMULATOR_KEY = "emulator-key-not-secret"
 MANIFEST_NAME = "manifest.json"
@@ -74,6 +79,8 @@ def run_pipeline(
     prune: bool = False,
     fail_fast: bool = False,
     detach: bool = False,
+    frozen: bool = False,
+    cache: str | None = None,
     emulator: bool = False,
     base_url: str | None = None,
     api_key: str | None = None,
@@ -90,15 +97,20 @@ def run_pipeline(
     pipeline = loading.load()  # every offline check first: an invalid file needs no key
     if shard:
         parse_shard(shard)  # a bad --shard is a usage error, found before any request
+    task_cache = open_cache(cache) if cache else None  # a bad --cache too
     try:
         with _client(client, emulator=emulator, base_url=base_url, api_key=api_key) as made:
             server = BUILTIN_EMULATOR if emulator and client is None else made.base_url
             if not force:  # before anything is sent: results of another server do not count
                 _check_server(pipeline.output_dir, server)
+            locks = check_lock(pipeline, made, server=server, frozen=frozen)
+            for warning in locks.warnings:
+                reporter.emit("run_warning", message=warning)
             if _has_unchecked_workflows(pipeline):
                 workflows = CachedWorkflows(made, persist=not emulator)
                 pipeline = loading.load(workflows=workflows)
                 _require_workflows(pipeline, workflows)
+            pipeline = with_hashes(pipeline, locks.hashes)
             graph = _plan(pipeline, limit=limit, only=only, shard=shard)
             options = ExecuteOptions(
                 concurrency=graph.concurrency,
@@ -110,7 +122,7 @@ def run_pipeline(
                 **dict(execute_options or {}),
             )
             manifest_path = Path(manifest) if manifest else graph.output_dir / MANIFEST_NAME
-            folder = _Folder(server, emulator and client is None, overwrite, prune)
+            folder = _Folder(server, emulator and client is None, overwrite, prune, task_cache)
             result = _execute(graph, made, reporter, options, manifest_path, shard, folder)
         reporter.emit(
             "run_finished",
@@ -178,7 +190,7 @@ def plan_graph(
 ) -> TaskGraph:
     """The task graph a run would execute (one share of it with ``shard``), planned offline."""
     pipeline = _Loading(Path(path), tuple(set_vars), out, concurrency).load()
-    return _plan(pipeline, limit=limit, only=only, shard=shard)
+    return _plan(locked(pipeline), limit=limit, only=only, shard=shard)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,14 +201,23 @@ class _Folder:
     builtin: bool  # the in-process emulator of --emulator
     overwrite: bool
     prune: bool
+    cache: TaskCache | None = None
 
 
 def _check_server(output_dir: Path, server: str) -> None:
-    """Refuse, before anything is sent, a folder holding results of another server."""
+    """Refuse, before anything is sent, a folder holding results of another server (a store
+    that cannot be read is checked again once rebuilt, in ``_execute``)."""
     db = output_dir / STATE_DIR / DB_NAME
     if db.is_file():
-        with Store(db) as store:
-            check_server(store, server, output_dir=output_dir)
+        try:
+            store = Store(db)
+        except StateError:
+            return
+        with store:
+            try:
+                check_server(store, server, output_dir=output_dir)
+            except StateError:
+                return
 
 
 def _require_workflows(pipeline: Pipeline, workflows: CachedWorkflows) -> None:
@@ -225,9 +246,14 @@ def _execute(
     shard: str | None,
     folder: _Folder,
 ) -> Manifest:
-    graph.output_dir.mkdir(parents=True, exist_ok=True)
-    with RunLock(graph.output_dir), Store.for_output(graph.output_dir) as store:
-        records = store.tasks()
+    try:
+        graph.output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise unusable(graph.output_dir, exc) from exc
+    with RunLock(graph.output_dir), _opened(graph.output_dir, manifest_path, reporter) as store:
+        records = _adopt(store, graph, store.tasks())
+        if not options.force:
+            check_server(store, folder.server, output_dir=graph.output_dir)
         if not folder.overwrite:
             check_pipeline(store, graph, _manifest_pipeline(manifest_path))
             check_overwrites(graph, records)
@@ -253,7 +279,14 @@ def _execute(
         status = "interrupted"
         try:
             status = execute(
-                graph, client, store, journal, reporter, options=options, server=folder.server
+                graph,
+                client,
+                store,
+                journal,
+                reporter,
+                options=options,
+                server=folder.server,
+                cache=folder.cache,
             )
         except KeyboardInterrupt:
             raise
@@ -263,6 +296,26 @@ def _execute(
         finally:
             final = journal.finish(status)
         return final
+
+
+@contextlib.contextmanager
+def _opened(output_dir: Path, manifest_path: Path, reporter: Reporter) -> Iterator[Store]:
+    """The folder's state store, rebuilt from the manifest if damaged (and said so)."""
+    opened = open_state(output_dir, manifest_path)
+    with opened.store as store:
+        if opened.message:
+            reporter.emit("run_warning", message=opened.message)
+        yield store
+
+
+def _adopt(store: Store, graph: TaskGraph, records: dict[str, TaskRecord]) -> dict[str, TaskRecord]:
+    """Records kept under the ids tasks had before rhflow.lock, moved to their ids now."""
+    adopted = adopt_earlier_ids(graph.tasks, records)
+    if not adopted:
+        return records
+    store.save_many([record for _, record in adopted])
+    store.forget([old for old, _ in adopted])
+    return store.tasks()
 
 
 def _manifest_pipeline(path: Path) -> str | None:
