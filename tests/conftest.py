@@ -57,11 +57,18 @@ def _no_ambient_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 def emulator() -> Iterator[Emulator]:
     """One emulator for the whole session, with short tasks; tests must not change its config.
 
-    Its tasks start at once (no queueing), for tests that need exact timing; ``make_emulator``
-    keeps the default queueing, as real tasks wait in QUEUED before they run."""
+    Its tasks start at once (no queueing), for tests that need exact timing, and its keys pay RH
+    coins (a consumer account, 50 tasks at once) for tests that count coins; ``make_emulator``
+    keeps the defaults: queueing, as real tasks wait in QUEUED, and enterprise keys."""
     from rhflow.emulator import Emulator, EmulatorConfig
 
-    config = EmulatorConfig(task_seconds=(0.2, 0.2), queue_seconds=(0.0, 0.0), seed=1)
+    config = EmulatorConfig(
+        task_seconds=(0.2, 0.2),
+        queue_seconds=(0.0, 0.0),
+        account="consumer",
+        concurrency=50,
+        seed=1,
+    )
     with Emulator(config) as emu:
         yield emu
 

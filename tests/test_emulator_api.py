@@ -372,26 +372,26 @@ def test_plain_outputs_style(make_emulator: Callable[..., Emulator], api_key: st
 def test_account_status_uses_lower_case_apikey(emulator: Emulator, api_key: str) -> None:
     answer = post(emulator, "/uc/openapi/accountStatus", {"apikey": "fresh-account-key"})
     assert answer["code"] == 0
-    assert answer["data"] == {  # the default enterprise key: money, and coins left alone
-        "remainCoins": "100000",
-        "currentTaskCounts": "0",
-        "remainMoney": "1000.00",
-        "currency": "CNY",
-        "apiType": "EXCLUSIVE",
-    }
-
-
-def test_consumer_account_shows_coins_only(
-    make_emulator: Callable[..., Emulator], api_key: str
-) -> None:
-    emu = make_emulator(account="consumer")
-    answer = post(emu, "/uc/openapi/accountStatus", {"apikey": api_key})
-    assert answer["data"] == {
+    assert answer["data"] == {  # a consumer key: coins only
         "remainCoins": "100000",
         "currentTaskCounts": "0",
         "remainMoney": None,
         "currency": None,
         "apiType": "NORMAL",
+    }
+
+
+def test_enterprise_account_shows_money(
+    make_emulator: Callable[..., Emulator], api_key: str
+) -> None:
+    emu = make_emulator()  # the default account
+    answer = post(emu, "/uc/openapi/accountStatus", {"apikey": api_key})
+    assert answer["data"] == {  # money, and coins left alone
+        "remainCoins": "100000",
+        "currentTaskCounts": "0",
+        "remainMoney": "1000.00",
+        "currency": "CNY",
+        "apiType": "EXCLUSIVE",
     }
 
 
@@ -550,7 +550,7 @@ def test_v2_query_flat_shape(emulator: Emulator, api_key: str) -> None:
     assert done["results"][0]["outputType"] == "png"
     assert done["results"][0]["url"].startswith(emulator.url + "/files/")
     assert done["failedReason"] == {}
-    assert (done["usage"]["consumeCoins"], done["usage"]["consumeMoney"]) == ("0", "0.01")
+    assert (done["usage"]["consumeCoins"], done["usage"]["consumeMoney"]) == ("1", None)
 
 
 def test_v2_query_bad_key_and_unknown_task(
