@@ -467,6 +467,35 @@ def report(manifest: str, output: str | None) -> int:
     return write_page(manifest, output=output, report=click.echo)
 
 
+@cli.command()
+@click.argument("first", metavar="A", type=click.Path(exists=True))
+@click.argument("second", metavar="B", type=click.Path(exists=True))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Also write an HTML page with the changed images side by side.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+def diff(first: str, second: str, output: str | None, as_json: bool) -> int:
+    """Compare two runs: tasks added, removed, unchanged or changed, with cost deltas.
+
+    A and B are manifests (or output folders). Tasks are matched by step and parameters; a
+    matched task is unchanged when it ended alike with the same output bytes, changed
+    otherwise, with a perceptual difference figure per differing image. Exit 0 when nothing
+    changed, 1 when something did, 2 when a manifest cannot be read.
+
+    \b
+    Examples:
+      rhflow diff main/manifest.json pr/manifest.json
+      rhflow diff out/a out/b --json
+      rhflow diff out/a out/b -o diff.html
+    """
+    from rhflow.commands.diff import diff as compare_runs
+
+    return compare_runs(first, second, output=output, as_json=as_json, report=click.echo)
+
+
 # -- account / schema ------------------------------------------------------------------------
 
 
