@@ -21,8 +21,9 @@ from rhflow.api.client import Client
 from rhflow.errors import ConfigError, PlanError
 from rhflow.model import Pipeline, Step
 from rhflow.pipeline.loader import load_pipeline
+from rhflow.pipeline.render import template_limits
 from rhflow.pipeline.workflows import CachedWorkflows, WorkflowSource, why_unchecked
-from rhflow.planning.planner import plan
+from rhflow.planning.planner import MAX_TASKS, plan
 from rhflow.planning.summary import count_tasks
 
 Kind = Literal["error", "not_checked", "warning"]
@@ -36,12 +37,14 @@ def validate(
     as_json: bool = False,
     api_key: str | None = None,
     base_url: str | None = None,
+    max_tasks: int = MAX_TASKS,
+    template_limit: Iterable[str] = (),
 ) -> int:
     """Print one line per file (``ok`` or its problems), ``not checked`` lines and warnings;
     exit 0 when every file is valid (and, with ``strict``, every override was checked)."""
-    result = validate_files(
-        files, set_vars=set_vars, workflows=workflow_source(api_key=api_key, base_url=base_url)
-    )
+    with template_limits(template_limit):
+        workflows = workflow_source(api_key=api_key, base_url=base_url)
+        result = validate_files(files, set_vars=set_vars, workflows=workflows, max_tasks=max_tasks)
     code = result.exit_code(strict=strict)
     if as_json:
         click.echo(json.dumps({**result.to_dict(), "strict": strict, "exit_code": code}))
@@ -164,18 +167,22 @@ def validate_files(
     *,
     set_vars: Mapping[str, Any] | Iterable[str] = (),
     workflows: WorkflowSource | None = None,
+    max_tasks: int = MAX_TASKS,
 ) -> Validation:
     """Load and plan each file: its problems (sorted), or its task count and plan warnings
     (identical requests); and for every step whose overrides could not be checked, why."""
-    return Validation(tuple(_validate_file(f, set_vars, workflows) for f in files))
+    return Validation(tuple(_validate_file(f, set_vars, workflows, max_tasks) for f in files))
 
 
 def _validate_file(
-    file: str, set_vars: Mapping[str, Any] | Iterable[str], workflows: WorkflowSource | None
+    file: str,
+    set_vars: Mapping[str, Any] | Iterable[str],
+    workflows: WorkflowSource | None,
+    max_tasks: int,
 ) -> FileReport:
     try:
         pipeline = load_pipeline(file, set_vars=set_vars, workflows=workflows)
-        graph = plan(pipeline)
+        graph = plan(pipeline, max_tasks=max_tasks)
     except ConfigError as err:
         errors = tuple(
             Finding("error", p.file, p.message, p.line, p.col, p.path) for p in err.problems
