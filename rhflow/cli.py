@@ -58,7 +58,7 @@ def _limit_options(func: F) -> F:
         multiple=True,
         metavar="NAME=N",
         help="Raise a template limit (value, total, size, steps, depth, seconds, source); "
-        "see docs/pipelines/templates.md.",
+        "see docs/reference/pipelines/templates.md.",
     )(func)
     return click.option(
         "--max-tasks",
