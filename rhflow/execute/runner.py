@@ -91,7 +91,7 @@ def run_pipeline(
     if shard:
         parse_shard(shard)  # a bad --shard is a usage error, found before any request
     try:
-        with _client(client, emulator=emulator, base_url=base_url, api_key=api_key) as made:
+        with open_client(client, emulator=emulator, base_url=base_url, api_key=api_key) as made:
             server = BUILTIN_EMULATOR if emulator and client is None else made.base_url
             if not force:  # before anything is sent: results of another server do not count
                 _check_server(pipeline.output_dir, server)
@@ -305,9 +305,11 @@ def _remove_leftovers(output_dir: Path, manifest_path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _client(
+def open_client(
     client: Client | None, *, emulator: bool, base_url: str | None, api_key: str | None
 ) -> Iterator[Client]:
+    """``client`` as given, else one for ``--emulator`` (an in-process emulator) or for the
+    key and base URL (from the options or RH_API_KEY / RH_BASE_URL)."""
     if client is not None:
         yield client
         return
