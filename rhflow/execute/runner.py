@@ -39,6 +39,7 @@ from rhflow.model import Pipeline, TaskGraph
 from rhflow.pipeline.lockfile import locked, with_hashes
 from rhflow.pipeline.workflows import CachedWorkflows, WorkflowSource
 from rhflow.progress import QuietReporter, Reporter, SafeReporter
+from rhflow.record.cache import TaskCache, open_cache
 from rhflow.record.journal import Journal
 from rhflow.record.lock import RunLock
 from rhflow.record.manifest import Manifest, read_manifest
@@ -78,6 +79,7 @@ def run_pipeline(
     fail_fast: bool = False,
     detach: bool = False,
     frozen: bool = False,
+    cache: str | None = None,
     emulator: bool = False,
     base_url: str | None = None,
     api_key: str | None = None,
@@ -94,6 +96,7 @@ def run_pipeline(
     pipeline = loading.load()  # every offline check first: an invalid file needs no key
     if shard:
         parse_shard(shard)  # a bad --shard is a usage error, found before any request
+    task_cache = open_cache(cache) if cache else None  # a bad --cache too
     try:
         with open_client(client, emulator=emulator, base_url=base_url, api_key=api_key) as made:
             server = BUILTIN_EMULATOR if emulator and client is None else made.base_url
@@ -118,7 +121,7 @@ def run_pipeline(
                 **dict(execute_options or {}),
             )
             manifest_path = Path(manifest) if manifest else graph.output_dir / MANIFEST_NAME
-            folder = _Folder(server, emulator and client is None, overwrite, prune)
+            folder = _Folder(server, emulator and client is None, overwrite, prune, task_cache)
             result = _execute(graph, made, reporter, options, manifest_path, shard, folder)
         reporter.emit(
             "run_finished",
@@ -197,6 +200,7 @@ class _Folder:
     builtin: bool  # the in-process emulator of --emulator
     overwrite: bool
     prune: bool
+    cache: TaskCache | None = None
 
 
 def _check_server(output_dir: Path, server: str) -> None:
@@ -261,7 +265,14 @@ def _execute(
         status = "interrupted"
         try:
             status = execute(
-                graph, client, store, journal, reporter, options=options, server=folder.server
+                graph,
+                client,
+                store,
+                journal,
+                reporter,
+                options=options,
+                server=folder.server,
+                cache=folder.cache,
             )
         except KeyboardInterrupt:
             raise
