@@ -394,6 +394,60 @@ def cancel(directory: str | None, base_url: str | None, api_key: str | None) -> 
     )
 
 
+# -- inspect / init --------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("workflow")
+@click.option("--json", "as_json", is_flag=True, help="Print the nodes and fields as JSON.")
+@click.option(
+    "--skeleton",
+    "skeleton_only",
+    is_flag=True,
+    help="Print a pipeline file that overrides the usual fields (prompts, seed, steps, cfg, "
+    "size, input files).",
+)
+@click.option(
+    "--emulator",
+    "use_emulator",
+    is_flag=True,
+    help="Ask an in-process RunningHub emulator (no key needed).",
+)
+@_api_options
+def inspect(workflow: str, **options: Any) -> int:
+    """Show the nodes of a workflow and the fields a pipeline can set.
+
+    WORKFLOW is a cloud workflow id (fetched with getJsonApiFormat and cached as for run),
+    app:WEBAPPID for an AI app, or a local API-format workflow JSON file.
+
+    \b
+    Examples:
+      rhflow inspect 1904136902449209346
+      rhflow inspect workflows/t2i.json --json
+      rhflow inspect app:1877265245566922753 --emulator
+      rhflow inspect 1904136902449209346 --skeleton > pipeline.yaml
+    """
+    from rhflow.commands.inspect import inspect as inspect_workflow
+
+    return inspect_workflow(workflow, **options)
+
+
+@cli.command()
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+def init(directory: str | None) -> int:
+    """Start a pipeline folder: a commented pipeline, its workflow JSON, the schema and a
+    .gitignore for out/. Refuses to overwrite files.
+
+    \b
+    Example:
+      rhflow init my-sweep
+      cd my-sweep && rhflow run pipeline.yaml --emulator
+    """
+    from rhflow.commands.init import init as write_starter
+
+    return write_starter(directory)
+
+
 # -- manifests, results -----------------------------------------------------------------------
 
 

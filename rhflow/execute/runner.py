@@ -100,7 +100,7 @@ def run_pipeline(
         parse_shard(shard)  # a bad --shard is a usage error, found before any request
     task_cache = open_cache(cache) if cache else None  # a bad --cache too
     try:
-        with _client(client, emulator=emulator, base_url=base_url, api_key=api_key) as made:
+        with open_client(client, emulator=emulator, base_url=base_url, api_key=api_key) as made:
             server = BUILTIN_EMULATOR if emulator and client is None else made.base_url
             if not force:  # before anything is sent: results of another server do not count
                 _check_server(pipeline.output_dir, server)
@@ -365,9 +365,11 @@ def _remove_leftovers(output_dir: Path, manifest_path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _client(
+def open_client(
     client: Client | None, *, emulator: bool, base_url: str | None, api_key: str | None
 ) -> Iterator[Client]:
+    """``client`` as given, else one for ``--emulator`` (an in-process emulator) or for the
+    key and base URL (from the options or RH_API_KEY / RH_BASE_URL)."""
     if client is not None:
         yield client
         return
