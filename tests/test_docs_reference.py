@@ -59,6 +59,13 @@ def test_every_relative_link_resolves(page: Path) -> None:
     assert not broken, f"{page.relative_to(ROOT)}: broken links: {', '.join(broken)}"
 
 
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_page_keeps_merge_conflict_markers(page: Path) -> None:
+    text = page.read_text(encoding="utf-8")
+    marks = re.findall(r"^(?:<{7}|>{7}|={7})(?: .*)?$", text, flags=re.M)
+    assert not marks, f"{page.relative_to(ROOT)} has merge conflict markers: {marks}"
+
+
 def test_every_page_is_reachable_from_the_docs_index() -> None:
     seen, todo = set(), [DOCS / "index.md"]
     while todo:
