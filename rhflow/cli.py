@@ -321,6 +321,11 @@ def cancel(directory: str | None, base_url: str | None, api_key: str | None) -> 
     )
 
 
+def _json_run(argv: list[str]) -> bool:
+    """``rhflow run ... --json``: its stdout is never left empty, even for a bad option."""
+    return bool(argv) and argv[0] == "run" and "--json" in argv
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and turn RhflowError into ``Error: ...`` and an exit code."""
     try:
@@ -333,7 +338,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except click.ClickException as err:
         err.show()
-        return 2 if isinstance(err, click.UsageError) else err.exit_code
+        code = 2 if isinstance(err, click.UsageError) else err.exit_code
+        if _json_run(sys.argv[1:] if argv is None else argv):
+            from rhflow.progress import JsonReporter
+
+            JsonReporter().emit(
+                "run_error", code=code, kind="UsageError", message=err.format_message()
+            )
+        return code
     except click.exceptions.Exit as err:
         return err.exit_code
     except KeyboardInterrupt:

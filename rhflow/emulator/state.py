@@ -24,6 +24,7 @@ class State:
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
         self.workflows = load_workflows(config.workflows_dir)
+        self.workflows.update(json.loads(json.dumps(config.workflows)))  # a copy of our own
         self.apps = dict(BUILTIN_APPS)
         self.uploads: dict[str, bytes] = {}
         self.faults = Faults(config.error_rate, config.seed)

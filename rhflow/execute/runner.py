@@ -33,9 +33,9 @@ from rhflow.execute.folder import (
     stale_outputs,
 )
 from rhflow.execute.scheduling import ExecuteOptions, PollPolicy, parse_shard, shard_tasks
-from rhflow.model import Pipeline, TaskGraph
+from rhflow.model import Pipeline, Step, TaskGraph
 from rhflow.pipeline.workflows import CachedWorkflows, WorkflowSource
-from rhflow.progress import QuietReporter, Reporter, SafeReporter
+from rhflow.progress import RESUME_HINT, QuietReporter, Reporter, SafeReporter
 from rhflow.record.journal import Journal
 from rhflow.record.lock import RunLock
 from rhflow.record.manifest import Manifest, read_manifest
@@ -47,11 +47,18 @@ MANIFEST_NAME = "manifest.json"
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
-    """A finished run: its manifest, where it was written, and the wall time."""
+    """A finished run: its manifest, where it was written, and the wall time.
+
+    ``reused`` counts the tasks taken from earlier runs without a create (the ``N reused`` of
+    the first line), ``run_coins`` what the tasks paid for in this run cost; the manifest's
+    ``cost`` is the folder's total for the plan, earlier runs included.
+    """
 
     manifest: Manifest
     manifest_path: Path
     elapsed: float
+    reused: int = 0
+    run_coins: float = 0.0
 
 
 def run(path: str | Path, **options: Any) -> Manifest:
@@ -91,7 +98,10 @@ def run_pipeline(
     if shard:
         parse_shard(shard)  # a bad --shard is a usage error, found before any request
     try:
-        with _client(client, emulator=emulator, base_url=base_url, api_key=api_key) as made:
+        made_client = _client(
+            client, emulator=emulator, base_url=base_url, api_key=api_key, pipeline=pipeline
+        )
+        with made_client as made:
             server = BUILTIN_EMULATOR if emulator and client is None else made.base_url
             if not force:  # before anything is sent: results of another server do not count
                 _check_server(pipeline.output_dir, server)
@@ -111,17 +121,41 @@ def run_pipeline(
             )
             manifest_path = Path(manifest) if manifest else graph.output_dir / MANIFEST_NAME
             folder = _Folder(server, emulator and client is None, overwrite, prune)
-            result = _execute(graph, made, reporter, options, manifest_path, shard, folder)
+            tally = _Tally(reporter)
+            result, run_coins = _execute(graph, made, tally, options, manifest_path, shard, folder)
+        finished: dict[str, Any] = {}
+        if result.status == "interrupted":
+            finished["hint"] = RESUME_HINT
         reporter.emit(
             "run_finished",
             status=result.status,
             counts=dict(result.counts),
+            reused=tally.reused,
+            coins_this_run=run_coins,
+            coins_total=result.cost.get("coins", 0),
             manifest=str(manifest_path),
             errors=list(result.errors),
+            **finished,
         )
     finally:
         reporter.close()
-    return RunResult(result, manifest_path, time.monotonic() - started)
+    return RunResult(result, manifest_path, time.monotonic() - started, tally.reused, run_coins)
+
+
+class _Tally:
+    """Passes events on, keeping the number of tasks the run reused (from ``run_started``)."""
+
+    def __init__(self, inner: Reporter) -> None:
+        self._inner = inner
+        self.reused = 0
+
+    def emit(self, event: str, **fields: Any) -> None:
+        if event == "run_started":
+            self.reused = int(fields.get("reused", 0))
+        self._inner.emit(event, **fields)
+
+    def close(self) -> None:
+        self._inner.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +233,11 @@ def _check_server(output_dir: Path, server: str) -> None:
             check_server(store, server, output_dir=output_dir)
 
 
+def _located(step: Step) -> str:
+    """``FILE:LINE:COL: steps.NAME: ``, the start of a message about ``step``."""
+    return f"{step.where}: " if step.where else f"steps.{step.name}: "
+
+
 def _require_workflows(pipeline: Pipeline, workflows: CachedWorkflows) -> None:
     """Stop before any create when a workflow's JSON could not be had because the key was
     refused, the server is down or the id is unknown: the run could only fail (and pay)."""
@@ -210,9 +249,9 @@ def _require_workflows(pipeline: Pipeline, workflows: CachedWorkflows) -> None:
             continue
         if problem.retryable and not isinstance(problem, UnreachableError):
             continue  # a flaky answer: the run goes on unchecked, as validate says
-        where = f"{step.where}: " if step.where else f"steps.{step.name}: "
         raise UsageError(
-            f"{where}cannot check workflow {step.target.id}: {problem}; nothing was submitted"
+            f"{_located(step)}cannot check workflow {step.target.id}: {problem}; "
+            "nothing was submitted"
         ) from problem
 
 
@@ -224,7 +263,8 @@ def _execute(
     manifest_path: Path,
     shard: str | None,
     folder: _Folder,
-) -> Manifest:
+) -> tuple[Manifest, float]:
+    """Execute ``graph`` in its folder; the final manifest and the coins paid in this run."""
     graph.output_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(graph.output_dir), Store.for_output(graph.output_dir) as store:
         records = store.tasks()
@@ -262,7 +302,23 @@ def _execute(
             raise
         finally:
             final = journal.finish(status)
-        return final
+        return final, _paid_here(final, records)
+
+
+def _paid_here(manifest: Manifest, before: Mapping[str, TaskRecord]) -> float:
+    """Coins of the tasks this run paid for: created (or finished) in it, not taken as they
+    were from an earlier run."""
+    total = 0.0
+    for task in manifest.tasks:
+        earlier = before.get(task.id)
+        kept = (
+            earlier is not None
+            and earlier.status == "succeeded"
+            and earlier.remote_id == task.task_id
+        )
+        if not kept:
+            total += task.coins or 0.0
+    return total
 
 
 def _manifest_pipeline(path: Path) -> str | None:
@@ -306,7 +362,12 @@ def _remove_leftovers(output_dir: Path, manifest_path: Path) -> None:
 
 @contextlib.contextmanager
 def _client(
-    client: Client | None, *, emulator: bool, base_url: str | None, api_key: str | None
+    client: Client | None,
+    *,
+    emulator: bool,
+    base_url: str | None,
+    api_key: str | None,
+    pipeline: Pipeline,
 ) -> Iterator[Client]:
     if client is not None:
         yield client
@@ -317,11 +378,39 @@ def _client(
         return
     from rhflow.emulator import Emulator, EmulatorConfig
 
-    with (
-        Emulator(EmulatorConfig(task_seconds=(1.0, 2.0))) as emu,
-        Client(EMULATOR_KEY, emu.url) as made,
-    ):
+    config = EmulatorConfig(task_seconds=(1.0, 2.0), workflows=emulated_workflows(pipeline))
+    with Emulator(config) as emu, Client(EMULATOR_KEY, emu.url) as made:
         yield made
+
+
+def emulated_workflows(pipeline: Pipeline) -> dict[str, Mapping[str, Any]]:
+    """What the built-in emulator must serve for ``pipeline`` to run as written: each step's
+    ``workflow_file`` under its ``workflow`` id. A step that names a workflow or AI app the
+    emulator cannot know (no ``workflow_file``) stops the run here, before any create."""
+    from rhflow.emulator.workflows import BUILTIN_APPS, BUILTIN_WORKFLOWS
+
+    served: dict[str, Mapping[str, Any]] = {}
+    unknown = []
+    for step in pipeline.steps:
+        target = step.target
+        if target.kind == "workflow" and step.workflow_json is not None:
+            served[target.id] = step.workflow_json
+        elif target.kind == "workflow" and target.id not in BUILTIN_WORKFLOWS:
+            unknown.append(
+                f"{_located(step)}workflow {target.id} is not known to the built-in emulator: add "
+                "`workflow_file:` (the workflow's API-format JSON, exported from ComfyUI with "
+                "'Save (API)') to the step, or serve it with `rhflow emulator --workflows DIR` "
+                "(DIR holding <workflowId>.json) and run with --base-url instead of --emulator"
+            )
+        elif target.kind == "app" and target.id not in BUILTIN_APPS:
+            unknown.append(
+                f"{_located(step)}AI app {target.id} is not known to the built-in emulator, which "
+                f"serves the app(s) {', '.join(sorted(BUILTIN_APPS))}; run it with a key "
+                "against RunningHub"
+            )
+    if unknown:
+        raise UsageError("\n".join(unknown) + "\nnothing was submitted")
+    return served
 
 
 def exit_code(manifest: Manifest) -> int:
