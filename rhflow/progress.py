@@ -127,6 +127,8 @@ def describe(event: str, fields: Mapping[str, Any]) -> str | None:
         return f"{name}: {fields['message']}"
     if event == "run_error":
         return f"error: {fields['message']}"
+    if event == "run_warning":
+        return f"warning: {fields['message']}"
     return None
 
 
@@ -156,6 +158,7 @@ class LiveReporter:
             "task_retry",
             "task_busy",
             "run_error",
+            "run_warning",
             "task_cancelled",
             "task_detached",
             "note",
