@@ -445,3 +445,19 @@ def test_status_lists_stale_files_and_exits_by_how_the_run_stands(
     summary = json.loads(capsys.readouterr().out)
     assert sorted(Path(s["path"]).name for s in summary["stale"]) == ["ink-1.png", "ink-2.png"]
     assert summary["exit_code"] == 0
+
+
+def test_tasks_taken_from_the_cache_cost_this_run_nothing(
+    make_emulator: EmulatorFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("RH_API_KEY", "k" * 32)
+    emu = make_emulator()
+    path, cache = pipeline(tmp_path, seeds=2), str(tmp_path / "cache")
+    assert run(path, "--base-url", emu.url, "--cache", cache) == 0
+    assert "; 2 coins this run, 2 coins in total" in capsys.readouterr().out
+    assert run(path, "--base-url", emu.url, "--cache", cache, "--out", "elsewhere") == 0
+    assert "; 0 coins this run, " in capsys.readouterr().out
+    assert emu.stats()["tasks"]["created"] == 2

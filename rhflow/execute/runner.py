@@ -39,6 +39,7 @@ from rhflow.model import Pipeline, Step, TaskGraph
 from rhflow.pipeline.lockfile import locked, with_hashes
 from rhflow.pipeline.workflows import CachedWorkflows, WorkflowSource
 from rhflow.progress import RESUME_HINT, QuietReporter, Reporter, SafeReporter
+from rhflow.record.cache import TaskCache, open_cache
 from rhflow.record.journal import Journal
 from rhflow.record.lock import RunLock
 from rhflow.record.manifest import Manifest, read_manifest
@@ -85,6 +86,7 @@ def run_pipeline(
     fail_fast: bool = False,
     detach: bool = False,
     frozen: bool = False,
+    cache: str | None = None,
     emulator: bool = False,
     base_url: str | None = None,
     api_key: str | None = None,
@@ -101,6 +103,7 @@ def run_pipeline(
     pipeline = loading.load()  # every offline check first: an invalid file needs no key
     if shard:
         parse_shard(shard)  # a bad --shard is a usage error, found before any request
+    task_cache = open_cache(cache) if cache else None  # a bad --cache too
     try:
         made_client = _client(
             client, emulator=emulator, base_url=base_url, api_key=api_key, pipeline=pipeline
@@ -128,9 +131,10 @@ def run_pipeline(
                 **dict(execute_options or {}),
             )
             manifest_path = Path(manifest) if manifest else graph.output_dir / MANIFEST_NAME
-            folder = _Folder(server, emulator and client is None, overwrite, prune)
+            folder = _Folder(server, emulator and client is None, overwrite, prune, task_cache)
             tally = _Tally(reporter)
-            result, run_coins = _execute(graph, made, tally, options, manifest_path, shard, folder)
+            result = _execute(graph, made, tally, options, manifest_path, shard, folder)
+        run_coins = sum(t.coins or 0.0 for t in result.tasks if t.id in tally.followed)
         finished: dict[str, Any] = {}
         if result.status == "interrupted":
             finished["hint"] = RESUME_HINT
@@ -151,15 +155,19 @@ def run_pipeline(
 
 
 class _Tally:
-    """Passes events on, keeping the number of tasks the run reused (from ``run_started``)."""
+    """Passes events on, keeping the number of tasks the run reused (from ``run_started``)
+    and the tasks it created or followed to their end, whose coins this run paid."""
 
     def __init__(self, inner: Reporter) -> None:
         self._inner = inner
         self.reused = 0
+        self.followed: set[str] = set()
 
     def emit(self, event: str, **fields: Any) -> None:
         if event == "run_started":
             self.reused = int(fields.get("reused", 0))
+        elif event in ("task_submitted", "task_reattached"):
+            self.followed.add(str(fields.get("task")))
         self._inner.emit(event, **fields)
 
     def close(self) -> None:
@@ -231,6 +239,7 @@ class _Folder:
     builtin: bool  # the in-process emulator of --emulator
     overwrite: bool
     prune: bool
+    cache: TaskCache | None = None
 
 
 def _check_server(output_dir: Path, server: str) -> None:
@@ -271,8 +280,7 @@ def _execute(
     manifest_path: Path,
     shard: str | None,
     folder: _Folder,
-) -> tuple[Manifest, float]:
-    """Execute ``graph`` in its folder; the final manifest and the coins paid in this run."""
+) -> Manifest:
     graph.output_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(graph.output_dir), Store.for_output(graph.output_dir) as store:
         records = _adopt(store, graph, store.tasks())
@@ -301,7 +309,14 @@ def _execute(
         status = "interrupted"
         try:
             status = execute(
-                graph, client, store, journal, reporter, options=options, server=folder.server
+                graph,
+                client,
+                store,
+                journal,
+                reporter,
+                options=options,
+                server=folder.server,
+                cache=folder.cache,
             )
         except KeyboardInterrupt:
             raise
@@ -310,23 +325,7 @@ def _execute(
             raise
         finally:
             final = journal.finish(status)
-        return final, _paid_here(final, records)
-
-
-def _paid_here(manifest: Manifest, before: Mapping[str, TaskRecord]) -> float:
-    """Coins of the tasks this run paid for: created (or finished) in it, not taken as they
-    were from an earlier run."""
-    total = 0.0
-    for task in manifest.tasks:
-        earlier = before.get(task.id)
-        kept = (
-            earlier is not None
-            and earlier.status == "succeeded"
-            and earlier.remote_id == task.task_id
-        )
-        if not kept:
-            total += task.coins or 0.0
-    return total
+        return final
 
 
 def _adopt(store: Store, graph: TaskGraph, records: dict[str, TaskRecord]) -> dict[str, TaskRecord]:
