@@ -374,6 +374,60 @@ def cancel(directory: str | None, base_url: str | None, api_key: str | None) -> 
     )
 
 
+# -- inspect / init --------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("workflow")
+@click.option("--json", "as_json", is_flag=True, help="Print the nodes and fields as JSON.")
+@click.option(
+    "--skeleton",
+    "skeleton_only",
+    is_flag=True,
+    help="Print a pipeline file that overrides the usual fields (prompts, seed, steps, cfg, "
+    "size, input files).",
+)
+@click.option(
+    "--emulator",
+    "use_emulator",
+    is_flag=True,
+    help="Ask an in-process RunningHub emulator (no key needed).",
+)
+@_api_options
+def inspect(workflow: str, **options: Any) -> int:
+    """Show the nodes of a workflow and the fields a pipeline can set.
+
+    WORKFLOW is a cloud workflow id (fetched with getJsonApiFormat and cached as for run),
+    app:WEBAPPID for an AI app, or a local API-format workflow JSON file.
+
+    \b
+    Examples:
+      rhflow inspect 1904136902449209346
+      rhflow inspect workflows/t2i.json --json
+      rhflow inspect app:1877265245566922753 --emulator
+      rhflow inspect 1904136902449209346 --skeleton > pipeline.yaml
+    """
+    from rhflow.commands.inspect import inspect as inspect_workflow
+
+    return inspect_workflow(workflow, **options)
+
+
+@cli.command()
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+def init(directory: str | None) -> int:
+    """Start a pipeline folder: a commented pipeline, its workflow JSON, the schema and a
+    .gitignore for out/. Refuses to overwrite files.
+
+    \b
+    Example:
+      rhflow init my-sweep
+      cd my-sweep && rhflow run pipeline.yaml --emulator
+    """
+    from rhflow.commands.init import init as write_starter
+
+    return write_starter(directory)
+
+
 # -- manifests, results -----------------------------------------------------------------------
 
 
@@ -440,6 +494,31 @@ def grid(manifest: str, x: str, y: str | None, step: str | None, output: str | N
     from rhflow.commands.grid import grid as draw_grid
 
     return draw_grid(manifest, x=x, y=y, step=step, output=output, report=click.echo)
+
+
+@cli.command()
+@click.argument("manifest", type=click.Path(exists=True))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="HTML file to write [default: report.html beside the manifest].",
+)
+def report(manifest: str, output: str | None) -> int:
+    """Write one self-contained HTML page about a run.
+
+    MANIFEST is a manifest.json or a run's output folder. The page has the run's summary, a
+    grid of images per step, each task's parameters, failures with their reasons, coins and
+    timings, and a filter by parameter; images are linked by relative paths and nothing is
+    fetched from the network, so the page can be opened from disk or kept as a CI artifact.
+
+    \b
+    Example:
+      rhflow report out/sweep/manifest.json -o out/sweep/report.html
+    """
+    from rhflow.commands.report import report as write_page
+
+    return write_page(manifest, output=output, report=click.echo)
 
 
 # -- account / schema ------------------------------------------------------------------------

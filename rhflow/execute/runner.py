@@ -43,7 +43,8 @@ from rhflow.record.cache import TaskCache, open_cache
 from rhflow.record.journal import Journal
 from rhflow.record.lock import RunLock
 from rhflow.record.manifest import Manifest, read_manifest
-from rhflow.record.store import DB_NAME, STATE_DIR, Store, TaskRecord
+from rhflow.record.rebuild import open_state
+from rhflow.record.store import DB_NAME, STATE_DIR, Store, TaskRecord, unusable
 
 EMULATOR_KEY = "emulator-key-not-secret"
 MANIFEST_NAME = "manifest.json"
@@ -105,7 +106,7 @@ def run_pipeline(
         parse_shard(shard)  # a bad --shard is a usage error, found before any request
     task_cache = open_cache(cache) if cache else None  # a bad --cache too
     try:
-        made_client = _client(
+        made_client = open_client(
             client, emulator=emulator, base_url=base_url, api_key=api_key, pipeline=pipeline
         )
         with made_client as made:
@@ -243,11 +244,19 @@ class _Folder:
 
 
 def _check_server(output_dir: Path, server: str) -> None:
-    """Refuse, before anything is sent, a folder holding results of another server."""
+    """Refuse, before anything is sent, a folder holding results of another server (a store
+    that cannot be read is checked again once rebuilt, in ``_execute``)."""
     db = output_dir / STATE_DIR / DB_NAME
     if db.is_file():
-        with Store(db) as store:
-            check_server(store, server, output_dir=output_dir)
+        try:
+            store = Store(db)
+        except StateError:
+            return
+        with store:
+            try:
+                check_server(store, server, output_dir=output_dir)
+            except StateError:
+                return
 
 
 def _located(step: Step) -> str:
@@ -281,9 +290,14 @@ def _execute(
     shard: str | None,
     folder: _Folder,
 ) -> Manifest:
-    graph.output_dir.mkdir(parents=True, exist_ok=True)
-    with RunLock(graph.output_dir), Store.for_output(graph.output_dir) as store:
+    try:
+        graph.output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise unusable(graph.output_dir, exc) from exc
+    with RunLock(graph.output_dir), _opened(graph.output_dir, manifest_path, reporter) as store:
         records = _adopt(store, graph, store.tasks())
+        if not options.force:
+            check_server(store, folder.server, output_dir=graph.output_dir)
         if not folder.overwrite:
             check_pipeline(store, graph, _manifest_pipeline(manifest_path))
             check_overwrites(graph, records)
@@ -326,6 +340,16 @@ def _execute(
         finally:
             final = journal.finish(status)
         return final
+
+
+@contextlib.contextmanager
+def _opened(output_dir: Path, manifest_path: Path, reporter: Reporter) -> Iterator[Store]:
+    """The folder's state store, rebuilt from the manifest if damaged (and said so)."""
+    opened = open_state(output_dir, manifest_path)
+    with opened.store as store:
+        if opened.message:
+            reporter.emit("run_warning", message=opened.message)
+        yield store
 
 
 def _adopt(store: Store, graph: TaskGraph, records: dict[str, TaskRecord]) -> dict[str, TaskRecord]:
@@ -378,14 +402,17 @@ def _remove_leftovers(output_dir: Path, manifest_path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _client(
+def open_client(
     client: Client | None,
     *,
     emulator: bool,
     base_url: str | None,
     api_key: str | None,
-    pipeline: Pipeline,
+    pipeline: Pipeline | None = None,
 ) -> Iterator[Client]:
+    """``client`` as given, else one for ``--emulator`` (an in-process emulator, serving what
+    ``pipeline`` needs: :func:`emulated_workflows`) or for the key and base URL (from the
+    options or RH_API_KEY / RH_BASE_URL)."""
     if client is not None:
         yield client
         return
@@ -395,7 +422,8 @@ def _client(
         return
     from rhflow.emulator import Emulator, EmulatorConfig
 
-    config = EmulatorConfig(task_seconds=(1.0, 2.0), workflows=emulated_workflows(pipeline))
+    served = emulated_workflows(pipeline) if pipeline is not None else {}
+    config = EmulatorConfig(task_seconds=(1.0, 2.0), workflows=served)
     with Emulator(config) as emu, Client(EMULATOR_KEY, emu.url) as made:
         yield made
 
