@@ -71,16 +71,32 @@ def _subset_options(verb: str) -> Callable[[F], F]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rhflow")
-def cli() -> None:
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="Log each HTTP request (endpoint, answer, time; never the key) to stderr.",
+)
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
     """Run RunningHub cloud workflows from YAML pipeline files.
 
     \b
     Examples:
+      rhflow init my-sweep && rhflow run my-sweep/pipeline.yaml --emulator
+      rhflow inspect 1904136902449209346 --skeleton > pipeline.yaml
       rhflow run pipelines/sweep.yaml --emulator
       rhflow validate pipelines/*.yaml
       rhflow plan pipelines/sweep.yaml --set style=ink --json
+      rhflow -v account
       rhflow emulator --port 8800
+
+    Shell completion: eval "$(_RHFLOW_COMPLETE=bash_source rhflow)" (zsh_source, fish_source).
     """
+    if verbose:
+        from rhflow.commands.verbose import enable
+
+        ctx.call_on_close(enable())
 
 
 # -- emulator --------------------------------------------------------------------------------
@@ -336,6 +352,42 @@ def cancel(directory: str | None, base_url: str | None, api_key: str | None) -> 
     return cancel_with_key(
         Path(directory or "."), api_key=api_key, base_url=base_url, report=click.echo
     )
+
+
+# -- account / schema ------------------------------------------------------------------------
+
+
+@cli.command()
+@_api_options
+@click.option("--json", "as_json", is_flag=True, help="Print the account as JSON.")
+def account(**options: Any) -> int:
+    """Show the key's balance, the tasks it has running now and its type.
+
+    \b
+    Example:
+      RH_API_KEY=... rhflow account
+      rhflow account --json
+    """
+    from rhflow.commands.account import account as show_account
+
+    return show_account(**options)
+
+
+@cli.command()
+@click.argument(
+    "name", required=False, default="pipeline", type=click.Choice(["pipeline", "manifest"])
+)
+def schema(name: str) -> int:
+    """Print the JSON Schema of pipeline files (default) or of manifests.
+
+    \b
+    Examples:
+      rhflow schema > pipeline.schema.json
+      rhflow schema manifest
+    """
+    from rhflow.commands.schema import schema as print_schema
+
+    return print_schema(name)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,6 +37,7 @@ from rhflow.api.results import (
     RUNNING,
     SUCCESS,
     Account,
+    AppInfo,
     DownloadResult,
     FailedReason,
     Output,
@@ -85,6 +86,7 @@ __all__ = [
     "RUNNING",
     "SUCCESS",
     "Account",
+    "AppInfo",
     "Client",
     "DownloadResult",
     "FailedReason",
@@ -97,6 +99,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+#: One INFO line per HTTP request (method, endpoint without its query, answer, time): what
+#: ``rhflow -v`` shows. Endpoints never carry the key; causes are scrubbed of it.
+request_log = logging.getLogger("rhflow.requests")
 
 DEFAULT_BASE_URL = "https://www.runninghub.cn"
 #: Seconds to wait for a connection: a server that does not accept one in this time is down
@@ -287,6 +292,19 @@ class Client:
         return dict(prompt)
 
     @_secret_kept
+    def app_fields(self, webapp_id: str | int) -> AppInfo:
+        """``apiCallDemo``: an AI app's name and editable fields (its nodeInfoList)."""
+        payload = self._request(
+            "/api/webapp/apiCallDemo",
+            query={"apiKey": self._api_key, "webappId": str(_id(webapp_id))},
+        )
+        _check_envelope(payload, "/api/webapp/apiCallDemo")
+        data = _checked_data(payload, "/api/webapp/apiCallDemo")
+        if not isinstance(data, Mapping) or not isinstance(data.get("nodeInfoList"), list):
+            raise BadResponseError(f"apiCallDemo answered without a nodeInfoList: {_clip(data)}")
+        return AppInfo.from_data(data)
+
+    @_secret_kept
     def cancel(self, task_id: str | int) -> None:
         """``/task/openapi/cancel``: stop a queued or running task."""
         self._data("/task/openapi/cancel", {"taskId": _id(task_id)})
@@ -402,9 +420,13 @@ class Client:
     def _stream_into(self, url: str, out: BinaryIO) -> tuple[str, int]:
         where = self._scrub(_short_url(url))
         digest, size = hashlib.sha256(), 0
+        started = time.monotonic()
         with deadline(self.download_timeout) as watch:
             try:
                 with self._get_following(url) as resp:
+                    _log_request(
+                        "GET", self._scrub(_without_query(url)), started, f"HTTP {resp.status_code}"
+                    )
                     if resp.status_code != 200:
                         raise ServerError(
                             f"downloading {where} answered HTTP {resp.status_code}",
@@ -426,6 +448,8 @@ class Client:
                 raise TransportError(
                     f"downloading {where} failed: {self._scrub(str(exc))}"
                 ) from exc
+            except OSError as exc:
+                raise TransportError(f"writing the download of {where} failed: {exc}") from exc
             except TooLarge as exc:
                 announced = f" (it announced {exc.announced} bytes)" if exc.announced else ""
                 raise RefusedAnswerError(
@@ -481,14 +505,17 @@ class Client:
         form: dict[str, str] | None = None,
         files: dict[str, Any] | None = None,
         timeout: float | None = None,
+        query: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """One POST, complete within ``timeout`` seconds (default ``self.timeout``); transport
-        and HTTP failures become ApiErrors; returns the JSON object, the key masked in it."""
+        """One POST (a GET with ``query``), complete within ``timeout`` seconds (default
+        ``self.timeout``); transport and HTTP failures become ApiErrors; returns the JSON
+        object, the key masked in it."""
         started = time.monotonic()
+        method = "GET" if query is not None else "POST"
         limit = timeout or self.timeout
         with deadline(limit) as watch:
             try:
-                resp = self._post_following(path, json_body, form, files, limit)
+                resp = self._send_following(method, path, query, json_body, form, files, limit)
                 with resp:
                     body = read_capped(resp, MAX_ANSWER_BYTES, watch)
             except requests.exceptions.InvalidJSONError as exc:
@@ -497,12 +524,16 @@ class Client:
                 ) from exc
             except (Expired, requests.RequestException) as exc:
                 if watch.expired:
+                    _log_request(method, path, started, "timed out")
                     raise TransportError(
                         f"POST {path} timed out: no complete answer within {limit:g} s"
                     ) from None
                 assert isinstance(exc, requests.RequestException)
-                raise self._transport_error(path, exc) from exc
+                error = self._transport_error(path, exc)
+                _log_request(method, path, started, f"no answer ({error.message})")
+                raise error from exc
             except TooLarge:
+                _log_request(method, path, started, "answer too large")
                 raise RefusedAnswerError(
                     f"POST {path} answered more than {_size(MAX_ANSWER_BYTES)}; "
                     "no RunningHub answer is that large"
@@ -510,25 +541,33 @@ class Client:
         self.answered = True
         if resp.headers.get(EMULATOR_HEADER):
             self.emulated = True
-        log.debug(
-            "POST %s -> HTTP %s in %.3f s", path, resp.status_code, time.monotonic() - started
-        )
-        return self._decode(path, resp.status_code, body)
+        try:
+            payload = self._decode(path, resp.status_code, body)
+        except ApiError as err:
+            _log_request(method, path, started, f"HTTP {resp.status_code}, {err.name}")
+            raise
+        code = payload.get("code", payload.get("errorCode", "-"))
+        _log_request(method, path, started, f"HTTP {resp.status_code}, code {code}")
+        return payload
 
-    def _post_following(
+    def _send_following(
         self,
+        method: str,
         path: str,
+        query: dict[str, str] | None,
         json_body: dict[str, Any] | None,
         form: dict[str, str] | None,
         files: dict[str, Any] | None,
         limit: float,
     ) -> requests.Response:
-        """POST, following only 307/308 redirects within the API's origin: the request
+        """Send, following only 307/308 redirects within the API's origin: the request
         carries the key, which must reach no other host."""
         url = self.base_url + path
         for _ in range(MAX_REDIRECTS + 1):
-            resp = self._session.post(
+            resp = self._session.request(
+                method,
                 url,
+                params=query,
                 json=json_body,
                 data=form,
                 files=files,
@@ -544,7 +583,7 @@ class Client:
             same = origin_of(target) == self.origin
             if not same or resp.status_code not in (307, 308) or files is not None:
                 raise ForeignRedirectError(_redirect_message(path, resp.status_code, target, self))
-            url = target
+            url, query = target, None  # the target carries its own query
         raise ForeignRedirectError(f"POST {path} was redirected more than {MAX_REDIRECTS} times")
 
     def _transport_error(self, path: str, exc: requests.RequestException) -> ApiError:
@@ -598,6 +637,16 @@ class Client:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _log_request(method: str, endpoint: str, started: float, answer: str) -> None:
+    request_log.info("%s %s -> %s in %.3f s", method, endpoint, answer, time.monotonic() - started)
+
+
+def _without_query(url: str) -> str:
+    """``url`` without its query and fragment (signed download links carry tokens there)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.netloc else parts.path
 
 
 def _never_connected(exc: requests.RequestException) -> bool:
@@ -716,9 +765,7 @@ def _sniff_ext(data: bytes) -> str:
 
 def _short_url(url: str) -> str:
     """A URL as shown in messages: without its query (signed links are long), clipped."""
-    parts = urlsplit(url)
-    shown = f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.netloc else url
-    return _clip(shown, 120)
+    return _clip(_without_query(url) if urlsplit(url).netloc else url, 120)
 
 
 def _size(limit: int) -> str:
