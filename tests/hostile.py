@@ -373,8 +373,9 @@ def measure(name: str, caps: list[str]) -> dict[str, Any]:
             "scenario": name,
             "seconds": round(time.monotonic() - started, 1),
             "exit": code,
-            "outside": sorted(set(snapshot(root, out).items()) - set(before.items())),
+            "outside": sorted(set(snapshot(root, out).items()) ^ set(before.items())),
             "leaks": len(h.leaks(KEY)),
+            "traceback": "Traceback" in text,
             "said": text.splitlines()[-3:] if text else [],
         }
 
@@ -387,10 +388,11 @@ def main() -> None:
     hangs = sum(r["exit"] is None for r in rows)
     outside = sum(bool(r["outside"]) for r in rows)
     leaks = sum(r["leaks"] > 0 for r in rows)
-    tracebacks = sum("Traceback" in " ".join(r["said"]) for r in rows)
+    tracebacks = sum(r["traceback"] for r in rows)
     print(
         f"{len(rows)} scenarios: {hangs} hung (> {HANG:g} s), {outside} wrote outside the "
-        f"output folder, {leaks} sent the key to another host, {tracebacks} tracebacks"
+        f"output folder (changed, added or removed a file), {leaks} sent the key to another "
+        f"host, {tracebacks} ended in a traceback"
     )
 
 
