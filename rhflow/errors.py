@@ -5,6 +5,7 @@
     ├── PlanError                    a valid pipeline that cannot be expanded (e.g. empty sweep)
     ├── UsageError                   a command-line option or argument is wrong
     ├── StateError                   the state store or a manifest cannot be read or written
+    ├── LockError                    rhflow.lock is unreadable, or --frozen and a workflow changed
     ├── RunInterrupted               Ctrl-C / SIGTERM stopped a run (exit code 130)
     └── ApiError(code, name, message)   RunningHub answered with an error, or could not be reached
         ├── TransportError           connection refused/reset/timed out (retryable)
@@ -76,6 +77,12 @@ class UsageError(RhflowError):
 
 class StateError(RhflowError):
     """The state store or a manifest cannot be read or written."""
+
+
+class LockError(RhflowError):
+    """``rhflow.lock`` cannot be read, or (with ``--frozen``) a workflow differs from it."""
+
+    exit_code = 2
 
 
 class RunInterrupted(RhflowError):

@@ -114,6 +114,8 @@ def describe(event: str, fields: Mapping[str, Any]) -> str | None:
         return f"{name}: {fields['message']}"
     if event == "run_error":
         return f"error: {fields['message']}"
+    if event == "run_warning":
+        return f"warning: {fields['message']}"
     return None
 
 
@@ -137,7 +139,15 @@ class LiveReporter:
     """A rich live display: one overall bar and a bar per task in flight."""
 
     _LINES = frozenset(
-        {"task_failed", "task_retry", "task_busy", "run_error", "task_cancelled", "note"}
+        {
+            "task_failed",
+            "task_retry",
+            "task_busy",
+            "run_error",
+            "run_warning",
+            "task_cancelled",
+            "note",
+        }
     )
 
     def __init__(self, console: Console | None = None, *, auto_refresh: bool = True) -> None:

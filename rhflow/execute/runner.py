@@ -32,6 +32,8 @@ from rhflow.execute.folder import (
     prune,
     stale_outputs,
 )
+from rhflow.execute.locking import check_lock
+from rhflow.execute.resume import adopt_earlier_ids
 from rhflow.execute.scheduling import (
     ExecuteOptions,
     PollPolicy,
@@ -40,6 +42,7 @@ from rhflow.execute.scheduling import (
     shard_tasks,
 )
 from rhflow.model import Pipeline, TaskGraph
+from rhflow.pipeline.lockfile import locked, with_hashes
 from rhflow.pipeline.workflows import CachedWorkflows, WorkflowSource
 from rhflow.progress import QuietReporter, Reporter, SafeReporter
 from rhflow.record.journal import Journal
@@ -80,6 +83,7 @@ def run_pipeline(
     prune: bool = False,
     fail_fast: bool = False,
     detach: bool = False,
+    frozen: bool = False,
     emulator: bool = False,
     base_url: str | None = None,
     api_key: str | None = None,
@@ -115,10 +119,14 @@ def run_pipeline(
             server = BUILTIN_EMULATOR if emulator and client is None else made.base_url
             if not force:  # before anything is sent: results of another server do not count
                 _check_server(pipeline.output_dir, server)
+            locks = check_lock(pipeline, made, server=server, frozen=frozen)
+            for warning in locks.warnings:
+                reporter.emit("run_warning", message=warning)
             if _has_unchecked_workflows(pipeline):
                 workflows = CachedWorkflows(made, persist=not emulator)
                 pipeline = loading.load(workflows=workflows)
                 _require_workflows(pipeline, workflows)
+            pipeline = with_hashes(pipeline, locks.hashes)
             graph = _plan(pipeline, limit=limit, only=only, shard=shard)
             options = ExecuteOptions(
                 concurrency=graph.concurrency,
@@ -198,7 +206,7 @@ def plan_graph(
 ) -> TaskGraph:
     """The task graph a run would execute (one share of it with ``shard``), planned offline."""
     pipeline = _Loading(Path(path), tuple(set_vars), out, concurrency).load()
-    return _plan(pipeline, limit=limit, only=only, shard=shard)
+    return _plan(locked(pipeline), limit=limit, only=only, shard=shard)
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +255,7 @@ def _execute(
 ) -> Manifest:
     graph.output_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(graph.output_dir), Store.for_output(graph.output_dir) as store:
-        records = store.tasks()
+        records = _adopt(store, graph, store.tasks())
         if not folder.overwrite:
             check_pipeline(store, graph, _manifest_pipeline(manifest_path))
             check_overwrites(graph, records)
@@ -283,6 +291,16 @@ def _execute(
         finally:
             final = journal.finish(status)
         return final
+
+
+def _adopt(store: Store, graph: TaskGraph, records: dict[str, TaskRecord]) -> dict[str, TaskRecord]:
+    """Records kept under the ids tasks had before rhflow.lock, moved to their ids now."""
+    adopted = adopt_earlier_ids(graph.tasks, records)
+    if not adopted:
+        return records
+    store.save_many([record for _, record in adopted])
+    store.forget([old for old, _ in adopted])
+    return store.tasks()
 
 
 def _manifest_pipeline(path: Path) -> str | None:

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from rhflow.model import PlannedTask, TaskGraph
-from rhflow.record.manifest import Manifest, OutputFile, TaskEntry, count_statuses, write_manifest
+from rhflow.record.manifest import (
+    Manifest,
+    OutputFile,
+    TaskEntry,
+    count_statuses,
+    total_cost,
+    write_manifest,
+)
 from rhflow.record.store import ACTIVE, Store, TaskRecord
 from rhflow.version import __version__
 
@@ -114,8 +121,6 @@ class Journal:
             task_entry(t, records.get(t.id), base, self.progress.get(t.id))
             for t in self._graph.tasks
         )
-        coins = sum(t.coins or 0.0 for t in tasks)
-        seconds = sum(t.cost_time or 0.0 for t in tasks)
         return Manifest(
             rhflow_version=__version__,
             pipeline=self._graph.pipeline,
@@ -127,7 +132,7 @@ class Journal:
             shard=self._shard,
             server=self.server,
             counts=count_statuses(tasks),
-            cost={"coins": coins, "cost_time": seconds},
+            cost=total_cost(tasks),
             errors=tuple(self.errors),
             tasks=tasks,
         )

@@ -213,6 +213,13 @@ def count_statuses(tasks: tuple[TaskEntry, ...]) -> dict[str, int]:
     return counts
 
 
+def total_cost(tasks: tuple[TaskEntry, ...]) -> dict[str, float]:
+    """``{"coins": ..., "cost_time": ...}`` summed over ``tasks`` (unknown counts as 0)."""
+    coins = sum(t.coins or 0.0 for t in tasks)
+    seconds = sum(t.cost_time or 0.0 for t in tasks)
+    return {"coins": coins, "cost_time": seconds}
+
+
 def write_manifest(path: Path, manifest: Manifest) -> None:
     """Replace ``path`` with ``manifest`` atomically (temp + fsync + os.replace)."""
     text = json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n"
