@@ -301,6 +301,13 @@ def lock(files: tuple[str, ...], **options: Any) -> int:
     help="Fail (exit 2) before anything is sent when a workflow differs from rhflow.lock.",
 )
 @click.option(
+    "--cache",
+    metavar="URL",
+    envvar="RHFLOW_CACHE",
+    show_envvar=True,
+    help="Shared cache of finished tasks: a folder, or s3://, gs://, file://... (fsspec).",
+)
+@click.option(
     "--detach",
     is_flag=True,
     help="On Ctrl-C leave remote tasks running, to be picked up by the next run.",

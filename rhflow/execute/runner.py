@@ -45,6 +45,7 @@ from rhflow.model import Pipeline, TaskGraph
 from rhflow.pipeline.lockfile import locked, with_hashes
 from rhflow.pipeline.workflows import CachedWorkflows, WorkflowSource
 from rhflow.progress import QuietReporter, Reporter, SafeReporter
+from rhflow.record.cache import TaskCache, open_cache
 from rhflow.record.journal import Journal
 from rhflow.record.lock import RunLock
 from rhflow.record.manifest import Manifest, read_manifest
@@ -84,6 +85,7 @@ def run_pipeline(
     fail_fast: bool = False,
     detach: bool = False,
     frozen: bool = False,
+    cache: str | None = None,
     emulator: bool = False,
     base_url: str | None = None,
     api_key: str | None = None,
@@ -112,6 +114,7 @@ def run_pipeline(
         execute_options = {**dict(execute_options or {}), "max_outputs": max_outputs}
         if max_outputs < 1:
             raise UsageError(f"--max-outputs {max_outputs} must be at least 1")
+    task_cache = open_cache(cache) if cache else None  # a bad --cache too
     try:
         with _client(
             client, emulator=emulator, base_url=base_url, api_key=api_key, limits=limits
@@ -138,7 +141,7 @@ def run_pipeline(
                 **dict(execute_options or {}),
             )
             manifest_path = Path(manifest) if manifest else graph.output_dir / MANIFEST_NAME
-            folder = _Folder(server, emulator and client is None, overwrite, prune)
+            folder = _Folder(server, emulator and client is None, overwrite, prune, task_cache)
             result = _execute(graph, made, reporter, options, manifest_path, shard, folder)
         reporter.emit(
             "run_finished",
@@ -217,6 +220,7 @@ class _Folder:
     builtin: bool  # the in-process emulator of --emulator
     overwrite: bool
     prune: bool
+    cache: TaskCache | None = None
 
 
 def _check_server(output_dir: Path, server: str) -> None:
@@ -281,7 +285,14 @@ def _execute(
         status = "interrupted"
         try:
             status = execute(
-                graph, client, store, journal, reporter, options=options, server=folder.server
+                graph,
+                client,
+                store,
+                journal,
+                reporter,
+                options=options,
+                server=folder.server,
+                cache=folder.cache,
             )
         except KeyboardInterrupt:
             raise
