@@ -459,6 +459,31 @@ def grid(manifest: str, x: str, y: str | None, step: str | None, output: str | N
     return draw_grid(manifest, x=x, y=y, step=step, output=output, report=click.echo)
 
 
+@cli.command()
+@click.argument("manifest", type=click.Path(exists=True))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="HTML file to write [default: report.html beside the manifest].",
+)
+def report(manifest: str, output: str | None) -> int:
+    """Write one self-contained HTML page about a run.
+
+    MANIFEST is a manifest.json or a run's output folder. The page has the run's summary, a
+    grid of images per step, each task's parameters, failures with their reasons, coins and
+    timings, and a filter by parameter; images are linked by relative paths and nothing is
+    fetched from the network, so the page can be opened from disk or kept as a CI artifact.
+
+    \b
+    Example:
+      rhflow report out/sweep/manifest.json -o out/sweep/report.html
+    """
+    from rhflow.commands.report import report as write_page
+
+    return write_page(manifest, output=output, report=click.echo)
+
+
 # -- account / schema ------------------------------------------------------------------------
 
 
