@@ -69,6 +69,7 @@ from rhflow.errors import (
     ApiError,
     BadResponseError,
     ForeignRedirectError,
+    OutputWriteError,
     RateLimitError,
     RefusedAnswerError,
     ServerError,
@@ -398,8 +399,9 @@ class Client:
         fetched, without the API key (output files may live on another host), following at
         most ``MAX_REDIRECTS`` redirects. A file over ``max_output_bytes`` or not complete
         within ``download_timeout`` seconds raises RefusedAnswerError (trying again would not
-        help); other failures a retryable TransportError (network, truncation, local write)
-        or ServerError (HTTP).
+        help); other failures a retryable TransportError (network, truncation) or
+        ServerError (HTTP); a file that cannot be written (disk full, file too large,
+        read-only) raises OutputWriteError, which is no network fault.
         """
         dest = Path(dest)
         try:
@@ -411,8 +413,10 @@ class Client:
         try:
             with replacing(dest) as out:
                 digest, size = self._stream_into(url, out)
+        except ApiError:
+            raise
         except OSError as exc:
-            raise TransportError(f"cannot write {dest}: {exc}") from exc
+            raise _write_error(dest, exc) from exc
         return DownloadResult(dest, digest, size)
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -448,8 +452,6 @@ class Client:
                 raise TransportError(
                     f"downloading {where} failed: {self._scrub(str(exc))}"
                 ) from exc
-            except OSError as exc:
-                raise TransportError(f"writing the download of {where} failed: {exc}") from exc
             except TooLarge as exc:
                 announced = f" (it announced {exc.announced} bytes)" if exc.announced else ""
                 raise RefusedAnswerError(
@@ -647,6 +649,11 @@ def _without_query(url: str) -> str:
     """``url`` without its query and fragment (signed download links carry tokens there)."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.netloc else parts.path
+
+
+def _write_error(dest: Path, exc: OSError) -> OutputWriteError:
+    """A local write that failed: the folder and the OS's words for why."""
+    return OutputWriteError(str(dest.parent), exc.strerror or str(exc), errno=exc.errno)
 
 
 def _never_connected(exc: requests.RequestException) -> bool:

@@ -49,7 +49,8 @@ from rhflow.record.cache import TaskCache, open_cache
 from rhflow.record.journal import Journal
 from rhflow.record.lock import RunLock
 from rhflow.record.manifest import Manifest, read_manifest
-from rhflow.record.store import DB_NAME, STATE_DIR, Store, TaskRecord
+from rhflow.record.rebuild import open_state
+from rhflow.record.store import DB_NAME, STATE_DIR, Store, TaskRecord, unusable
 
 EMULATOR_KEY = "emulator-key-not-secret"
 MANIFEST_NAME = "manifest.json"
@@ -79,6 +80,7 @@ def run_pipeline(
     shard: str | None = None,
     limit: int | None = None,
     only: Sequence[str] = (),
+    max_tasks: int | None = None,
     force: bool = False,
     overwrite: bool = False,
     prune: bool = False,
@@ -116,7 +118,7 @@ def run_pipeline(
             raise UsageError(f"--max-outputs {max_outputs} must be at least 1")
     task_cache = open_cache(cache) if cache else None  # a bad --cache too
     try:
-        with _client(
+        with open_client(
             client, emulator=emulator, base_url=base_url, api_key=api_key, limits=limits
         ) as made:
             server = BUILTIN_EMULATOR if emulator and client is None else made.base_url
@@ -130,7 +132,7 @@ def run_pipeline(
                 pipeline = loading.load(workflows=workflows)
                 _require_workflows(pipeline, workflows)
             pipeline = with_hashes(pipeline, locks.hashes)
-            graph = _plan(pipeline, limit=limit, only=only, shard=shard)
+            graph = _plan(pipeline, limit=limit, only=only, shard=shard, max_tasks=max_tasks)
             options = ExecuteOptions(
                 concurrency=graph.concurrency,
                 force=force,
@@ -187,12 +189,18 @@ def _has_unchecked_workflows(pipeline: Pipeline) -> bool:
 
 
 def _plan(
-    pipeline: Pipeline, *, limit: int | None, only: Sequence[str], shard: str | None
+    pipeline: Pipeline,
+    *,
+    limit: int | None,
+    only: Sequence[str],
+    shard: str | None,
+    max_tasks: int | None = None,
 ) -> TaskGraph:
-    from rhflow.planning.planner import plan
+    from rhflow.planning.planner import MAX_TASKS, plan
 
     share = parse_shard(shard) if shard else None
-    graph = plan(pipeline, limit=limit, only=list(only) or None)
+    cap = MAX_TASKS if max_tasks is None else max_tasks
+    graph = plan(pipeline, limit=limit, only=list(only) or None, max_tasks=cap)
     graph = replace(graph, output_dir=Path(graph.output_dir).resolve())
     return shard_tasks(graph, share) if share else graph
 
@@ -224,11 +232,19 @@ class _Folder:
 
 
 def _check_server(output_dir: Path, server: str) -> None:
-    """Refuse, before anything is sent, a folder holding results of another server."""
+    """Refuse, before anything is sent, a folder holding results of another server (a store
+    that cannot be read is checked again once rebuilt, in ``_execute``)."""
     db = output_dir / STATE_DIR / DB_NAME
     if db.is_file():
-        with Store(db) as store:
-            check_server(store, server, output_dir=output_dir)
+        try:
+            store = Store(db)
+        except StateError:
+            return
+        with store:
+            try:
+                check_server(store, server, output_dir=output_dir)
+            except StateError:
+                return
 
 
 def _require_workflows(pipeline: Pipeline, workflows: CachedWorkflows) -> None:
@@ -257,9 +273,14 @@ def _execute(
     shard: str | None,
     folder: _Folder,
 ) -> Manifest:
-    graph.output_dir.mkdir(parents=True, exist_ok=True)
-    with RunLock(graph.output_dir), Store.for_output(graph.output_dir) as store:
+    try:
+        graph.output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise unusable(graph.output_dir, exc) from exc
+    with RunLock(graph.output_dir), _opened(graph.output_dir, manifest_path, reporter) as store:
         records = _adopt(store, graph, store.tasks())
+        if not options.force:
+            check_server(store, folder.server, output_dir=graph.output_dir)
         if not folder.overwrite:
             check_pipeline(store, graph, _manifest_pipeline(manifest_path))
             check_overwrites(graph, records)
@@ -302,6 +323,16 @@ def _execute(
         finally:
             final = journal.finish(status)
         return final
+
+
+@contextlib.contextmanager
+def _opened(output_dir: Path, manifest_path: Path, reporter: Reporter) -> Iterator[Store]:
+    """The folder's state store, rebuilt from the manifest if damaged (and said so)."""
+    opened = open_state(output_dir, manifest_path)
+    with opened.store as store:
+        if opened.message:
+            reporter.emit("run_warning", message=opened.message)
+        yield store
 
 
 def _adopt(store: Store, graph: TaskGraph, records: dict[str, TaskRecord]) -> dict[str, TaskRecord]:
@@ -354,14 +385,18 @@ def _remove_leftovers(output_dir: Path, manifest_path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _client(
+def open_client(
     client: Client | None,
     *,
     emulator: bool,
     base_url: str | None,
     api_key: str | None,
-    limits: Mapping[str, Any],
+    limits: Mapping[str, Any] | None = None,
 ) -> Iterator[Client]:
+    """``client`` as given, else one for ``--emulator`` (an in-process emulator) or for the
+    key and base URL (from the options or RH_API_KEY / RH_BASE_URL), with ``limits`` (see
+    ``download_limits``) applied to a client made here."""
+    limits = limits or {}
     if client is not None:
         yield client
         return
