@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import click
 
 from rhflow.errors import ConfigError, RhflowError
 from rhflow.execute.runner import exit_code, run_pipeline
+from rhflow.pipeline.render import template_limits
 from rhflow.progress import JsonReporter, format_summary, make_reporter
 
 
-def run(file: str, *, quiet: bool, as_json: bool, use_emulator: bool, **options: Any) -> int:
+def run(
+    file: str,
+    *,
+    quiet: bool,
+    as_json: bool,
+    use_emulator: bool,
+    template_limit: Iterable[str] = (),
+    **options: Any,
+) -> int:
     """Run ``file`` with a reporter for the chosen output mode; the exit code of the outcome."""
     reporter = make_reporter(quiet=quiet, as_json=as_json)
     try:
-        result = run_pipeline(file, emulator=use_emulator, reporter=reporter, **options)
+        with template_limits(template_limit):
+            result = run_pipeline(file, emulator=use_emulator, reporter=reporter, **options)
     except RhflowError as err:
         if as_json:  # a machine reading stdout learns why the run stopped, not just silence
             JsonReporter().emit("run_error", **error_fields(err))
