@@ -339,6 +339,23 @@ def lock(files: tuple[str, ...], **options: Any) -> int:
 )
 @_limit_options
 @_api_options
+@click.option(
+    "--max-output-size",
+    metavar="SIZE",
+    help="Refuse an output file larger than this, e.g. 500MB [default: 4GB].",
+)
+@click.option(
+    "--download-timeout",
+    type=float,
+    metavar="SECONDS",
+    help="Time one output file may take to download [default: 1800].",
+)
+@click.option(
+    "--max-outputs",
+    type=int,
+    metavar="N",
+    help="Fail a task that reports more output files than this [default: 1000].",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON event per line.")
 def run(file: str, **options: Any) -> int:
@@ -606,6 +623,11 @@ def schema(name: str) -> int:
     return print_schema(name)
 
 
+def _json_run(argv: list[str]) -> bool:
+    """``rhflow run ... --json``: its stdout is never left empty, even for a bad option."""
+    return bool(argv) and argv[0] == "run" and "--json" in argv
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and turn RhflowError into ``Error: ...`` and an exit code."""
     try:
@@ -618,7 +640,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except click.ClickException as err:
         err.show()
-        return 2 if isinstance(err, click.UsageError) else err.exit_code
+        code = 2 if isinstance(err, click.UsageError) else err.exit_code
+        if _json_run(sys.argv[1:] if argv is None else argv):
+            from rhflow.progress import JsonReporter
+
+            JsonReporter().emit(
+                "run_error", code=code, kind="UsageError", message=err.format_message()
+            )
+        return code
     except click.exceptions.Exit as err:
         return err.exit_code
     except KeyboardInterrupt:
