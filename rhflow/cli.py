@@ -50,6 +50,25 @@ _set_option = click.option(
 )
 
 
+def _limit_options(func: F) -> F:
+    """--max-tasks and --template-limit, shared by validate, plan and run."""
+    func = click.option(
+        "--template-limit",
+        "template_limit",
+        multiple=True,
+        metavar="NAME=N",
+        help="Raise a template limit (value, total, size, steps, depth, seconds, source); "
+        "see docs/reference/pipelines/templates.md.",
+    )(func)
+    return click.option(
+        "--max-tasks",
+        type=int,
+        default=100_000,
+        show_default=True,
+        help="Refuse a pipeline that would plan more tasks than this, before making them.",
+    )(func)
+
+
 def _subset_options(verb: str) -> Callable[[F], F]:
     """--limit and --only, shared by plan and run (``verb`` starts their help)."""
 
@@ -207,6 +226,7 @@ def emulator(**options: Any) -> None:
     is_flag=True,
     help="Fail (exit 1) when a workflow differs from rhflow.lock or cannot be compared.",
 )
+@_limit_options
 @_api_options
 def validate(files: tuple[str, ...], **options: Any) -> int:
     """Check pipeline files; print every problem as FILE:LINE:COL: path: message.
@@ -233,9 +253,8 @@ def validate(files: tuple[str, ...], **options: Any) -> int:
 @_set_option
 @_subset_options("Plan")
 @click.option("--json", "as_json", is_flag=True, help="Print the task graph as JSON.")
-def plan(
-    file: str, set_vars: tuple[str, ...], limit: int | None, only: tuple[str, ...], as_json: bool
-) -> int:
+@_limit_options
+def plan(file: str, **options: Any) -> int:
     """Expand a pipeline into its task graph without touching the network.
 
     \b
@@ -245,7 +264,7 @@ def plan(
     """
     from rhflow.commands.plan import plan as plan_file
 
-    return plan_file(file, set_vars=set_vars, limit=limit, only=only, as_json=as_json)
+    return plan_file(file, **options)
 
 
 @cli.command()
@@ -318,6 +337,7 @@ def lock(files: tuple[str, ...], **options: Any) -> int:
     is_flag=True,
     help="Run against an in-process RunningHub emulator (no key needed).",
 )
+@_limit_options
 @_api_options
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON event per line.")

@@ -74,6 +74,7 @@ def run_pipeline(
     shard: str | None = None,
     limit: int | None = None,
     only: Sequence[str] = (),
+    max_tasks: int | None = None,
     force: bool = False,
     overwrite: bool = False,
     prune: bool = False,
@@ -111,7 +112,7 @@ def run_pipeline(
                 pipeline = loading.load(workflows=workflows)
                 _require_workflows(pipeline, workflows)
             pipeline = with_hashes(pipeline, locks.hashes)
-            graph = _plan(pipeline, limit=limit, only=only, shard=shard)
+            graph = _plan(pipeline, limit=limit, only=only, shard=shard, max_tasks=max_tasks)
             options = ExecuteOptions(
                 concurrency=graph.concurrency,
                 force=force,
@@ -168,12 +169,18 @@ def _has_unchecked_workflows(pipeline: Pipeline) -> bool:
 
 
 def _plan(
-    pipeline: Pipeline, *, limit: int | None, only: Sequence[str], shard: str | None
+    pipeline: Pipeline,
+    *,
+    limit: int | None,
+    only: Sequence[str],
+    shard: str | None,
+    max_tasks: int | None = None,
 ) -> TaskGraph:
-    from rhflow.planning.planner import plan
+    from rhflow.planning.planner import MAX_TASKS, plan
 
     share = parse_shard(shard) if shard else None
-    graph = plan(pipeline, limit=limit, only=list(only) or None)
+    cap = MAX_TASKS if max_tasks is None else max_tasks
+    graph = plan(pipeline, limit=limit, only=list(only) or None, max_tasks=cap)
     graph = replace(graph, output_dir=Path(graph.output_dir).resolve())
     return shard_tasks(graph, share) if share else graph
 
