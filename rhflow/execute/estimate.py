@@ -151,12 +151,12 @@ def earlier_manifests(folder: Path, *extra: Path) -> list[tuple[Path, Manifest]]
     return found
 
 
-def estimate(
-    graph: TaskGraph, *, force: bool = False, manifests: Iterable[Path] = ()
-) -> Estimate:
+def estimate(graph: TaskGraph, *, force: bool = False, manifests: Iterable[Path] = ()) -> Estimate:
     """The estimate of running ``graph`` (every task again with ``force``)."""
     earlier = earlier_manifests(Path(graph.output_dir), *manifests)
-    finished = list({t.id: t for _, m in earlier for t in m.tasks if t.status == "succeeded"}.values())
+    finished = list(
+        {t.id: t for _, m in earlier for t in m.tasks if t.status == "succeeded"}.values()
+    )
     done = set() if force else {t.id for t in finished}
     steps: list[StepEstimate] = []
     for step in dict.fromkeys(t.step for t in graph.tasks):

@@ -103,6 +103,7 @@ class ExecuteOptions:
     ws_check: float = 60.0  # while following a WebSocket, one outputs call this often
     download_retries: int = 5
     threads: int | None = None
+    max_coins: float | None = None  # stop submitting once this run has spent this many coins
 
     def __post_init__(self) -> None:
         if self.threads is None:
