@@ -345,6 +345,23 @@ def lock(files: tuple[str, ...], **options: Any) -> int:
 )
 @_limit_options
 @_api_options
+@click.option(
+    "--max-output-size",
+    metavar="SIZE",
+    help="Refuse an output file larger than this, e.g. 500MB [default: 4GB].",
+)
+@click.option(
+    "--download-timeout",
+    type=float,
+    metavar="SECONDS",
+    help="Time one output file may take to download [default: 1800].",
+)
+@click.option(
+    "--max-outputs",
+    type=int,
+    metavar="N",
+    help="Fail a task that reports more output files than this [default: 1000].",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON event per line.")
 def run(file: str, **options: Any) -> int:
