@@ -255,6 +255,11 @@ def plan(
 )
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failed task.")
 @click.option(
+    "--no-websocket",
+    is_flag=True,
+    help="Follow tasks by polling their outputs only, never over their WebSocket.",
+)
+@click.option(
     "--detach",
     is_flag=True,
     help="On Ctrl-C leave remote tasks running, to be picked up by the next run.",

@@ -10,10 +10,20 @@ from rhflow.execute.runner import exit_code, run_pipeline
 from rhflow.progress import format_summary, make_reporter
 
 
-def run(file: str, *, quiet: bool, as_json: bool, use_emulator: bool, **options: Any) -> int:
+def run(
+    file: str,
+    *,
+    quiet: bool,
+    as_json: bool,
+    use_emulator: bool,
+    no_websocket: bool = False,
+    **options: Any,
+) -> int:
     """Run ``file`` with a reporter for the chosen output mode; the exit code of the outcome."""
     reporter = make_reporter(quiet=quiet, as_json=as_json)
-    result = run_pipeline(file, emulator=use_emulator, reporter=reporter, **options)
+    result = run_pipeline(
+        file, emulator=use_emulator, reporter=reporter, websocket=not no_websocket, **options
+    )
     if not as_json:
         summary = format_summary(result.manifest, str(result.manifest_path), elapsed=result.elapsed)
         click.echo(summary)
