@@ -213,10 +213,14 @@ def count_statuses(tasks: tuple[TaskEntry, ...]) -> dict[str, int]:
     return counts
 
 
+def manifest_text(manifest: Manifest) -> str:
+    """The manifest file's text: indented JSON, UTF-8 characters as they are."""
+    return json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n"
+
+
 def write_manifest(path: Path, manifest: Manifest) -> None:
     """Replace ``path`` with ``manifest`` atomically (temp + fsync + os.replace)."""
-    text = json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n"
-    write_atomic(path, text.encode("utf-8"))
+    write_atomic(path, manifest_text(manifest).encode("utf-8"))
 
 
 def write_atomic(path: Path, data: bytes) -> None:
