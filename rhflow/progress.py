@@ -20,19 +20,13 @@ import json
 import sys
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any, Protocol, TextIO
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from rhflow.record.manifest import Manifest
+
+if TYPE_CHECKING:  # rich loads only for the live display, on a terminal
+    from rich.console import Console
+    from rich.progress import TaskID
 
 
 class Reporter(Protocol):
@@ -46,6 +40,8 @@ def now_iso() -> str:
 
 
 class QuietReporter:
+    shows_progress = False
+
     def emit(self, event: str, **fields: Any) -> None:
         return None
 
@@ -55,6 +51,8 @@ class QuietReporter:
 
 class JsonReporter:
     """One JSON event per line, flushed at once so a reader can follow along."""
+
+    shows_progress = True
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream or sys.stdout
@@ -118,7 +116,10 @@ def describe(event: str, fields: Mapping[str, Any]) -> str | None:
 
 
 class PlainReporter:
-    """Readable lines on stderr, for logs and pipes."""
+    """Readable lines on stderr, for logs and pipes (no progress: ``describe`` has no line
+    for it)."""
+
+    shows_progress = False
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream or sys.stderr
@@ -136,11 +137,22 @@ class PlainReporter:
 class LiveReporter:
     """A rich live display: one overall bar and a bar per task in flight."""
 
+    shows_progress = True
+
     _LINES = frozenset(
         {"task_failed", "task_retry", "task_busy", "run_error", "task_cancelled", "note"}
     )
 
     def __init__(self, console: Console | None = None, *, auto_refresh: bool = True) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         self._console = console or Console(stderr=True)
         self._auto = auto_refresh
         self._progress = Progress(
@@ -213,6 +225,9 @@ class SafeReporter:
 
     def __init__(self, inner: Reporter) -> None:
         self._inner: Reporter | None = inner
+        #: whether anything shows ``task_progress`` and ``task_node`` events (a reporter
+        #: without the attribute is assumed to)
+        self.shows_progress: bool = getattr(inner, "shows_progress", True)
 
     def emit(self, event: str, **fields: Any) -> None:
         if self._inner is None:
@@ -221,6 +236,7 @@ class SafeReporter:
             self._inner.emit(event, **fields)
         except (OSError, ValueError):
             self._inner = None
+            self.shows_progress = False
 
     def close(self) -> None:
         if self._inner is not None:
