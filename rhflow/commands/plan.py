@@ -8,7 +8,7 @@ import click
 
 from rhflow.pipeline.loader import load_pipeline
 from rhflow.planning.planner import plan as plan_graph
-from rhflow.planning.summary import plan_json_text, plan_table
+from rhflow.planning.summary import plan_json_chunks, plan_table
 
 
 def plan(
@@ -16,7 +16,12 @@ def plan(
 ) -> int:
     """Print the plan as a table (or JSON) and its warnings on stderr."""
     graph = plan_graph(load_pipeline(file, set_vars=set_vars), limit=limit, only=only)
-    click.echo(plan_json_text(graph) if as_json else plan_table(graph))
+    if as_json:
+        for chunk in plan_json_chunks(graph):  # written as it is made: a large plan is not
+            click.echo(chunk, nl=False)  # held whole in memory
+        click.echo()
+    else:
+        click.echo(plan_table(graph))
     for warning in graph.warnings:
         click.echo(f"Warning: {warning}", err=True)
     return 0

@@ -17,7 +17,6 @@ from typing import Any, Literal
 
 import click
 
-from rhflow.api.client import Client
 from rhflow.errors import ConfigError, PlanError
 from rhflow.model import Pipeline, Step
 from rhflow.pipeline.loader import load_pipeline
@@ -60,6 +59,8 @@ def workflow_source(
     key = api_key or os.environ.get("RH_API_KEY", "")
     if not key.strip():
         return None
+    from rhflow.api.client import Client  # requests loads only when a server may be asked
+
     return CachedWorkflows(Client.from_env(api_key=key, base_url=base_url))
 
 
