@@ -71,16 +71,32 @@ def _subset_options(verb: str) -> Callable[[F], F]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rhflow")
-def cli() -> None:
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="Log each HTTP request (endpoint, answer, time; never the key) to stderr.",
+)
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
     """Run RunningHub cloud workflows from YAML pipeline files.
 
     \b
     Examples:
+      rhflow init my-sweep && rhflow run my-sweep/pipeline.yaml --emulator
+      rhflow inspect 1904136902449209346 --skeleton > pipeline.yaml
       rhflow run pipelines/sweep.yaml --emulator
       rhflow validate pipelines/*.yaml
       rhflow plan pipelines/sweep.yaml --set style=ink --json
+      rhflow -v account
       rhflow emulator --port 8800
+
+    Shell completion: eval "$(_RHFLOW_COMPLETE=bash_source rhflow)" (zsh_source, fish_source).
     """
+    if verbose:
+        from rhflow.commands.verbose import enable
+
+        ctx.call_on_close(enable())
 
 
 # -- emulator --------------------------------------------------------------------------------
@@ -186,6 +202,11 @@ def emulator(**options: Any) -> None:
     help="Fail (exit 1) when some overrides could not be checked against their workflow.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as one JSON object.")
+@click.option(
+    "--frozen",
+    is_flag=True,
+    help="Fail (exit 1) when a workflow differs from rhflow.lock or cannot be compared.",
+)
 @_api_options
 def validate(files: tuple[str, ...], **options: Any) -> int:
     """Check pipeline files; print every problem as FILE:LINE:COL: path: message.
@@ -227,6 +248,26 @@ def plan(
     return plan_file(file, set_vars=set_vars, limit=limit, only=only, as_json=as_json)
 
 
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.option("--update", is_flag=True, help="Fetch every entry again and take the changes.")
+@_api_options
+def lock(files: tuple[str, ...], **options: Any) -> int:
+    """Write rhflow.lock beside the pipelines: the sha256 of each workflow and AI app.
+
+    Entries already in the lock are kept (a change on the server is reported); --update
+    refreshes them. rhflow run and validate then warn when a workflow changed (--frozen: fail).
+
+    \b
+    Examples:
+      rhflow lock pipelines/sweep.yaml
+      rhflow lock --update pipelines/*.yaml
+    """
+    from rhflow.commands.lock import lock as lock_files
+
+    return lock_files(files, **options)
+
+
 # -- run / status / cancel -------------------------------------------------------------------
 
 
@@ -257,7 +298,19 @@ def plan(
 @click.option(
     "--no-websocket",
     is_flag=True,
-    help="Follow tasks by polling their outputs only, never over their WebSocket.",
+    help="Follow tasks by polling their outputs only, never over their WebSocket."
+)
+@click.option(
+    "--frozen",
+    is_flag=True,
+    help="Fail (exit 2) before anything is sent when a workflow differs from rhflow.lock.",
+)
+@click.option(
+    "--cache",
+    metavar="URL",
+    envvar="RHFLOW_CACHE",
+    show_envvar=True,
+    help="Shared cache of finished tasks: a folder, or s3://, gs://, file://... (fsspec).",
 )
 @click.option(
     "--detach",
@@ -324,6 +377,135 @@ def cancel(directory: str | None, base_url: str | None, api_key: str | None) -> 
     return cancel_with_key(
         Path(directory or "."), api_key=api_key, base_url=base_url, report=click.echo
     )
+
+
+# -- manifests, results -----------------------------------------------------------------------
+
+
+@cli.group()
+def manifest() -> None:
+    """Work on manifest files.
+
+    \b
+    Example:
+      rhflow manifest merge out/shard-*/manifest.json -o out/manifest.json
+    """
+
+
+@manifest.command("merge")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Where to write the merged manifest.",
+)
+def manifest_merge(files: tuple[str, ...], output: str) -> int:
+    """Merge the manifests of shards (or runs) of one pipeline into one.
+
+    Output paths are rewritten relative to the merged manifest's folder; a task found in
+    several keeps its newest succeeded record. Manifests of another pipeline, or of the same
+    pipeline with another hash, are refused.
+
+    \b
+    Example:
+      rhflow manifest merge out/shard-1/manifest.json out/shard-2/manifest.json -o out/manifest.json
+    """
+    from rhflow.commands.manifest import merge
+
+    return merge(files, output, report=click.echo)
+
+
+@cli.command()
+@click.argument("manifest", type=click.Path(exists=True))
+@click.option(
+    "--x", "x", required=True, metavar="AXIS", help="Parameter whose values are the columns."
+)
+@click.option("--y", "y", metavar="AXIS", help="Parameter whose values are the rows.")
+@click.option("--step", help="Step whose tasks to show (default: the one with parameter --x).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="PNG file to write [default: grid.png beside the manifest].",
+)
+def grid(manifest: str, x: str, y: str | None, step: str | None, output: str | None) -> int:
+    """Draw a labelled contact sheet of a sweep's images: columns by --x, rows by --y.
+
+    MANIFEST is a manifest.json or a run's output folder. Each cell shows a task's first
+    image; a cell the sweep has no task for, a failed task and a missing file say so. Any
+    other parameter that varies gives one block of rows per value.
+
+    \b
+    Examples:
+      rhflow grid out/sweep/manifest.json --x seed --y subject
+      rhflow grid out/sweep --x seed --step portrait -o seeds.png
+    """
+    from rhflow.commands.grid import grid as draw_grid
+
+    return draw_grid(manifest, x=x, y=y, step=step, output=output, report=click.echo)
+
+
+@cli.command()
+@click.argument("manifest", type=click.Path(exists=True))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="HTML file to write [default: report.html beside the manifest].",
+)
+def report(manifest: str, output: str | None) -> int:
+    """Write one self-contained HTML page about a run.
+
+    MANIFEST is a manifest.json or a run's output folder. The page has the run's summary, a
+    grid of images per step, each task's parameters, failures with their reasons, coins and
+    timings, and a filter by parameter; images are linked by relative paths and nothing is
+    fetched from the network, so the page can be opened from disk or kept as a CI artifact.
+
+    \b
+    Example:
+      rhflow report out/sweep/manifest.json -o out/sweep/report.html
+    """
+    from rhflow.commands.report import report as write_page
+
+    return write_page(manifest, output=output, report=click.echo)
+
+
+# -- account / schema ------------------------------------------------------------------------
+
+
+@cli.command()
+@_api_options
+@click.option("--json", "as_json", is_flag=True, help="Print the account as JSON.")
+def account(**options: Any) -> int:
+    """Show the key's balance, the tasks it has running now and its type.
+
+    \b
+    Example:
+      RH_API_KEY=... rhflow account
+      rhflow account --json
+    """
+    from rhflow.commands.account import account as show_account
+
+    return show_account(**options)
+
+
+@cli.command()
+@click.argument(
+    "name", required=False, default="pipeline", type=click.Choice(["pipeline", "manifest"])
+)
+def schema(name: str) -> int:
+    """Print the JSON Schema of pipeline files (default) or of manifests.
+
+    \b
+    Examples:
+      rhflow schema > pipeline.schema.json
+      rhflow schema manifest
+    """
+    from rhflow.commands.schema import schema as print_schema
+
+    return print_schema(name)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,8 @@
     ├── PlanError                    a valid pipeline that cannot be expanded (e.g. empty sweep)
     ├── UsageError                   a command-line option or argument is wrong
     ├── StateError                   the state store or a manifest cannot be read or written
+    ├── LockError                    rhflow.lock is unreadable, or --frozen and a workflow changed
+    ├── CacheError                   a --cache entry cannot be read, written or trusted
     ├── RunInterrupted               Ctrl-C / SIGTERM stopped a run (exit code 130)
     └── ApiError(code, name, message)   RunningHub answered with an error, or could not be reached
         ├── TransportError           connection refused/reset/timed out (retryable)
@@ -74,6 +76,17 @@ class UsageError(RhflowError):
 
 class StateError(RhflowError):
     """The state store or a manifest cannot be read or written."""
+
+
+class LockError(RhflowError):
+    """``rhflow.lock`` cannot be read, or (with ``--frozen``) a workflow differs from it."""
+
+    exit_code = 2
+
+
+class CacheError(RhflowError):
+    """A ``--cache`` entry cannot be read or written, or does not match its sha256: the run
+    ignores it with a warning and goes on."""
 
 
 class RunInterrupted(RhflowError):

@@ -29,12 +29,15 @@ class Target:
     ``kind`` "workflow": ``/task/openapi/create`` with ``workflowId=id`` (and the whole graph as
     ``workflow`` when ``workflow_json`` is set); "app": ``/task/openapi/ai-app/run`` with
     ``webappId=id``; "quick_app": ``/task/openapi/quick-ai-app/run`` with ``quick_create_code``.
+    ``content_hash`` is the sha256 of the server's copy (its canonical ``getJsonApiFormat``
+    JSON, or an AI app's node list) when known from ``rhflow.lock`` or fetched for the run.
     """
 
     kind: TargetKind
     id: str
     workflow_json: Mapping[str, Any] | None = None
     quick_create_code: str | None = None
+    content_hash: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +64,11 @@ class DeferredValue:
 class PlannedTask:
     """One RunningHub task to run.
 
-    ``id`` is stable: a hash of the step, the target (id or JSON), the rendered overrides, the
+    ``id`` is stable: a hash of the step, the target (id and its JSON's hash: the local
+    ``workflow_file``, else the server's copy when known), the rendered overrides, the
     contents of input files and the upstream task ids. It keys resume and caching.
+    ``legacy_id`` is the id the task had before the server copy's hash was known (set only when
+    that hash is part of ``id``), so that a folder run before ``rhflow.lock`` still resumes.
     ``node_info_list`` is what will be sent, as ``{"nodeId", "fieldName", "fieldValue"}`` dicts;
     entries named by ``files`` and ``deferred`` hold placeholders until run time.
     ``needs`` maps each upstream step name to the id of the upstream task this task consumes.
@@ -86,6 +92,7 @@ class PlannedTask:
     use_personal_queue: bool | None = None
     webhook_url: str | None = None
     context: Mapping[str, Any] = field(default_factory=dict)
+    legacy_id: str | None = None
 
     @property
     def upstream_ids(self) -> tuple[str, ...]:

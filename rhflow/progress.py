@@ -112,6 +112,8 @@ def describe(event: str, fields: Mapping[str, Any]) -> str | None:
         return f"{name}: {fields['message']}"
     if event == "run_error":
         return f"error: {fields['message']}"
+    if event == "run_warning":
+        return f"warning: {fields['message']}"
     return None
 
 
@@ -140,7 +142,15 @@ class LiveReporter:
     shows_progress = True
 
     _LINES = frozenset(
-        {"task_failed", "task_retry", "task_busy", "run_error", "task_cancelled", "note"}
+        {
+            "task_failed",
+            "task_retry",
+            "task_busy",
+            "run_error",
+            "run_warning",
+            "task_cancelled",
+            "note",
+        }
     )
 
     def __init__(self, console: Console | None = None, *, auto_refresh: bool = True) -> None:

@@ -1,4 +1,4 @@
-"""docs/client.md stays true: its example runs against the emulator, its tables match the code."""
+"""docs/reference/client.md stays true: its example runs on the emulator, its tables match code."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from rhflow.api.client import Client
 from rhflow.emulator import TEXT_TO_IMAGE, Emulator
 from rhflow.errors import InvalidNodeInfoError
 
-DOC = (Path(__file__).resolve().parent.parent / "docs" / "client.md").read_text(encoding="utf-8")
+PAGE = Path(__file__).resolve().parent.parent / "docs" / "reference" / "client.md"
+DOC = PAGE.read_text(encoding="utf-8")
 
 
 def _python_blocks() -> list[str]:
@@ -29,7 +30,7 @@ def test_the_first_example_runs_against_the_emulator(
     monkeypatch.setenv("RH_BASE_URL", emulator.url)
     monkeypatch.setenv("RH_API_KEY", api_key)
     monkeypatch.chdir(tmp_path)
-    exec(compile(_python_blocks()[0], "docs/client.md", "exec"), {})
+    exec(compile(_python_blocks()[0], "docs/reference/client.md", "exec"), {})
     printed = capsys.readouterr().out.splitlines()
     assert re.fullmatch(r"task \d{19} (QUEUED|RUNNING)", printed[0])
     assert re.fullmatch(r"out-0\.png \d+ bytes, sha256 [0-9a-f]{12}", printed[1])

@@ -1,4 +1,4 @@
-"""Every example in docs/pipelines/*.md works: YAML blocks validate and plan, and console
+"""Every example in the pipeline-language pages works: YAML blocks validate and plan, and console
 blocks print exactly what the page shows.
 
 Conventions in the pages: a fence info string ``yaml file=NAME`` writes the block to NAME (other
@@ -33,7 +33,13 @@ from rhflow.planning.planner import plan  # noqa: E402
 if TYPE_CHECKING:
     from rhflow.emulator import Emulator
 
-PAGES = sorted((ROOT / "docs" / "pipelines").glob("*.md"))
+#: The pages about the pipeline language: its reference and the how-to guides that teach it.
+PAGES = sorted(
+    [
+        *(ROOT / "docs" / "reference" / "pipelines").glob("*.md"),
+        *(ROOT / "docs" / "how-to" / name for name in ("sweeps.md", "chains.md", "file-inputs.md")),
+    ]
+)
 FENCE = re.compile(r"^```(?P<info>[^\n]*)\n(?P<body>.*?)^```$", re.M | re.S)
 
 
@@ -113,7 +119,7 @@ def test_console_examples_print_what_the_page_shows(page: Path, tmp_path: Path) 
 
 def test_every_concept_has_a_page() -> None:
     names = {p.stem for p in PAGES}
-    assert names >= {"index", "file-layout", "templates", "sweeps", "chaining", "file-inputs",
+    assert names >= {"index", "file-layout", "templates", "sweeps", "chains", "file-inputs",
                      "nodes", "validation", "planning"}  # fmt: skip
 
 

@@ -27,6 +27,8 @@ ALLOWED = {
     # ``run(..., emulator=True)`` starts an in-process emulator; the emulator imports no stage.
     "execute": BASE | {"api", "record", "pipeline", "planning", "progress", "emulator"},
     "emulator": BASE,
+    # Pictures and pages of finished runs: read manifests, never run anything.
+    "view": BASE | {"record"},
 }
 _BASE_MODULES = {"rhflow.errors", "rhflow.model", "rhflow.atomic", "rhflow.version"}
 _FRONT_MODULES = {"rhflow", "rhflow.__main__", "rhflow.cli", "rhflow.client"}

@@ -113,6 +113,9 @@ def test_command_line_overrides(tmp_path: Path) -> None:
     assert [e["fieldValue"] for e in task.node_info_list] == [128, "ink"]
     assert load_pipeline(path, set_vars={"style": "oil"}).vars["style"] == "oil"
     assert load_pipeline(path).hash != pipeline.hash
+    # the output folder and the concurrency change no task: shards in other folders share it
+    same = load_pipeline(path, set_vars=["size=128"], output=tmp_path / "p", concurrency=1)
+    assert same.hash == pipeline.hash
 
 
 def test_an_unknown_variable_is_refused(tmp_path: Path) -> None:

@@ -38,6 +38,7 @@ from rhflow.api.results import (
     RUNNING,
     SUCCESS,
     Account,
+    AppInfo,
     DownloadResult,
     FailedReason,
     Output,
@@ -71,6 +72,7 @@ __all__ = [
     "RUNNING",
     "SUCCESS",
     "Account",
+    "AppInfo",
     "Client",
     "DownloadResult",
     "FailedReason",
@@ -82,6 +84,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+#: One INFO line per HTTP request (method, endpoint without its query, answer, time): what
+#: ``rhflow -v`` shows. Endpoints never carry the key; causes are scrubbed of it.
+request_log = logging.getLogger("rhflow.requests")
 
 DEFAULT_BASE_URL = "https://www.runninghub.cn"
 #: Seconds to wait for a connection: a server that does not accept one in this time is down
@@ -261,6 +266,19 @@ class Client:
         return dict(prompt)
 
     @_secret_kept
+    def app_fields(self, webapp_id: str | int) -> AppInfo:
+        """``apiCallDemo``: an AI app's name and editable fields (its nodeInfoList)."""
+        payload = self._request(
+            "/api/webapp/apiCallDemo",
+            query={"apiKey": self._api_key, "webappId": str(_id(webapp_id))},
+        )
+        _check_envelope(payload, "/api/webapp/apiCallDemo")
+        data = _checked_data(payload, "/api/webapp/apiCallDemo")
+        if not isinstance(data, Mapping) or not isinstance(data.get("nodeInfoList"), list):
+            raise BadResponseError(f"apiCallDemo answered without a nodeInfoList: {_clip(data)}")
+        return AppInfo.from_data(data)
+
+    @_secret_kept
     def cancel(self, task_id: str | int) -> None:
         """``/task/openapi/cancel``: stop a queued or running task."""
         self._data("/task/openapi/cancel", {"taskId": _id(task_id)})
@@ -366,10 +384,14 @@ class Client:
     def _stream_into(self, url: str, out: BinaryIO, chunk_size: int) -> tuple[str, int]:
         where = self._scrub(url)
         digest, size = hashlib.sha256(), 0
+        started = time.monotonic()
         try:
             with self._session.get(
                 url, stream=True, timeout=self.timeout, headers=self._plain_headers()
             ) as resp:
+                _log_request(
+                    "GET", self._scrub(_without_query(url)), started, f"HTTP {resp.status_code}"
+                )
                 if resp.status_code != 200:
                     raise ServerError(
                         f"downloading {where} answered HTTP {resp.status_code}",
@@ -408,12 +430,17 @@ class Client:
         form: dict[str, str] | None = None,
         files: dict[str, Any] | None = None,
         timeout: float | None = None,
+        query: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """One POST; transport and HTTP failures become ApiErrors; returns the JSON object."""
+        """One POST (a GET with ``query``); transport and HTTP failures become ApiErrors;
+        returns the JSON object."""
         started = time.monotonic()
+        method = "GET" if query is not None else "POST"
         try:
-            resp = self._session.post(
+            resp = self._session.request(
+                method,
                 self.base_url + path,
+                params=query,
                 json=json_body,
                 data=form,
                 files=files,
@@ -425,20 +452,27 @@ class Client:
                 f"POST {path}: the request cannot be sent as JSON: {self._scrub(str(exc))}"
             ) from exc
         except requests.ConnectionError as exc:  # refused, DNS, TLS, connect timeout
+            _log_request(method, path, started, f"no answer ({self._scrub(_cause(exc))})")
             if not self.answered and _never_connected(exc):
                 raise UnreachableError(self.host, self._scrub(_cause(exc))) from exc
             raise TransportError(f"POST {path} failed: {self._scrub(_cause(exc))}") from exc
         except requests.Timeout as exc:
+            _log_request(method, path, started, "timed out")
             raise TransportError(f"POST {path} timed out: {self._scrub(str(exc))}") from exc
         except requests.RequestException as exc:
+            _log_request(method, path, started, f"failed ({self._scrub(str(exc))})")
             raise TransportError(f"POST {path} failed: {self._scrub(str(exc))}") from exc
         self.answered = True
         if resp.headers.get(EMULATOR_HEADER):
             self.emulated = True
-        log.debug(
-            "POST %s -> HTTP %s in %.3f s", path, resp.status_code, time.monotonic() - started
-        )
-        return self._decode(path, resp)
+        try:
+            payload = self._decode(path, resp)
+        except ApiError as err:
+            _log_request(method, path, started, f"HTTP {resp.status_code}, {err.name}")
+            raise
+        code = payload.get("code", payload.get("errorCode", "-"))
+        _log_request(method, path, started, f"HTTP {resp.status_code}, code {code}")
+        return payload
 
     def _decode(self, path: str, resp: requests.Response) -> dict[str, Any]:
         status = resp.status_code
@@ -481,6 +515,16 @@ class Client:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _log_request(method: str, endpoint: str, started: float, answer: str) -> None:
+    request_log.info("%s %s -> %s in %.3f s", method, endpoint, answer, time.monotonic() - started)
+
+
+def _without_query(url: str) -> str:
+    """``url`` without its query and fragment (signed download links carry tokens there)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.netloc else parts.path
 
 
 def origin_of(url: str) -> str:

@@ -205,6 +205,45 @@ class Account:
 
 
 @dataclass(frozen=True, slots=True)
+class AppField:
+    """One editable field of an AI app as ``apiCallDemo`` lists it (values come as strings)."""
+
+    node_id: str
+    node_name: str
+    field_name: str
+    field_value: str
+    field_type: str
+    description: str
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> AppField:
+        return cls(
+            node_id=_text(item.get("nodeId")),
+            node_name=_text(item.get("nodeName")),
+            field_name=_text(item.get("fieldName")),
+            field_value=_text(item.get("fieldValue")),
+            field_type=_text(item.get("fieldType")) or "STRING",
+            description=_text(item.get("descriptionEn") or item.get("description")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AppInfo:
+    """``apiCallDemo``: an AI app's name and the fields a run may set."""
+
+    name: str
+    fields: tuple[AppField, ...]
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> AppInfo:
+        items = data.get("nodeInfoList") or []
+        return cls(
+            name=_text(data.get("webappName")),
+            fields=tuple(AppField.from_item(i) for i in items if isinstance(i, Mapping)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Upload:
     """An uploaded file: ``file_name`` (``api/<sha256>.<ext>``) goes into a loader's fieldValue."""
 

@@ -13,16 +13,21 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
-from rhflow.errors import ConfigError, PlanError
+from rhflow.errors import ConfigError, LockError, PlanError
+from rhflow.execute.locking import check_lock
 from rhflow.model import Pipeline, Step
 from rhflow.pipeline.loader import load_pipeline
+from rhflow.pipeline.lockfile import lock_path
 from rhflow.pipeline.workflows import CachedWorkflows, WorkflowSource, why_unchecked
 from rhflow.planning.planner import plan
 from rhflow.planning.summary import count_tasks
+
+if TYPE_CHECKING:
+    from rhflow.api.client import Client
 
 Kind = Literal["error", "not_checked", "warning"]
 
@@ -35,11 +40,17 @@ def validate(
     as_json: bool = False,
     api_key: str | None = None,
     base_url: str | None = None,
+    frozen: bool = False,
 ) -> int:
     """Print one line per file (``ok`` or its problems), ``not checked`` lines and warnings;
     exit 0 when every file is valid (and, with ``strict``, every override was checked)."""
+    client = _client(api_key=api_key, base_url=base_url)
     result = validate_files(
-        files, set_vars=set_vars, workflows=workflow_source(api_key=api_key, base_url=base_url)
+        files,
+        set_vars=set_vars,
+        workflows=CachedWorkflows(client) if client is not None else None,
+        lock_client=client,
+        frozen=frozen,
     )
     code = result.exit_code(strict=strict)
     if as_json:
@@ -52,16 +63,15 @@ def validate(
     return code
 
 
-def workflow_source(
-    *, api_key: str | None = None, base_url: str | None = None
-) -> CachedWorkflows | None:
-    """Cached getJsonApiFormat answers when a key is given or set; else None (no network)."""
+def _client(*, api_key: str | None = None, base_url: str | None = None) -> Client | None:
+    """A client when a key is given or set; else None (no network: workflow JSON comes from
+    workflow_file only, and a lock is not compared)."""
     key = api_key or os.environ.get("RH_API_KEY", "")
     if not key.strip():
         return None
     from rhflow.api.client import Client  # requests loads only when a server may be asked
 
-    return CachedWorkflows(Client.from_env(api_key=key, base_url=base_url))
+    return Client.from_env(api_key=key, base_url=base_url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,14 +175,43 @@ def validate_files(
     *,
     set_vars: Mapping[str, Any] | Iterable[str] = (),
     workflows: WorkflowSource | None = None,
+    lock_client: Client | None = None,
+    frozen: bool = False,
 ) -> Validation:
     """Load and plan each file: its problems (sorted), or its task count and plan warnings
-    (identical requests); and for every step whose overrides could not be checked, why."""
-    return Validation(tuple(_validate_file(f, set_vars, workflows) for f in files))
+    (identical requests); for every step whose overrides could not be checked, why; and where
+    an ``rhflow.lock`` is beside the file, what differs from it on ``lock_client``'s server
+    (errors with ``frozen``)."""
+    locks = _Locks(lock_client, frozen)
+    return Validation(tuple(_validate_file(f, set_vars, workflows, locks) for f in files))
+
+
+@dataclass(frozen=True, slots=True)
+class _Locks:
+    client: Client | None
+    frozen: bool
+
+    def findings(self, file: str, pipeline: Pipeline) -> tuple[Finding, ...]:
+        """The lock's differences: warnings (errors with --frozen), or why not compared."""
+        if not lock_path(pipeline.source).exists() and not self.frozen:
+            return ()
+        if self.client is None:
+            why = "rhflow.lock not compared: no API key to fetch the workflows (set RH_API_KEY)"
+            return (Finding("not_checked", file, why),)
+        try:
+            check = check_lock(
+                pipeline, self.client, server=self.client.base_url, frozen=self.frozen
+            )
+        except LockError as err:
+            return (Finding("error", file, str(err)),)
+        return tuple(Finding("warning", file, w) for w in check.warnings)
 
 
 def _validate_file(
-    file: str, set_vars: Mapping[str, Any] | Iterable[str], workflows: WorkflowSource | None
+    file: str,
+    set_vars: Mapping[str, Any] | Iterable[str],
+    workflows: WorkflowSource | None,
+    locks: _Locks,
 ) -> FileReport:
     try:
         pipeline = load_pipeline(file, set_vars=set_vars, workflows=workflows)
@@ -186,7 +225,13 @@ def _validate_file(
         return FileReport(file, None, (_plan_finding(file, str(err)),))
     unchecked = tuple(_not_checked(step, workflows) for step in unchecked_steps(pipeline))
     warnings = tuple(Finding("warning", file, w) for w in graph.warnings)
-    return FileReport(file, len(graph.tasks), unchecked + warnings)
+    try:
+        lock = locks.findings(file, pipeline)
+    except LockError as err:  # an unreadable lock
+        lock = (Finding("error", file, str(err)),)
+    if any(f.kind == "error" for f in lock):
+        return FileReport(file, None, unchecked + lock)
+    return FileReport(file, len(graph.tasks), unchecked + lock + warnings)
 
 
 def _plan_finding(file: str, text: str) -> Finding:

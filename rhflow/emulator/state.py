@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -15,7 +16,8 @@ from rhflow.emulator.records import Task
 from rhflow.emulator.renders import Renders
 from rhflow.emulator.tasks import TaskBoard
 from rhflow.emulator.webhooks import Webhooks
-from rhflow.emulator.workflows import BUILTIN_APPS, load_workflows
+from rhflow.emulator.workflows import BUILTIN_APPS, Graph, folder_signature, load_workflows
+from rhflow.errors import UsageError
 
 
 class State:
@@ -23,7 +25,8 @@ class State:
 
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
-        self.workflows = load_workflows(config.workflows_dir)
+        self._workflows = load_workflows(config.workflows_dir)
+        self._signature = folder_signature(config.workflows_dir)
         self.apps = dict(BUILTIN_APPS)
         self.uploads: dict[str, bytes] = {}
         self.faults = Faults(config.error_rate, config.seed)
@@ -36,6 +39,18 @@ class State:
         self.upload_count = 0
         self.upload_bytes = 0
         self.websocket_connections = 0
+
+    @property
+    def workflows(self) -> dict[str, Graph]:
+        """The workflows served: ``--workflows DIR`` is read again when a file in it changed
+        (as a workflow edited on the website behind its unchanged id); a file that cannot be
+        read then leaves the previous set in place."""
+        signature = folder_signature(self.config.workflows_dir)
+        if signature != self._signature:
+            self._signature = signature
+            with contextlib.suppress(UsageError):
+                self._workflows = load_workflows(self.config.workflows_dir)
+        return self._workflows
 
     def bind(self, host: str, port: int) -> None:
         """Record the address actually bound: every URL handed out points there."""

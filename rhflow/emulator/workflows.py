@@ -185,6 +185,20 @@ def load_workflows(directory: str | None) -> dict[str, Graph]:
     return workflows
 
 
+def folder_signature(directory: str | None) -> tuple[tuple[str, int, int], ...]:
+    """Name, size and mtime of each ``*.json`` in ``directory``: what tells a rewrite."""
+    if directory is None:
+        return ()
+    found = []
+    for path in sorted(Path(directory).glob("*.json")):
+        try:
+            info = path.stat()
+        except OSError:
+            continue
+        found.append((path.name, info.st_size, info.st_mtime_ns))
+    return tuple(found)
+
+
 def _read_workflow(path: Path) -> Graph:
     try:
         graph = json.loads(path.read_text(encoding="utf-8"))

@@ -165,6 +165,11 @@ class Downloads:
             )
         return dest
 
+    def destination(self, task: PlannedTask, index: int, ext: str, node_id: str | None) -> Path:
+        """Where output ``index`` of ``task`` goes (its name reserved for it); TaskFailure
+        when the outputs template gives no valid name."""
+        return self._destination(task, index, ext, node_id)
+
     def claim(self, record: TaskRecord) -> None:
         """Reserve the file names of a task done in an earlier run."""
         for output in record.outputs:

@@ -34,6 +34,7 @@ import aiohttp
 
 from rhflow.api.client import Client, TaskOutputs
 from rhflow.errors import RhflowError
+from rhflow.execute.caching import CacheUse
 from rhflow.execute.downloads import Downloads
 from rhflow.execute.failures import Lost, TaskFailure, failure_of
 from rhflow.execute.lineup import Lineup, Live
@@ -43,6 +44,7 @@ from rhflow.execute.scheduling import ExecuteOptions
 from rhflow.execute.watching import Watcher
 from rhflow.model import PlannedTask, TaskGraph
 from rhflow.progress import Reporter
+from rhflow.record.cache import TaskCache
 from rhflow.record.journal import Journal, run_status
 from rhflow.record.store import Store, TaskRecord
 
@@ -65,6 +67,7 @@ class Executor:
         options: ExecuteOptions,
         server: str,
         rand: Callable[[], float] = random.random,
+        cache: TaskCache | None = None,
     ) -> None:
         self.graph = graph
         self._server = server
@@ -77,6 +80,9 @@ class Executor:
         )
         self._watcher = Watcher(self._remote, store, journal)
         self._downloads = Downloads(self._remote, graph.output_dir)
+        self._cache = None
+        if cache is not None:
+            self._cache = CacheUse(cache, self._remote, self._downloads, graph.output_dir, server)
         self._line = Lineup()
         self._workers: list[asyncio.Task[None]] = []
         self._stop_reason: str | None = None
@@ -254,6 +260,9 @@ class Executor:
 
     async def _run_task(self, live: Live) -> None:
         task = live.task
+        if await self._from_cache(live):
+            self._finish(task, succeeded=True)
+            return
         while True:
             try:
                 outputs = await self._reach_end(live)
@@ -262,6 +271,8 @@ class Executor:
                 retries = 0 if live.stale else None
                 await self._downloads.collect(task, outputs.outputs, retries=retries)
                 self._finish(task, succeeded=True)
+                if self._cache is not None:
+                    await self._cache.put(task)
                 return
             except Lost as lost:
                 if live.mode != "fresh":  # an earlier run's task: submitting it is no retry
@@ -283,6 +294,12 @@ class Executor:
                 return
             await self._remote.retry_pause(task, live.run_attempts - 1, failure)
             live.mode = "fresh"
+
+    async def _from_cache(self, live: Live) -> bool:
+        """--cache: a task about to be created is taken from the cache if it is there."""
+        if self._cache is None or live.mode != "fresh" or self._options.force:
+            return False
+        return await self._cache.take(live.task)
 
     async def _reach_end(self, live: Live) -> TaskOutputs:
         """Submit (or pick up) the task and wait until it is done remotely."""
@@ -364,9 +381,18 @@ def execute(
     options: ExecuteOptions,
     server: str,
     rand: Callable[[], float] = random.random,
+    cache: TaskCache | None = None,
 ) -> str:
     """Run the graph on a fresh event loop; return the run status."""
     executor = Executor(
-        graph, client, store, journal, reporter, options=options, server=server, rand=rand
+        graph,
+        client,
+        store,
+        journal,
+        reporter,
+        options=options,
+        server=server,
+        rand=rand,
+        cache=cache,
     )
     return asyncio.run(executor.run())

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,6 +27,10 @@ from rhflow.record.store import ACTIVE, REMOTE_ACTIVE, TaskRecord
 LEFT_ELSEWHERE = (
     "--force: remote task {remote_id} of an earlier run on {server} may still be running "
     "there (and billing); cancel it with: rhflow cancel --base-url {server}"
+)
+ADOPTED_NOTE = (
+    "recorded as task {old} before rhflow.lock gave its workflow's hash; which version of the "
+    "workflow it ran is not known"
 )
 REDOWNLOAD_NOTE = "files missing or changed since the last run; downloading them again"
 
@@ -69,3 +74,20 @@ def decide(
 def outputs_intact(record: TaskRecord) -> bool:
     """Every output of the record is on disk with its recorded content."""
     return all(o.path is not None and intact(Path(o.path), o.sha256) for o in record.outputs)
+
+
+def adopt_earlier_ids(
+    tasks: Iterable[PlannedTask], records: Mapping[str, TaskRecord]
+) -> list[tuple[str, TaskRecord]]:
+    """``(old id, record under the task's id)`` for each planned task with no record of its
+    own but one under ``legacy_id``: the id it had before its workflow's hash was known.
+    Such a record was made before the lock (rhflow could not tell the workflow's version
+    then, as it cannot now); a record made since has the hash in its id."""
+    adopted = []
+    for task in tasks:
+        old = records.get(task.legacy_id) if task.legacy_id else None
+        if old is None or task.id in records:
+            continue
+        note = ADOPTED_NOTE.format(old=old.id)
+        adopted.append((old.id, replace(old, id=task.id, notes=(*old.notes, note))))
+    return adopted

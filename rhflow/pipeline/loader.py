@@ -73,10 +73,10 @@ def load_pipeline(
     if any(len(i.path) < 2 or i.path[0] != "steps" for i in issues):
         raise ConfigError(problems)  # the file's frame is wrong: meaning checks would mislead
     overrides = _set_vars(set_vars, doc.data.get("vars") or {})
+    # What decides the tasks: the file and its variables. Not the output folder or the
+    # concurrency, so that shards of one pipeline run into other folders can be merged.
     digest = hashlib.sha256(text.encode())
-    digest.update(
-        json.dumps([overrides, str(output), concurrency], sort_keys=True, default=str).encode()
-    )
+    digest.update(json.dumps(overrides, sort_keys=True, default=str).encode())
     try:
         pipeline = build_pipeline(
             doc,

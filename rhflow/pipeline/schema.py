@@ -19,10 +19,20 @@ from typing import Any
 import jsonschema
 
 _PACKAGE = Path(__file__).resolve().parent.parent
-SCHEMA_PATHS = (
-    _PACKAGE / "schemas" / "pipeline.schema.json",  # installed: the wheel ships schemas/ inside
-    _PACKAGE.parent / "schemas" / "pipeline.schema.json",  # a source checkout
-)
+#: Where the schemas are: inside the installed package (the wheel ships schemas/ as
+#: rhflow/schemas), or beside the package in a source checkout.
+SCHEMA_DIRS = (_PACKAGE / "schemas", _PACKAGE.parent / "schemas")
+#: The schemas rhflow defines, by the name ``rhflow schema NAME`` takes.
+SCHEMA_NAMES = ("pipeline", "manifest")
+
+
+def schema_path(name: str) -> Path:
+    """The file of the ``name`` schema (``pipeline``, ``manifest``), installed or checked out."""
+    for folder in SCHEMA_DIRS:
+        path = folder / f"{name}.schema.json"
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"{name}.schema.json is missing from the installation")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +47,8 @@ class Issue:
 @lru_cache(maxsize=1)
 def pipeline_schema() -> dict[str, Any]:
     """The pipeline JSON Schema (from the installed package or the source tree)."""
-    for path in SCHEMA_PATHS:
-        if path.is_file():
-            loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-            return loaded
-    raise FileNotFoundError("pipeline.schema.json is missing from the installation")
+    loaded: dict[str, Any] = json.loads(schema_path("pipeline").read_text(encoding="utf-8"))
+    return loaded
 
 
 @lru_cache(maxsize=1)

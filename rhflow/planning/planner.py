@@ -57,8 +57,9 @@ def plan(
     wanted = _only(pipeline, only)
     tasks: dict[str, list[PlannedTask]] = {}
     warnings: list[str] = []
+    legacy: dict[str, str] = {}  # task id -> its id without the server copy's hash
     for step in pipeline.steps:
-        maker = _TaskMaker(pipeline, step)
+        maker = _TaskMaker(pipeline, step, legacy)
         tasks[step.name] = _plan_step(maker, tasks, limit, wanted)
         warnings += _duplicates(step.name, maker.requests.values())
         warnings += _clashing_outputs(step, tasks[step.name])
@@ -194,8 +195,9 @@ class _TaskMaker:
     (overrides, input files, upstream tasks), taken from the text its id is hashed from.
     """
 
-    def __init__(self, pipeline: Pipeline, step: Step) -> None:
+    def __init__(self, pipeline: Pipeline, step: Step, legacy: dict[str, str]) -> None:
         self.pipeline = pipeline
+        self.legacy = legacy
         self.step = step
         target = step.target
         workflow_hash = None
@@ -203,6 +205,12 @@ class _TaskMaker:
             workflow_hash = _digest(_canonical(target.workflow_json))
         target_key = [target.kind, target.id, workflow_hash, target.quick_create_code]
         self.prefix = f"[{_canonical(step.name)},{_canonical(target_key)},"
+        # The server copy's hash (rhflow.lock) counts only where no local file is sent; the id
+        # the task had without it stays known, so folders run before the lock still resume.
+        self.legacy_prefix = self.prefix
+        if workflow_hash is None and target.content_hash is not None:
+            target_key[2] = target.content_hash
+            self.prefix = f"[{_canonical(step.name)},{_canonical(target_key)},"
         self.vars = dict(pipeline.vars)
         self.requests: dict[bytes, list[str]] = {}
 
@@ -228,7 +236,11 @@ class _TaskMaker:
         # _canonical([step, target, node_info, files, deferred, params, needs])
         sent = _canonical([node_info, [f.sha256 for f in files], [d.template for d in deferred]])
         needs_text = _canonical(sorted(needs.items())) if needs else "[]"
-        task_id = _digest(f"{self.prefix}{sent[1:-1]},{_canonical(params)},{needs_text}]")
+        rest = f"{sent[1:-1]},{_canonical(params)},{needs_text}]"
+        task_id = _digest(f"{self.prefix}{rest}")
+        legacy_id = self._legacy_id(sent, params, needs)
+        if legacy_id is not None:
+            self.legacy[task_id[:ID_LENGTH]] = legacy_id
         request = hashlib.sha256(f"{sent}{needs_text}".encode()).digest()
         self.requests.setdefault(request, []).append(task_id[:ID_LENGTH])
         return PlannedTask(
@@ -248,7 +260,18 @@ class _TaskMaker:
             use_personal_queue=step.use_personal_queue,
             webhook_url=step.webhook_url,
             context=context,
+            legacy_id=legacy_id,
         )
+
+    def _legacy_id(self, sent: str, params: dict[str, Any], needs: dict[str, str]) -> str | None:
+        """The id without any server copy's hash (its own or an upstream task's); None when
+        that is the id itself."""
+        old_needs = {step: self.legacy.get(up, up) for step, up in needs.items()}
+        if self.legacy_prefix == self.prefix and old_needs == needs:
+            return None
+        needs_text = _canonical(sorted(old_needs.items())) if old_needs else "[]"
+        rest = f"{sent[1:-1]},{_canonical(params)},{needs_text}]"
+        return _digest(f"{self.legacy_prefix}{rest}")[:ID_LENGTH]
 
 
 def _render(source: str, context: Mapping[str, Any], where: object) -> Any:

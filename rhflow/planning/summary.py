@@ -18,7 +18,7 @@ _PARAMS_WIDTH = 60
 
 
 def plan_json(graph: TaskGraph) -> dict[str, Any]:
-    """``{"pipeline": NAME, "tasks": [...]}``; see docs/pipelines/planning.md for the fields."""
+    """``{"pipeline": NAME, "tasks": [...]}``; fields in docs/reference/pipelines/planning.md"""
     base = graph.source.parent.absolute()
     return {"pipeline": graph.pipeline, "tasks": [_task_json(t, base) for t in graph.tasks]}
 

@@ -23,6 +23,7 @@ from rhflow.record.manifest import (
     TaskEntry,
     count_statuses,
     manifest_text,
+    total_cost,
     write_atomic,
 )
 from rhflow.record.store import ACTIVE, Store, TaskRecord
@@ -162,8 +163,6 @@ class Journal:
         return Manifest(tasks=tasks, **self._head(status, tasks, finished=finished))
 
     def _head(self, status: str, tasks: tuple[TaskEntry, ...], *, finished: bool) -> dict[str, Any]:
-        coins = sum(t.coins or 0.0 for t in tasks)
-        seconds = sum(t.cost_time or 0.0 for t in tasks)
         return {
             "rhflow_version": __version__,
             "pipeline": self._graph.pipeline,
@@ -175,7 +174,7 @@ class Journal:
             "shard": self._shard,
             "server": self.server,
             "counts": count_statuses(tasks),
-            "cost": {"coins": coins, "cost_time": seconds},
+            "cost": total_cost(tasks),
             "errors": tuple(self.errors),
         }
 

@@ -218,6 +218,13 @@ def manifest_text(manifest: Manifest) -> str:
     return json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n"
 
 
+def total_cost(tasks: tuple[TaskEntry, ...]) -> dict[str, float]:
+    """``{"coins": ..., "cost_time": ...}`` summed over ``tasks`` (unknown counts as 0)."""
+    coins = sum(t.coins or 0.0 for t in tasks)
+    seconds = sum(t.cost_time or 0.0 for t in tasks)
+    return {"coins": coins, "cost_time": seconds}
+
+
 def write_manifest(path: Path, manifest: Manifest) -> None:
     """Replace ``path`` with ``manifest`` atomically (temp + fsync + os.replace)."""
     write_atomic(path, manifest_text(manifest).encode("utf-8"))
