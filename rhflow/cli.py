@@ -298,7 +298,7 @@ def lock(files: tuple[str, ...], **options: Any) -> int:
 @click.option(
     "--no-websocket",
     is_flag=True,
-    help="Follow tasks by polling their outputs only, never over their WebSocket."
+    help="Follow tasks by polling their outputs only, never over their WebSocket.",
 )
 @click.option(
     "--frozen",

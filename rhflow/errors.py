@@ -5,6 +5,11 @@
     ├── PlanError                    a valid pipeline that cannot be expanded (e.g. empty sweep)
     ├── UsageError                   a command-line option or argument is wrong
     ├── StateError                   the state store or a manifest cannot be read or written
+    │   └── StateUnusableError       the output folder's state cannot be used: the run stops
+    │       │                        before any create (exit 2)
+    │       └── DamagedStateError    the state store's content cannot be read (rebuilt from
+    │                                manifest.json when there is one)
+    ├── OutputWriteError             an output file cannot be written (disk full, read-only...)
     ├── LockError                    rhflow.lock is unreadable, or --frozen and a workflow changed
     ├── CacheError                   a --cache entry cannot be read, written or trusted
     ├── RunInterrupted               Ctrl-C / SIGTERM stopped a run (exit code 130)
@@ -78,10 +83,45 @@ class StateError(RhflowError):
     """The state store or a manifest cannot be read or written."""
 
 
+class StateUnusableError(StateError):
+    """The output folder's state cannot be used (unwritable, a file where a folder belongs,
+    a store of a newer rhflow): the run stops before anything is sent."""
+
+    exit_code = 2
+
+
 class LockError(RhflowError):
     """``rhflow.lock`` cannot be read, or (with ``--frozen``) a workflow differs from it."""
 
     exit_code = 2
+
+
+class DamagedStateError(StateUnusableError):
+    """The state store's content cannot be read (not a database, another schema, a bad
+    value); ``reason`` says what was wrong."""
+
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        self.reason = reason or message
+        super().__init__(message)
+
+
+class OutputWriteError(RhflowError):
+    """A file cannot be written into the output folder: ``folder`` and ``cause`` (the OS's
+    words: "No space left on device", "File too large", ...). Not a network fault: every other
+    download into the same folder would fail too, so the run stops creating tasks."""
+
+    def __init__(self, folder: str, cause: str, *, errno: int | None = None) -> None:
+        self.folder = folder
+        self.cause = cause
+        self.errno = errno
+        super().__init__(f"cannot write into {folder}: {cause}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_write_error, (self.folder, self.cause, self.errno))
+
+
+def _rebuild_write_error(folder: str, cause: str, errno: int | None) -> OutputWriteError:
+    return OutputWriteError(folder, cause, errno=errno)
 
 
 class CacheError(RhflowError):

@@ -57,6 +57,7 @@ from rhflow.atomic import replacing
 from rhflow.errors import (
     ApiError,
     BadResponseError,
+    OutputWriteError,
     RateLimitError,
     ServerError,
     TransportError,
@@ -369,14 +370,18 @@ class Client:
 
         The bytes go to a temporary file in ``dest``'s folder, checked against Content-Length
         when the server sends one, fsynced, then renamed over ``dest``. Failures raise a
-        retryable TransportError (network, truncation, local write) or ServerError (HTTP).
+        retryable TransportError (network, truncation) or ServerError (HTTP); a file that
+        cannot be written (disk full, file too large, read-only) raises OutputWriteError,
+        which is no network fault.
         """
         dest = Path(dest)
         try:
             with replacing(dest) as out:
                 digest, size = self._stream_into(url, out, chunk_size)
+        except ApiError:
+            raise
         except OSError as exc:
-            raise TransportError(f"cannot write {dest}: {exc}") from exc
+            raise _write_error(dest, exc) from exc
         return DownloadResult(dest, digest, size)
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -405,8 +410,6 @@ class Client:
                     size += len(chunk)
         except requests.RequestException as exc:
             raise TransportError(f"downloading {where} failed: {self._scrub(str(exc))}") from exc
-        except OSError as exc:
-            raise TransportError(f"writing the download of {where} failed: {exc}") from exc
         if expected is not None and size != expected:
             raise TransportError(f"download of {where} was cut short: {size} of {expected} bytes")
         return digest.hexdigest(), size
@@ -540,6 +543,11 @@ def origin_of(url: str) -> str:
     host = parts.hostname.lower()
     host = f"[{host}]" if ":" in host else host
     return f"{parts.scheme.lower()}://{host}" + (f":{port}" if port else "")
+
+
+def _write_error(dest: Path, exc: OSError) -> OutputWriteError:
+    """A local write that failed: the folder and the OS's words for why."""
+    return OutputWriteError(str(dest.parent), exc.strerror or str(exc), errno=exc.errno)
 
 
 def _never_connected(exc: requests.RequestException) -> bool:

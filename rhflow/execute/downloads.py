@@ -11,13 +11,15 @@ is missing or changed.
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from rhflow.api.client import Output
-from rhflow.errors import ApiError, PlanError, RhflowError
+from rhflow.errors import ApiError, OutputWriteError, PlanError, RhflowError
 from rhflow.execute.failures import TaskFailure
 from rhflow.execute.remote import Remote
 from rhflow.execute.transfers import check_file, file_sha256, intact, place, safe_destination
@@ -118,10 +120,7 @@ class Downloads:
                 remote.emit("download_retry", task, reason=str(err), delay=delay)
                 await asyncio.sleep(delay)
             except (OSError, RhflowError) as err:  # a local fault: the files are still there
-                raise _failure(
-                    f"writing output {index} to {dest} failed: {err}; "
-                    "fix that and run again to download it (the task is not run again)"
-                ) from err
+                raise _write_failure(self._output_dir, index, dest, err) from err
         remote.emit("download", task, path=str(dest), bytes=size, sha256=sha, index=index)
         return OutputRecord(
             index, output.node_id, output.file_url or None, output.file_type, str(dest), sha, size
@@ -175,6 +174,32 @@ class Downloads:
         for output in record.outputs:
             if output.path:
                 self._claimed.setdefault(Path(output.path), record.id)
+
+
+#: Write errors that every other download into the folder would meet too.
+_FOLDER_ERRORS = frozenset(
+    {errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+)
+
+
+def _write_failure(output_dir: Path, index: int, dest: Path, err: Exception) -> TaskFailure:
+    """A file that could not be put in place. A full disk, a file-size limit or a read-only
+    folder is no network fault and stops the run's creates (fatal): the task stays
+    "downloading", so the next run fetches its files without creating it again."""
+    code = err.errno if isinstance(err, (OSError, OutputWriteError)) else None
+    if code in _FOLDER_ERRORS:
+        cause = err.cause if isinstance(err, OutputWriteError) else os.strerror(code or 0)
+        detail = {
+            "kind": "download",
+            "message": f"cannot write into {output_dir}: {cause}; no more tasks are created "
+            "(every download would fail too). Free space or fix the folder, then run again: "
+            "the missing files are downloaded, no task is created again",
+        }
+        return TaskFailure(detail, retry=False, fatal=True, keep="downloading")
+    return _failure(
+        f"writing output {index} to {dest} failed: {err}; "
+        "fix that and run again to download it (the task is not run again)"
+    )
 
 
 def _failure(message: str) -> TaskFailure:

@@ -43,7 +43,8 @@ from rhflow.record.cache import TaskCache, open_cache
 from rhflow.record.journal import Journal
 from rhflow.record.lock import RunLock
 from rhflow.record.manifest import Manifest, read_manifest
-from rhflow.record.store import DB_NAME, STATE_DIR, Store, TaskRecord
+from rhflow.record.rebuild import open_state
+from rhflow.record.store import DB_NAME, STATE_DIR, Store, TaskRecord, unusable
 
 EMULATOR_KEY = "emulator-key-not-secret"
 MANIFEST_NAME = "manifest.json"
@@ -204,11 +205,19 @@ class _Folder:
 
 
 def _check_server(output_dir: Path, server: str) -> None:
-    """Refuse, before anything is sent, a folder holding results of another server."""
+    """Refuse, before anything is sent, a folder holding results of another server (a store
+    that cannot be read is checked again once rebuilt, in ``_execute``)."""
     db = output_dir / STATE_DIR / DB_NAME
     if db.is_file():
-        with Store(db) as store:
-            check_server(store, server, output_dir=output_dir)
+        try:
+            store = Store(db)
+        except StateError:
+            return
+        with store:
+            try:
+                check_server(store, server, output_dir=output_dir)
+            except StateError:
+                return
 
 
 def _require_workflows(pipeline: Pipeline, workflows: CachedWorkflows) -> None:
@@ -237,9 +246,14 @@ def _execute(
     shard: str | None,
     folder: _Folder,
 ) -> Manifest:
-    graph.output_dir.mkdir(parents=True, exist_ok=True)
-    with RunLock(graph.output_dir), Store.for_output(graph.output_dir) as store:
+    try:
+        graph.output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise unusable(graph.output_dir, exc) from exc
+    with RunLock(graph.output_dir), _opened(graph.output_dir, manifest_path, reporter) as store:
         records = _adopt(store, graph, store.tasks())
+        if not options.force:
+            check_server(store, folder.server, output_dir=graph.output_dir)
         if not folder.overwrite:
             check_pipeline(store, graph, _manifest_pipeline(manifest_path))
             check_overwrites(graph, records)
@@ -282,6 +296,16 @@ def _execute(
         finally:
             final = journal.finish(status)
         return final
+
+
+@contextlib.contextmanager
+def _opened(output_dir: Path, manifest_path: Path, reporter: Reporter) -> Iterator[Store]:
+    """The folder's state store, rebuilt from the manifest if damaged (and said so)."""
+    opened = open_state(output_dir, manifest_path)
+    with opened.store as store:
+        if opened.message:
+            reporter.emit("run_warning", message=opened.message)
+        yield store
 
 
 def _adopt(store: Store, graph: TaskGraph, records: dict[str, TaskRecord]) -> dict[str, TaskRecord]:

@@ -10,8 +10,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
 
+from rhflow.atomic import replacing
 from rhflow.errors import ApiError, PlanError, TransportError
 from rhflow.execute.scheduling import Backoff, Rand
 from rhflow.record.store import Store
@@ -154,9 +157,17 @@ def check_file(path: Path, file_type: str | None, expected_bytes: int) -> None:
 
 
 def place(staged: Path, dest: Path) -> None:
-    """Rename a checked file into place and make the rename durable."""
+    """Rename a checked file into place and make the rename durable. A destination on
+    another file system than the staging folder gets a copy, replaced atomically there."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(staged, dest)
+    try:
+        os.replace(staged, dest)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        with open(staged, "rb") as source, replacing(dest) as target:
+            shutil.copyfileobj(source, target, 1 << 20)
+        staged.unlink()
     try:
         fd = os.open(dest.parent, os.O_RDONLY)
     except OSError:  # pragma: no cover - platforms without directory handles

@@ -10,7 +10,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,8 +46,29 @@ def manifest_status(record: TaskRecord | None) -> str:
     return record.status
 
 
+def maybe_twice(record: TaskRecord, remote_ids: Sequence[str]) -> dict[str, Any] | None:
+    """The manifest's ``maybe_twice`` of a task: set when a create of it got no answer."""
+    if record.unanswered < 1:
+        return None
+    ids = list(dict.fromkeys([*remote_ids, *([record.remote_id] if record.remote_id else [])]))
+    known = f"; known remote id(s): {', '.join(ids)}" if ids else "; no remote id is known"
+    return {
+        "task_ids": ids,
+        "unanswered": record.unanswered,
+        "reason": (
+            f"may have been created twice: {record.unanswered} create request(s) got no "
+            "answer (connection dropped, timed out or the run was killed), and RunningHub "
+            f"offers no way to find a task without its id{known}"
+        ),
+    }
+
+
 def task_entry(
-    task: PlannedTask, record: TaskRecord | None, base: Path, progress: float | None
+    task: PlannedTask,
+    record: TaskRecord | None,
+    base: Path,
+    progress: float | None,
+    remote_ids: Sequence[str] = (),
 ) -> TaskEntry:
     """One manifest task from its plan and its record; output paths relative to ``base``."""
     if record is None:
@@ -91,6 +112,7 @@ def task_entry(
         notes=record.notes,
         server=record.server,
         emulated=record.emulated,
+        maybe_twice=maybe_twice(record, remote_ids),
     )
 
 
@@ -146,8 +168,10 @@ class Journal:
             wanted = [i for i in changed | moved if i in self._tasks]
         records = self._store.tasks(wanted) if wanted else {}
         for task_id in wanted:
+            record = records.get(task_id)
+            remote = self._store.remote_ids_of(task_id) if record and record.unanswered else ()
             entry = task_entry(
-                self._tasks[task_id], records.get(task_id), self._base, self.progress.get(task_id)
+                self._tasks[task_id], record, self._base, self.progress.get(task_id), remote
             )
             self._entries[task_id] = entry
             self._texts[task_id] = _entry_text(entry)

@@ -82,6 +82,10 @@ class TaskEntry:
     notes: tuple[str, ...] = ()
     server: str | None = None
     emulated: bool = False
+    #: ``{"task_ids": [...], "unanswered": n, "reason": "..."}`` when the task may have been
+    #: created (and paid for) twice: a create whose answer never came, with every remote id
+    #: known for it; None otherwise.
+    maybe_twice: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -105,6 +109,7 @@ class TaskEntry:
             "notes": list(self.notes),
             "server": self.server,
             "emulated": self.emulated,
+            "maybe_twice": None if self.maybe_twice is None else dict(self.maybe_twice),
         }
 
     @classmethod
@@ -130,6 +135,7 @@ class TaskEntry:
             notes=tuple(data.get("notes", ())),
             server=data.get("server"),
             emulated=bool(data.get("emulated", False)),
+            maybe_twice=data.get("maybe_twice"),
         )
 
 
@@ -158,6 +164,11 @@ class Manifest:
         return self.status == "succeeded"
 
     @property
+    def maybe_twice(self) -> tuple[TaskEntry, ...]:
+        """Tasks that may have been created (and paid for) twice."""
+        return tuple(t for t in self.tasks if t.maybe_twice)
+
+    @property
     def failed_tasks(self) -> tuple[TaskEntry, ...]:
         return tuple(t for t in self.tasks if t.status == "failed")
 
@@ -176,6 +187,7 @@ class Manifest:
             "counts": dict(self.counts),
             "cost": dict(self.cost),
             "errors": list(self.errors),
+            "maybe_twice": len(self.maybe_twice),
             "tasks": [t.to_dict() for t in self.tasks],
         }
 
