@@ -30,6 +30,10 @@ if TYPE_CHECKING:  # rich loads only for the live display, on a terminal
 
 
 class Reporter(Protocol):
+    #: Whether ``task_progress`` and ``task_node`` events are shown; when not, the executor
+    #: does not make them. A reporter passed in without it is taken to show them.
+    shows_progress: bool
+
     def emit(self, event: str, **fields: Any) -> None: ...
 
     def close(self) -> None: ...
