@@ -222,7 +222,7 @@ def test_plan_json_is_written_in_pieces_a_task_per_line(
     graph = plan(load_pipeline(ROOT / "pipelines" / f"{name}.yaml"))
     whole = "".join(plan_json_chunks(graph, batch=2))
     assert json.loads(whole) == plan_json(graph)
-    assert len(list(plan_json_chunks(graph, batch=2))) == 2 + -(-len(graph.tasks) // 2)
+    assert len(list(plan_json_chunks(graph, batch=2))) == 3 + -(-len(graph.tasks) // 2)
     lines = whole.splitlines()
     assert lines[:2] == ["{", f'  "pipeline": "{graph.pipeline}",'] and lines[-2:] == ["  ]", "}"]
     tasks = [json.loads(line.strip().rstrip(",")) for line in lines[3:-2]]
@@ -231,3 +231,7 @@ def test_plan_json_is_written_in_pieces_a_task_per_line(
     assert (code, out) == (0, whole + "\n")
     empty = replace(graph, tasks=())
     assert json.loads("".join(plan_json_chunks(empty))) == {"pipeline": name, "tasks": []}
+    extra = {"estimate": {"coins": 1.5, "sources": ["a", "b"]}}
+    both = json.loads("".join(plan_json_chunks(graph, batch=2, extra=extra)))
+    assert both == {**plan_json(graph), **extra}
+    assert list(both) == ["pipeline", "tasks", "estimate"]

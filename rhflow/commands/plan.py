@@ -1,4 +1,5 @@
-"""``rhflow plan``: expand a pipeline into its task graph, offline, and print it."""
+"""``rhflow plan``: expand a pipeline into its task graph, offline, and print it; where earlier
+manifests in the output folder give figures, an estimate of coins and time too."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Iterable
 
 import click
 
+from rhflow.execute.estimate import estimate
 from rhflow.pipeline.loader import load_pipeline
 from rhflow.pipeline.render import template_limits
 from rhflow.planning.planner import MAX_TASKS
@@ -27,12 +29,16 @@ def plan(
     with template_limits(template_limit):
         pipeline = load_pipeline(file, set_vars=set_vars)
         graph = plan_graph(pipeline, limit=limit, only=only, max_tasks=max_tasks)
+    cost = estimate(graph)
     if as_json:
-        for chunk in plan_json_chunks(graph):  # written as it is made: a large plan is not
-            click.echo(chunk, nl=False)  # held whole in memory
+        extra = {"estimate": cost.to_dict()} if cost.sources else {}
+        for chunk in plan_json_chunks(graph, extra=extra):  # written as it is made: a large
+            click.echo(chunk, nl=False)  # plan is never held whole in memory
         click.echo()
     else:
         click.echo(plan_table(graph))
+        if cost.sources:
+            click.echo("\n" + "\n".join(cost.lines()))
     for warning in graph.warnings:
         click.echo(f"Warning: {warning}", err=True)
     return 0

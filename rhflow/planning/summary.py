@@ -58,20 +58,24 @@ def plan_json_text(graph: TaskGraph) -> str:
     return "".join(plan_json_chunks(graph))
 
 
-def plan_json_chunks(graph: TaskGraph, batch: int = 1000) -> Iterator[str]:
+def plan_json_chunks(
+    graph: TaskGraph, batch: int = 1000, *, extra: Mapping[str, Any] | None = None
+) -> Iterator[str]:
     """``plan_json_text`` in pieces of ``batch`` tasks, so that a large plan is written out
     as it is serialised instead of being held whole (the same text, joined). A task is one
     line: compact JSON is what the C encoder writes, several times faster than an indented
-    layout, and a line per task is easy to grep."""
+    layout, and a line per task is easy to grep. ``extra`` keys (the cost estimate) follow
+    the tasks."""
     yield '{\n  "pipeline": ' + _dumps(graph.pipeline) + ',\n  "tasks": ['
-    if not graph.tasks:
-        yield "]\n}"
-        return
     base = graph.source.parent.absolute()
     for start in range(0, len(graph.tasks), batch):
         texts = (_dumps(_task_json(t, base)) for t in graph.tasks[start : start + batch])
         yield ("\n    " if start == 0 else ",\n    ") + ",\n    ".join(texts)
-    yield "\n  ]\n}"
+    yield "\n  ]" if graph.tasks else "]"
+    for key, value in (extra or {}).items():  # after the tasks, as in plan_json(...) | extra
+        text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+        yield f",\n  {_dumps(key)}: " + text.replace("\n", "\n  ")
+    yield "\n}"
 
 
 def _dumps(value: Any) -> str:

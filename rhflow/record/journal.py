@@ -11,7 +11,6 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,6 @@ from rhflow.record.manifest import (
     OutputFile,
     TaskEntry,
     count_statuses,
-    manifest_text,
     total_cost,
     write_atomic,
 )
@@ -149,6 +147,8 @@ class Journal:
         self._moved: set[str] = set()  # tasks whose progress changed since the last build
         self.errors: list[str] = []
         self.progress: dict[str, float] = {}
+        #: ``{"max_coins", "estimate", "estimate_basis", "spent", "stopped"}`` of this run.
+        self.budget: dict[str, Any] | None = None
         #: seconds the last manifest write took (the executor spaces writes by it)
         self.last_write = 0.0
 
@@ -197,20 +197,20 @@ class Journal:
             "source": str(self._graph.source),
             "shard": self._shard,
             "server": self.server,
+            "budget": None if self.budget is None else dict(self.budget),
             "counts": count_statuses(tasks),
             "cost": total_cost(tasks),
             "errors": tuple(self.errors),
         }
 
     def _text(self, manifest: Manifest) -> str:
-        """``manifest`` as ``write_manifest`` writes it, from the entries' kept texts."""
-        head = replace(manifest, tasks=())
-        text = manifest_text(head)
+        """``manifest`` as ``write_manifest`` writes it, from the entries' kept texts (the
+        tasks come last in a manifest's JSON)."""
+        head = json.dumps(manifest.head_dict(), indent=2, ensure_ascii=False, default=str)
         if not manifest.tasks:
-            return text
-        cut = text.rindex('"tasks": []')
+            return head[: -len("\n}")] + ',\n  "tasks": []\n}\n'
         body = ",\n".join(self._texts[t.id] for t in manifest.tasks)
-        return text[:cut] + '"tasks": [\n' + body + "\n  ]\n}\n"
+        return head[: -len("\n}")] + ',\n  "tasks": [\n' + body + "\n  ]\n}\n"
 
     def write(self, status: str = "running", *, finished: bool = False) -> Manifest | None:
         """Rewrite the manifest. After the final write (``finished``), progress writes still
