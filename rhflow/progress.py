@@ -263,7 +263,12 @@ def format_summary(manifest: Manifest, manifest_path: str, *, elapsed: float | N
     if manifest.cost.get("coins"):
         coins = manifest.cost["coins"]
         head += f"; {coins:g} coin{'' if coins == 1 else 's'}"
+    twice = manifest.maybe_twice
+    if twice:
+        head += f"; {len(twice)} task{'' if len(twice) == 1 else 's'} may have been created twice"
     lines = [head]
+    for task in twice:
+        lines.append(f"  {task.step}/{task.id[:10]}: {(task.maybe_twice or {}).get('reason')}")
     for error in manifest.errors:
         lines.append(f"  error: {error}")
     for task in manifest.tasks:

@@ -458,7 +458,9 @@ class Client:
             _log_request(method, path, started, f"no answer ({self._scrub(_cause(exc))})")
             if not self.answered and _never_connected(exc):
                 raise UnreachableError(self.host, self._scrub(_cause(exc))) from exc
-            raise TransportError(f"POST {path} failed: {self._scrub(_cause(exc))}") from exc
+            failed = TransportError(f"POST {path} failed: {self._scrub(_cause(exc))}")
+            failed.sent = not _never_connected(exc)
+            raise failed from exc
         except requests.Timeout as exc:
             _log_request(method, path, started, "timed out")
             raise TransportError(f"POST {path} timed out: {self._scrub(str(exc))}") from exc

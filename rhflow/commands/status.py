@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from rhflow.errors import StateError
-from rhflow.record.journal import manifest_status
+from rhflow.record.journal import manifest_status, maybe_twice
 from rhflow.record.manifest import Manifest, read_manifest
 from rhflow.record.store import DB_NAME, REMOTE_ACTIVE, STATE_DIR, Store, TaskRecord
 
@@ -33,6 +33,7 @@ class Summary:
     failed: list[dict[str, Any]]
     running: list[dict[str, Any]]
     manifest: str | None
+    maybe_twice: list[dict[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -44,6 +45,7 @@ class Summary:
             "counts": self.counts,
             "failed": self.failed,
             "running": self.running,
+            "maybe_twice": self.maybe_twice,
             "manifest": self.manifest,
         }
 
@@ -76,6 +78,9 @@ def summarize(directory: Path) -> Summary:
         path, manifest = manifest_of(store, directory)
         records = store.tasks()
         pipeline = store.meta("pipeline")
+        remote: dict[str, list[str]] = {}
+        for remote_id, task_id in store.remote_ids().items():
+            remote.setdefault(task_id, []).append(remote_id)
     if manifest is not None:
         records = {t.id: records[t.id] for t in manifest.tasks if t.id in records}
         pending = [t for t in manifest.tasks if t.id not in records]
@@ -97,6 +102,11 @@ def summarize(directory: Path) -> Summary:
         failed=[_brief(r) for r in records.values() if manifest_status(r) == "failed"],
         running=[_brief(r) for r in records.values() if r.status in REMOTE_ACTIVE],
         manifest=None if path is None else str(path),
+        maybe_twice=[
+            {"id": r.id, "step": r.step, **twice}
+            for r in records.values()
+            if (twice := maybe_twice(r, remote.get(r.id, ()))) is not None
+        ],
     )
 
 
@@ -134,6 +144,10 @@ def format_summary(summary: Summary) -> str:
             f"  {task['status']} remotely: {task['step']}/{task['id'][:10]} as task "
             f"{task['task_id']}"
         )
+    for task in summary.maybe_twice:
+        lines.append(f"  {task['step']}/{task['id'][:10]}: {task['reason']}")
+    if summary.maybe_twice:
+        lines.append(f"{len(summary.maybe_twice)} task(s) may have been created twice")
     if summary.manifest:
         lines.append(f"manifest: {summary.manifest}")
     return "\n".join(lines)

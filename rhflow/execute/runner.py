@@ -130,6 +130,7 @@ def run_pipeline(
             counts=dict(result.counts),
             manifest=str(manifest_path),
             errors=list(result.errors),
+            maybe_twice=len(result.maybe_twice),
         )
     finally:
         reporter.close()
