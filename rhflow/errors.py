@@ -16,6 +16,8 @@
     └── ApiError(code, name, message)   RunningHub answered with an error, or could not be reached
         ├── TransportError           connection refused/reset/timed out (retryable)
         ├── BadResponseError         the answer was not the JSON envelope expected (retryable)
+        │   └── RefusedAnswerError   an answer over a limit or against a rule (not retried)
+        │       └── ForeignRedirectError   an API call redirected elsewhere (stops the run)
         ├── ServerError              HTTP 5xx (retryable)
         └── one class per documented code: QueueFullError (421), InvalidNodeInfoError (803), ...
 
@@ -33,7 +35,7 @@ Each ApiError class carries three flags the executor reads:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class RhflowError(Exception):
@@ -212,6 +214,25 @@ class BadResponseError(ApiError):
     name = "BAD_RESPONSE"
     hint = "the server's answer was not the JSON RunningHub sends"
     retryable = True
+
+
+class RefusedAnswerError(BadResponseError):
+    """An answer rhflow will not take: over a size or time cap, a file URL that is not
+    http(s), an id no integer can hold, too many outputs. The same request would get the same
+    answer, so it is not retried."""
+
+    name = "REFUSED_ANSWER"
+    hint = ""
+    retryable = False
+
+
+class ForeignRedirectError(RefusedAnswerError):
+    """An API call was redirected to another origin (or in a way not followed): the request
+    carries the key, so it is not sent there. Every call would be, so the run stops."""
+
+    name = "REDIRECT_REFUSED"
+    fatal = True
+    exit_code = 2
 
 
 class ServerError(ApiError):
@@ -519,3 +540,28 @@ def redact(text: str, secret: str) -> str:
     if len(secret) < MIN_MASKED_KEY:
         return text
     return text.replace(secret, "***")
+
+
+def redact_all(value: Any, secret: str) -> Any:
+    """A copy of decoded JSON ``value`` with ``secret`` masked (see :func:`redact`) in every
+    string, keys included; walked without recursion, so any depth json accepts is fine."""
+    if len(secret) < MIN_MASKED_KEY or not isinstance(value, (str, dict, list)):
+        return value
+    if isinstance(value, str):
+        return redact(value, secret)
+    root: dict[Any, Any] | list[Any] = {} if isinstance(value, dict) else []
+    pending: list[tuple[Any, Any]] = [(value, root)]
+    while pending:
+        source, copy = pending.pop()
+        items = source.items() if isinstance(source, dict) else enumerate(source)
+        for key, item in items:
+            if isinstance(item, (dict, list)):
+                new: Any = {} if isinstance(item, dict) else []
+                pending.append((item, new))
+            else:
+                new = redact(item, secret) if isinstance(item, str) else item
+            if isinstance(copy, dict):
+                copy[redact(key, secret) if isinstance(key, str) else key] = new
+            else:
+                copy.append(new)
+    return root

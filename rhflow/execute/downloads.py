@@ -19,10 +19,18 @@ from dataclasses import replace
 from pathlib import Path
 
 from rhflow.api.client import Output
+from rhflow.api.results import file_ext
 from rhflow.errors import ApiError, OutputWriteError, PlanError, RhflowError
 from rhflow.execute.failures import TaskFailure
 from rhflow.execute.remote import Remote
-from rhflow.execute.transfers import check_file, file_sha256, intact, place, safe_destination
+from rhflow.execute.transfers import (
+    check_file,
+    file_sha256,
+    intact,
+    place,
+    safe_destination,
+    safe_part,
+)
 from rhflow.model import PlannedTask
 from rhflow.record.manifest import write_atomic
 from rhflow.record.store import OutputRecord, TaskRecord
@@ -51,6 +59,18 @@ class Downloads:
                     "check that the workflow has an output node (SaveImage...)",
                 },
                 retry=False,
+            )
+        cap = remote.options.max_outputs
+        if len(outputs) > cap:
+            raise TaskFailure(
+                {
+                    "kind": "failed",
+                    "message": f"the task reported {len(outputs)} outputs, more than the "
+                    f"{cap} allowed per task; nothing was downloaded (raise --max-outputs "
+                    "if the workflow really makes that many)",
+                },
+                retry=False,
+                keep="downloading",
             )
         kept = self._kept(task)
         cost = next((o.task_cost_time for o in outputs if o.task_cost_time is not None), None)
@@ -96,7 +116,7 @@ class Downloads:
         remote = self._remote
         options = remote.options
         tries = options.download_retries if retries is None else retries
-        ext = (output.file_type or "bin").lower()
+        ext = file_ext(output.file_type) or "bin"  # never a path: see file_ext
         dest = self._destination(task, index, ext, output.node_id)
         staged = self._output_dir / STAGING / f"{task.id}-{index}.{ext}"
         for attempt in range(tries + 1):
@@ -104,7 +124,7 @@ class Downloads:
                 sha, size = await remote.call(self._fetch, output, staged, ext, dest)
                 break
             except ApiError as err:
-                if attempt == tries:
+                if attempt == tries or not err.retryable:
                     raise _failure(
                         f"downloading output {index} failed: {err}; "
                         "run again to retry the download (the task is not run again)"
@@ -141,7 +161,11 @@ class Downloads:
 
         try:
             name = output_name(
-                task, index=index, ext=ext, node_id=node_id or "", task_short=task.id[:8]
+                task,
+                index=index,
+                ext=ext,
+                node_id=safe_part(node_id or ""),
+                task_short=task.id[:8],
             )
             dest = safe_destination(self._output_dir, name)
         except PlanError as err:

@@ -73,6 +73,7 @@ class Remote:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self.started: dict[str, float] = {}  # task id -> monotonic time of its create
         self.dirty = False
+        self.no_more_creates: str | None = None  # why, once the state cannot be written
         self._uploads = UploadCache(
             lambda path: str(client.upload(path).file_name),
             store,
@@ -161,6 +162,9 @@ class Remote:
         entries = await self._node_info_list(task, needs)
         busy = errors = 0
         while True:
+            if self.no_more_creates:
+                detail = {"kind": "error", "message": self.no_more_creates}
+                raise TaskFailure(detail, retry=False, fatal=True)
             try:
                 return await self._create_recorded(task, entries)
             except ApiError as err:
@@ -210,26 +214,37 @@ class Remote:
         except ApiError as err:
             self._create_failed(task, err)
             raise
-        record = self._store.get(task.id)
-        attempts = (record.attempts if record else 0) + 1
         try:
-            self._store.update(
-                task.id,
-                remote_id=created.task_id,
-                server=self._server,
-                emulated=self._server == BUILTIN_EMULATOR
-                or bool(getattr(self.client, "emulated", 0)),
-                status=active_status(created.status),
-                attempts=attempts,
-                node_info_list=tuple(entries),
-                submitted_at=time.time(),
-                finished_at=None,
-                failure=None,
-                outputs=(),
-                sending=None,
-            )
+            return self._record_created(task, created, entries)
+        except RhflowError as err:
+            # A full disk: give back the room kept for this very commit, and create no more.
+            self.no_more_creates = f"{err}; no more tasks are created"
+            if not self._store.release_reserve():
+                raise self._unrecorded(created.task_id, err) from err
+        try:
+            return self._record_created(task, created, entries)
         except RhflowError as err:
             raise self._unrecorded(created.task_id, err) from err
+
+    def _record_created(
+        self, task: PlannedTask, created: TaskCreated, entries: list[dict[str, Any]]
+    ) -> tuple[TaskCreated, int]:
+        record = self._store.get(task.id)
+        attempts = (record.attempts if record else 0) + 1
+        self._store.update(
+            task.id,
+            remote_id=created.task_id,
+            server=self._server,
+            emulated=self._server == BUILTIN_EMULATOR or bool(getattr(self.client, "emulated", 0)),
+            status=active_status(created.status),
+            attempts=attempts,
+            node_info_list=tuple(entries),
+            submitted_at=time.time(),
+            finished_at=None,
+            failure=None,
+            outputs=(),
+            sending=None,
+        )
         return created, attempts
 
     def _create_failed(self, task: PlannedTask, err: ApiError) -> None:
@@ -246,7 +261,7 @@ class Remote:
             notes=(*record.notes, UNANSWERED_NOTE.format(err=err)),
         )
 
-    def _unrecorded(self, remote_id: str, err: RhflowError) -> TaskFailure:
+    def _unrecorded(self, remote_id: str, err: object) -> TaskFailure:
         """The task was created but its id cannot be recorded (a full disk): cancel it, so
         that the next run, which will create it again, does not pay for it twice."""
         try:
@@ -373,8 +388,14 @@ class Remote:
         message = f"{reason}; remote task {record.remote_id} cancelled"
         if problem:
             message = f"{reason}; remote task {record.remote_id} had ended ({problem})"
+        notes = (
+            *record.notes,
+            f"remote task {record.remote_id} was cancelled ({reason}) before it finished; "
+            "RunningHub may bill the time it ran; a later run creates the task again",
+        )
         self.save(
             task,
+            notes=notes,
             status="cancelled",
             finished_at=time.time(),
             failure={

@@ -34,7 +34,13 @@ from rhflow.execute.folder import (
 )
 from rhflow.execute.locking import check_lock
 from rhflow.execute.resume import adopt_earlier_ids
-from rhflow.execute.scheduling import ExecuteOptions, PollPolicy, parse_shard, shard_tasks
+from rhflow.execute.scheduling import (
+    ExecuteOptions,
+    PollPolicy,
+    download_limits,
+    parse_shard,
+    shard_tasks,
+)
 from rhflow.model import Pipeline, TaskGraph
 from rhflow.pipeline.lockfile import locked, with_hashes
 from rhflow.pipeline.workflows import CachedWorkflows, WorkflowSource
@@ -74,6 +80,7 @@ def run_pipeline(
     shard: str | None = None,
     limit: int | None = None,
     only: Sequence[str] = (),
+    max_tasks: int | None = None,
     force: bool = False,
     overwrite: bool = False,
     prune: bool = False,
@@ -89,17 +96,31 @@ def run_pipeline(
     websocket: bool = True,
     poll: PollPolicy | None = None,
     execute_options: Mapping[str, Any] | None = None,
+    max_outputs: int | None = None,
+    max_output_size: str | int | None = None,
+    download_timeout: float | None = None,
 ) -> RunResult:
-    """Load, plan and run a pipeline; return the manifest (written to disk as the run went)."""
+    """Load, plan and run a pipeline; return the manifest (written to disk as the run went).
+
+    ``max_outputs``, ``max_output_size`` (bytes, or text such as ``"500MB"``) and
+    ``download_timeout`` (seconds per output file) bound what a server can make the run
+    download; they apply to the client this function makes, not to one passed in."""
     started = time.monotonic()
     reporter = SafeReporter(reporter or QuietReporter())
     loading = _Loading(Path(path), tuple(set_vars), out, concurrency)
     pipeline = loading.load()  # every offline check first: an invalid file needs no key
     if shard:
         parse_shard(shard)  # a bad --shard is a usage error, found before any request
+    limits = download_limits(max_output_size, download_timeout)
+    if max_outputs is not None:
+        execute_options = {**dict(execute_options or {}), "max_outputs": max_outputs}
+        if max_outputs < 1:
+            raise UsageError(f"--max-outputs {max_outputs} must be at least 1")
     task_cache = open_cache(cache) if cache else None  # a bad --cache too
     try:
-        with _client(client, emulator=emulator, base_url=base_url, api_key=api_key) as made:
+        with open_client(
+            client, emulator=emulator, base_url=base_url, api_key=api_key, limits=limits
+        ) as made:
             server = BUILTIN_EMULATOR if emulator and client is None else made.base_url
             if not force:  # before anything is sent: results of another server do not count
                 _check_server(pipeline.output_dir, server)
@@ -111,7 +132,7 @@ def run_pipeline(
                 pipeline = loading.load(workflows=workflows)
                 _require_workflows(pipeline, workflows)
             pipeline = with_hashes(pipeline, locks.hashes)
-            graph = _plan(pipeline, limit=limit, only=only, shard=shard)
+            graph = _plan(pipeline, limit=limit, only=only, shard=shard, max_tasks=max_tasks)
             options = ExecuteOptions(
                 concurrency=graph.concurrency,
                 force=force,
@@ -169,12 +190,18 @@ def _has_unchecked_workflows(pipeline: Pipeline) -> bool:
 
 
 def _plan(
-    pipeline: Pipeline, *, limit: int | None, only: Sequence[str], shard: str | None
+    pipeline: Pipeline,
+    *,
+    limit: int | None,
+    only: Sequence[str],
+    shard: str | None,
+    max_tasks: int | None = None,
 ) -> TaskGraph:
-    from rhflow.planning.planner import plan
+    from rhflow.planning.planner import MAX_TASKS, plan
 
     share = parse_shard(shard) if shard else None
-    graph = plan(pipeline, limit=limit, only=list(only) or None)
+    cap = MAX_TASKS if max_tasks is None else max_tasks
+    graph = plan(pipeline, limit=limit, only=list(only) or None, max_tasks=cap)
     graph = replace(graph, output_dir=Path(graph.output_dir).resolve())
     return shard_tasks(graph, share) if share else graph
 
@@ -306,6 +333,7 @@ def _opened(output_dir: Path, manifest_path: Path, reporter: Reporter) -> Iterat
     with opened.store as store:
         if opened.message:
             reporter.emit("run_warning", message=opened.message)
+        store.reserve()  # room for the commit of a created task's id, should the disk fill
         yield store
 
 
@@ -359,21 +387,30 @@ def _remove_leftovers(output_dir: Path, manifest_path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _client(
-    client: Client | None, *, emulator: bool, base_url: str | None, api_key: str | None
+def open_client(
+    client: Client | None,
+    *,
+    emulator: bool,
+    base_url: str | None,
+    api_key: str | None,
+    limits: Mapping[str, Any] | None = None,
 ) -> Iterator[Client]:
+    """``client`` as given, else one for ``--emulator`` (an in-process emulator) or for the
+    key and base URL (from the options or RH_API_KEY / RH_BASE_URL), with ``limits`` (see
+    ``download_limits``) applied to a client made here."""
+    limits = limits or {}
     if client is not None:
         yield client
         return
     if not emulator:
-        with Client.from_env(api_key=api_key, base_url=base_url) as made:
+        with Client.from_env(api_key=api_key, base_url=base_url, **limits) as made:
             yield made
         return
     from rhflow.emulator import Emulator, EmulatorConfig
 
     with (
         Emulator(EmulatorConfig(task_seconds=(1.0, 2.0))) as emu,
-        Client(EMULATOR_KEY, emu.url) as made,
+        Client(EMULATOR_KEY, emu.url, **limits) as made,
     ):
         yield made
 

@@ -4,7 +4,8 @@
   once across runs; thread-safe, because the planner renders ``needs.<step>.outputs[i]`` in a
   worker thread and indexing those outputs uploads them.
 - ``UpstreamView``: what a downstream task may read of a finished upstream task.
-- ``safe_destination``: a relative name -> a path inside the output folder, or an error.
+- ``safe_destination``: a relative name -> a path inside the output folder, or an error;
+  ``safe_part``: a server-given word (a nodeId) reduced to a harmless part of a file name.
 - ``check_file``: the header check run on each download before it is renamed into place.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 import shutil
 import threading
 import time
@@ -138,6 +140,16 @@ def safe_destination(output_dir: Path, name: str) -> Path:
             "fix the step's outputs template"
         )
     return target
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]+")
+
+
+def safe_part(text: str, limit: int = 64) -> str:
+    """``text`` as one harmless part of a file name: runs of anything but letters, digits,
+    ``_ . : -`` become ``_`` (no ``/``, NUL or ``..`` survives), no leading dot, at most
+    ``limit`` characters."""
+    return _UNSAFE.sub("_", text).lstrip(".")[:limit].replace("..", "_")
 
 
 def check_file(path: Path, file_type: str | None, expected_bytes: int) -> None:
