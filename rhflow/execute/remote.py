@@ -359,24 +359,25 @@ class Remote:
             status = failure.keep or "failed"
         self.save(task, status=status, failure=failure.detail, finished_at=time.time())
 
-    async def abandon(self, task: PlannedTask, reason: str) -> None:
+    async def abandon(self, task: PlannedTask, reason: str) -> str | None:
         """The run stops while this task is in flight: cancel it remotely, or leave it running
-        for the next run with --detach."""
+        for the next run with --detach (then its remote id is returned)."""
         record = self._store.get(task.id)
         if (
             record is None
             or not record.remote_id
             or record.status not in ("submitted", "queued", "running")
         ):
-            return
+            return None
         if reason == "interrupted" and self.options.detach:
-            self.note(task, f"left running remotely (--detach) as task {record.remote_id}")
-            return
+            notes = (*record.notes, f"left running remotely (--detach) as task {record.remote_id}")
+            self.save(task, notes=notes)  # the caller says so, in one line per task
+            return record.remote_id
         problem = await self.cancel_quietly(record.remote_id)
         after = await self._state_after_cancel(record.remote_id)
         if after is not None and after.succeeded and after.outputs:
             self._keep_finished(task, record.remote_id, after)
-            return
+            return None
         if problem and (after is None or not after.done):
             # The cancel may not have reached it: the next run follows it, never re-creates it.
             message = (
@@ -384,7 +385,7 @@ class Remote:
                 "next run follows it instead of creating it again"
             )
             self.save(task, failure={"kind": "interrupted", "message": message})
-            return
+            return None
         message = f"{reason}; remote task {record.remote_id} cancelled"
         if problem:
             message = f"{reason}; remote task {record.remote_id} had ended ({problem})"
@@ -403,6 +404,7 @@ class Remote:
                 "message": message,
             },
         )
+        return None
 
     async def _state_after_cancel(self, remote_id: str) -> TaskOutputs | None:
         """The remote task's state once cancelled (None when the server does not say)."""
