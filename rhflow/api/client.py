@@ -629,6 +629,12 @@ class Client:
             f"POST {path} answered with something other than a JSON object: {_clip(text)}"
         )
 
+    def mask(self, value: Any) -> Any:
+        """``value`` (text or decoded JSON) with the API key replaced by ``***`` wherever it
+        occurs: for server text that reaches rhflow by another way than this client (the
+        WebSocket). Every answer the client returns is masked already."""
+        return redact_all(value, self._api_key)
+
     def _scrub(self, text: str) -> str:
         return redact(text, self._api_key)
 

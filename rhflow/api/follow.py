@@ -62,41 +62,50 @@ async def follow(
     session: aiohttp.ClientSession,
     on_event: Callable[[ProgressEvent], None],
     timeout: float | None = None,
+    mask: Callable[[Any], Any] | None = None,
 ) -> FollowResult:
     """Call ``on_event`` for each message until the task ends or the socket is lost.
+
+    ``mask`` (e.g. :meth:`rhflow.api.client.Client.mask`) cleans each decoded frame before
+    anything is read from it, so that a key the server echoes reaches no event.
 
     Returns "success" on ``execution_success`` (or ``executing`` with node null once execution
     has started), "error" on ``execution_error``, and "lost" when the connection fails, closes
     before the end, or ``timeout`` seconds pass. Exceptions raised by ``on_event`` propagate.
     """
     try:
-        return await asyncio.wait_for(_follow(url, session, on_event), timeout)
+        return await asyncio.wait_for(_follow(url, session, on_event, mask), timeout)
     except asyncio.TimeoutError:
         log.debug("websocket %s: no end within %s s", url, timeout)
         return "lost"
 
 
 async def _follow(
-    url: str, session: aiohttp.ClientSession, on_event: Callable[[ProgressEvent], None]
+    url: str,
+    session: aiohttp.ClientSession,
+    on_event: Callable[[ProgressEvent], None],
+    mask: Callable[[Any], Any] | None,
 ) -> FollowResult:
     ws = await _connect(session, url)
     if ws is None:
         return "lost"
     try:
-        return await _read(ws, on_event)
+        return await _read(ws, on_event, mask)
     finally:
         await _close(ws)
 
 
 async def _read(
-    ws: aiohttp.ClientWebSocketResponse[bool], on_event: Callable[[ProgressEvent], None]
+    ws: aiohttp.ClientWebSocketResponse[bool],
+    on_event: Callable[[ProgressEvent], None],
+    mask: Callable[[Any], Any] | None,
 ) -> FollowResult:
     started = False
     while True:
         frame = await _receive(ws)
         if frame is None:
             return "lost"
-        for event in events_from_frame(frame):
+        for event in events_from_frame(mask(frame) if mask else frame):
             on_event(event)
             if event.kind in ("success", "error"):
                 return "success" if event.kind == "success" else "error"

@@ -84,6 +84,7 @@ class Watcher:
                 session=self._remote.session,
                 timeout=_remaining(deadline),
                 on_event=functools.partial(self._progress, task),
+                mask=getattr(self._remote.client, "mask", None),
             )
         )
         try:
