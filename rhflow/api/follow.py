@@ -160,8 +160,12 @@ async def _close(ws: aiohttp.ClientWebSocketResponse[bool]) -> None:
 def decode_frame(data: str | bytes) -> dict[str, Any] | None:
     """A frame's JSON object, from text or bytes in utf-8, utf-16 or latin-1; None if not JSON.
 
-    As the official plugin does, a ``{...}`` block inside other text is found too.
+    As the official plugin does, a ``{...}`` block inside other text is found too. ComfyUI's
+    binary frames (a 4-byte big-endian event type such as 1 = PREVIEW_IMAGE, then image bytes)
+    are skipped: no JSON text starts with three zero bytes.
     """
+    if isinstance(data, bytes) and data[:3] == b"\0\0\0":
+        return None
     texts = [data] if isinstance(data, str) else list(_decodings(data))
     for text in texts:
         for candidate in (text, _braced(text)):
