@@ -9,9 +9,6 @@ also rendered in-process for its exact message.
 from __future__ import annotations
 
 import json
-import resource
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,9 +16,7 @@ import pytest
 
 from rhflow.emulator import Emulator
 from rhflow.pipeline.render import RenderError, TemplateLimits, render_value, use_limits
-
-ROOT = Path(__file__).parent.parent
-MEMORY = 200 << 20
+from tests.bounded import rhflow
 
 NEST = "(" * 3000 + "1" + ")" * 3000
 CHAIN = "'x'" + " | lower" * 5000
@@ -124,24 +119,6 @@ def pipeline(where: str, source: str) -> str:
     if where == "nodes":
         return head + f'      "6": {{text: {text}}}\n'
     return head + f'      "6": {{text: hi}}\n    outputs: {text}\n'
-
-
-def _limit_memory() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY, MEMORY))
-
-
-def rhflow(*args: str, cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
-    """``rhflow ARGS`` in a subprocess under the memory limit (this tree's rhflow)."""
-    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(cwd)}
-    return subprocess.run(
-        [sys.executable, "-m", "rhflow", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        preexec_fn=_limit_memory,
-    )
 
 
 def test_every_payload_is_refused_by_validate_in_bounded_time_and_memory(tmp_path: Path) -> None:

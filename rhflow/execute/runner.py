@@ -189,6 +189,7 @@ class _Tally:
 
     def __init__(self, inner: Reporter) -> None:
         self._inner = inner
+        self.shows_progress = getattr(inner, "shows_progress", True)
         self.reused = 0
         self.followed: set[str] = set()
 
