@@ -13,6 +13,7 @@ from rhflow.progress import format_summary, make_reporter
 def run(file: str, *, quiet: bool, as_json: bool, use_emulator: bool, **options: Any) -> int:
     """Run ``file`` with a reporter for the chosen output mode; the exit code of the outcome."""
     reporter = make_reporter(quiet=quiet, as_json=as_json)
+    options["api_key"] = tuple(options.get("api_key") or ()) or None
     result = run_pipeline(file, emulator=use_emulator, reporter=reporter, **options)
     if not as_json:
         summary = format_summary(result.manifest, str(result.manifest_path), elapsed=result.elapsed)

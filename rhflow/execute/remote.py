@@ -23,6 +23,7 @@ import aiohttp
 from rhflow.api.client import BUILTIN_EMULATOR, TaskCreated
 from rhflow.errors import ApiError, RhflowError
 from rhflow.execute.failures import TaskFailure, api_failure
+from rhflow.execute.keys import KeyPool, PoolKey
 from rhflow.execute.scheduling import ExecuteOptions
 from rhflow.execute.transfers import LazyUploads, UploadCache, UpstreamView
 from rhflow.model import PlannedTask
@@ -51,7 +52,9 @@ class Remote:
         options: ExecuteOptions,
         server: str,
         rand: Callable[[], float],
+        keys: KeyPool | None = None,
     ) -> None:
+        self.keys = keys if keys is not None else KeyPool([client], options.concurrency)
         self.client = client
         self._store = store
         self._journal = journal
@@ -63,7 +66,7 @@ class Remote:
         self.started: dict[str, float] = {}  # task id -> monotonic time of its create
         self.dirty = False
         self._uploads = UploadCache(
-            lambda path: str(client.upload(path).file_name),
+            lambda path: str(self.keys.primary.upload(path).file_name),
             store,
             getattr(client, "base_url", server),  # uploads live on this very process/port
             backoff=options.api_backoff,
@@ -145,13 +148,22 @@ class Remote:
             ) from err
         return [dict(e) for e in entries]
 
-    async def submit(self, task: PlannedTask, needs: Mapping[str, UpstreamView]) -> TaskCreated:
-        """Create the remote task, waiting out busy answers and retrying transient errors."""
+    def client_for(self, task: PlannedTask) -> Any:
+        """The client of the key that created ``task`` (following, cancelling it)."""
+        record = self._store.get(task.id)
+        return self.keys.client_for(record.key if record else None)
+
+    async def submit(
+        self, task: PlannedTask, needs: Mapping[str, UpstreamView], key: PoolKey | None = None
+    ) -> TaskCreated:
+        """Create the remote task with ``key`` (the pool's first by default), waiting out busy
+        answers and retrying transient errors."""
         entries = await self._node_info_list(task, needs)
+        key = key or self.keys.keys[0]
         busy = errors = 0
         while True:
             try:
-                return await self._create_recorded(task, entries)
+                return await self._create_recorded(task, entries, key)
             except ApiError as err:
                 if err.busy:
                     delay = self.options.busy_backoff.delay(busy, self.rand)
@@ -166,10 +178,10 @@ class Remote:
                 raise api_failure(err, "submitting the task failed") from err
 
     async def _create_recorded(
-        self, task: PlannedTask, entries: list[dict[str, Any]]
+        self, task: PlannedTask, entries: list[dict[str, Any]], key: PoolKey
     ) -> TaskCreated:
         future = self._loop.run_in_executor(
-            self._pool, functools.partial(self._create_and_record, task, entries)
+            self._pool, functools.partial(self._create_and_record, task, entries, key)
         )
         try:
             created, attempts = await asyncio.shield(future)
@@ -185,18 +197,19 @@ class Remote:
         return created
 
     def _create_and_record(
-        self, task: PlannedTask, entries: list[dict[str, Any]]
+        self, task: PlannedTask, entries: list[dict[str, Any]], key: PoolKey
     ) -> tuple[TaskCreated, int]:
         """In a pool thread: create, then commit the remote id at once, without waiting for
         the event loop (this is the window in which a crash could lose a created task)."""
-        created = self._create(task, entries)
+        created = self._create(key.client, task, entries)
         record = self._store.get(task.id)
         attempts = (record.attempts if record else 0) + 1
         self._store.update(
             task.id,
             remote_id=created.task_id,
             server=self._server,
-            emulated=self._server == BUILTIN_EMULATOR or bool(getattr(self.client, "emulated", 0)),
+            emulated=self._server == BUILTIN_EMULATOR or bool(getattr(key.client, "emulated", 0)),
+            key=key.fingerprint,
             status=active_status(created.status),
             attempts=attempts,
             node_info_list=tuple(entries),
@@ -207,16 +220,16 @@ class Remote:
         )
         return created, attempts
 
-    def _create(self, task: PlannedTask, entries: list[dict[str, Any]]) -> TaskCreated:
+    def _create(self, client: Any, task: PlannedTask, entries: list[dict[str, Any]]) -> TaskCreated:
         target = task.target
         if target.kind == "app":
-            return self.client.run_ai_app(
+            return client.run_ai_app(
                 target.id, entries, webhook_url=task.webhook_url, instance_type=task.instance_type
             )
         if target.kind == "quick_app":
-            return self.client.run_quick_ai_app(target.id, target.quick_create_code or "", entries)
+            return client.run_quick_ai_app(target.id, target.quick_create_code or "", entries)
         workflow = _with_values(target.workflow_json, entries) if target.workflow_json else None
-        return self.client.create_task(
+        return client.create_task(
             target.id,
             entries,
             workflow=workflow,
@@ -270,9 +283,11 @@ class Remote:
         self.emit("task_retry", task, reason=failure.message, delay=delay, attempt=attempt + 1)
         await asyncio.sleep(delay)
 
-    async def cancel_quietly(self, remote_id: str) -> str | None:
+    async def cancel_quietly(self, remote_id: str, key: str | None = None) -> str | None:
+        """Cancel with the key that created the task (``key``: its fingerprint)."""
+        client = self.keys.client_for(key)
         try:
-            await asyncio.wait_for(self.call(self.client.cancel, remote_id), 15.0)
+            await asyncio.wait_for(self.call(client.cancel, remote_id), 15.0)
         except (ApiError, asyncio.TimeoutError) as err:
             return str(err) or "no answer"
         return None
@@ -303,7 +318,7 @@ class Remote:
         if reason == "interrupted" and self.options.detach:
             self.note(task, f"left running remotely (--detach) as task {record.remote_id}")
             return
-        problem = await self.cancel_quietly(record.remote_id)
+        problem = await self.cancel_quietly(record.remote_id, record.key)
         message = f"{reason}; remote task {record.remote_id} cancelled"
         if problem:
             message = f"{reason}; cancelling remote task {record.remote_id} failed: {problem}"

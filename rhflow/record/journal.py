@@ -88,6 +88,7 @@ def task_entry(
         notes=record.notes,
         server=record.server,
         emulated=record.emulated,
+        key=record.key,
     )
 
 

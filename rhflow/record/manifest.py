@@ -82,6 +82,7 @@ class TaskEntry:
     notes: tuple[str, ...] = ()
     server: str | None = None
     emulated: bool = False
+    key: str | None = None  # fingerprint of the API key that created the task
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -105,6 +106,7 @@ class TaskEntry:
             "notes": list(self.notes),
             "server": self.server,
             "emulated": self.emulated,
+            "key": self.key,
         }
 
     @classmethod
@@ -130,6 +132,7 @@ class TaskEntry:
             notes=tuple(data.get("notes", ())),
             server=data.get("server"),
             emulated=bool(data.get("emulated", False)),
+            key=data.get("key"),
         )
 
 
