@@ -59,6 +59,25 @@ _set_option = click.option(
 )
 
 
+def _limit_options(func: F) -> F:
+    """--max-tasks and --template-limit, shared by validate, plan and run."""
+    func = click.option(
+        "--template-limit",
+        "template_limit",
+        multiple=True,
+        metavar="NAME=N",
+        help="Raise a template limit (value, total, size, steps, depth, seconds, source); "
+        "see docs/reference/pipelines/templates.md.",
+    )(func)
+    return click.option(
+        "--max-tasks",
+        type=int,
+        default=100_000,
+        show_default=True,
+        help="Refuse a pipeline that would plan more tasks than this, before making them.",
+    )(func)
+
+
 def _subset_options(verb: str) -> Callable[[F], F]:
     """--limit and --only, shared by plan and run (``verb`` starts their help)."""
 
@@ -216,6 +235,7 @@ def emulator(**options: Any) -> None:
     is_flag=True,
     help="Fail (exit 1) when a workflow differs from rhflow.lock or cannot be compared.",
 )
+@_limit_options
 @_api_options
 def validate(files: tuple[str, ...], **options: Any) -> int:
     """Check pipeline files; print every problem as FILE:LINE:COL: path: message.
@@ -242,9 +262,8 @@ def validate(files: tuple[str, ...], **options: Any) -> int:
 @_set_option
 @_subset_options("Plan")
 @click.option("--json", "as_json", is_flag=True, help="Print the task graph as JSON.")
-def plan(
-    file: str, set_vars: tuple[str, ...], limit: int | None, only: tuple[str, ...], as_json: bool
-) -> int:
+@_limit_options
+def plan(file: str, **options: Any) -> int:
     """Expand a pipeline into its task graph without touching the network.
 
     \b
@@ -254,7 +273,7 @@ def plan(
     """
     from rhflow.commands.plan import plan as plan_file
 
-    return plan_file(file, set_vars=set_vars, limit=limit, only=only, as_json=as_json)
+    return plan_file(file, **options)
 
 
 @cli.command()
@@ -327,7 +346,25 @@ def lock(files: tuple[str, ...], **options: Any) -> int:
     is_flag=True,
     help="Run against an in-process RunningHub emulator (no key needed).",
 )
+@_limit_options
 @_api_options(keys=True)
+@click.option(
+    "--max-output-size",
+    metavar="SIZE",
+    help="Refuse an output file larger than this, e.g. 500MB [default: 4GB].",
+)
+@click.option(
+    "--download-timeout",
+    type=float,
+    metavar="SECONDS",
+    help="Time one output file may take to download [default: 1800].",
+)
+@click.option(
+    "--max-outputs",
+    type=int,
+    metavar="N",
+    help="Fail a task that reports more output files than this [default: 1000].",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON event per line.")
 def run(file: str, **options: Any) -> int:
@@ -381,6 +418,60 @@ def cancel(directory: str | None, base_url: str | None, api_key: str | None) -> 
     return cancel_with_key(
         Path(directory or "."), api_key=api_key, base_url=base_url, report=click.echo
     )
+
+
+# -- inspect / init --------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("workflow")
+@click.option("--json", "as_json", is_flag=True, help="Print the nodes and fields as JSON.")
+@click.option(
+    "--skeleton",
+    "skeleton_only",
+    is_flag=True,
+    help="Print a pipeline file that overrides the usual fields (prompts, seed, steps, cfg, "
+    "size, input files).",
+)
+@click.option(
+    "--emulator",
+    "use_emulator",
+    is_flag=True,
+    help="Ask an in-process RunningHub emulator (no key needed).",
+)
+@_api_options
+def inspect(workflow: str, **options: Any) -> int:
+    """Show the nodes of a workflow and the fields a pipeline can set.
+
+    WORKFLOW is a cloud workflow id (fetched with getJsonApiFormat and cached as for run),
+    app:WEBAPPID for an AI app, or a local API-format workflow JSON file.
+
+    \b
+    Examples:
+      rhflow inspect 1904136902449209346
+      rhflow inspect workflows/t2i.json --json
+      rhflow inspect app:1877265245566922753 --emulator
+      rhflow inspect 1904136902449209346 --skeleton > pipeline.yaml
+    """
+    from rhflow.commands.inspect import inspect as inspect_workflow
+
+    return inspect_workflow(workflow, **options)
+
+
+@cli.command()
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+def init(directory: str | None) -> int:
+    """Start a pipeline folder: a commented pipeline, its workflow JSON, the schema and a
+    .gitignore for out/. Refuses to overwrite files.
+
+    \b
+    Example:
+      rhflow init my-sweep
+      cd my-sweep && rhflow run pipeline.yaml --emulator
+    """
+    from rhflow.commands.init import init as write_starter
+
+    return write_starter(directory)
 
 
 # -- manifests, results -----------------------------------------------------------------------
@@ -449,6 +540,31 @@ def grid(manifest: str, x: str, y: str | None, step: str | None, output: str | N
     from rhflow.commands.grid import grid as draw_grid
 
     return draw_grid(manifest, x=x, y=y, step=step, output=output, report=click.echo)
+
+
+@cli.command()
+@click.argument("manifest", type=click.Path(exists=True))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="HTML file to write [default: report.html beside the manifest].",
+)
+def report(manifest: str, output: str | None) -> int:
+    """Write one self-contained HTML page about a run.
+
+    MANIFEST is a manifest.json or a run's output folder. The page has the run's summary, a
+    grid of images per step, each task's parameters, failures with their reasons, coins and
+    timings, and a filter by parameter; images are linked by relative paths and nothing is
+    fetched from the network, so the page can be opened from disk or kept as a CI artifact.
+
+    \b
+    Example:
+      rhflow report out/sweep/manifest.json -o out/sweep/report.html
+    """
+    from rhflow.commands.report import report as write_page
+
+    return write_page(manifest, output=output, report=click.echo)
 
 
 # -- account / schema ------------------------------------------------------------------------

@@ -5,12 +5,19 @@
     ├── PlanError                    a valid pipeline that cannot be expanded (e.g. empty sweep)
     ├── UsageError                   a command-line option or argument is wrong
     ├── StateError                   the state store or a manifest cannot be read or written
+    │   └── StateUnusableError       the output folder's state cannot be used: the run stops
+    │       │                        before any create (exit 2)
+    │       └── DamagedStateError    the state store's content cannot be read (rebuilt from
+    │                                manifest.json when there is one)
+    ├── OutputWriteError             an output file cannot be written (disk full, read-only...)
     ├── LockError                    rhflow.lock is unreadable, or --frozen and a workflow changed
     ├── CacheError                   a --cache entry cannot be read, written or trusted
     ├── RunInterrupted               Ctrl-C / SIGTERM stopped a run (exit code 130)
     └── ApiError(code, name, message)   RunningHub answered with an error, or could not be reached
         ├── TransportError           connection refused/reset/timed out (retryable)
         ├── BadResponseError         the answer was not the JSON envelope expected (retryable)
+        │   └── RefusedAnswerError   an answer over a limit or against a rule (not retried)
+        │       └── ForeignRedirectError   an API call redirected elsewhere (stops the run)
         ├── ServerError              HTTP 5xx (retryable)
         └── one class per documented code: QueueFullError (421), InvalidNodeInfoError (803), ...
 
@@ -28,7 +35,7 @@ Each ApiError class carries three flags the executor reads:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class RhflowError(Exception):
@@ -78,10 +85,45 @@ class StateError(RhflowError):
     """The state store or a manifest cannot be read or written."""
 
 
+class StateUnusableError(StateError):
+    """The output folder's state cannot be used (unwritable, a file where a folder belongs,
+    a store of a newer rhflow): the run stops before anything is sent."""
+
+    exit_code = 2
+
+
 class LockError(RhflowError):
     """``rhflow.lock`` cannot be read, or (with ``--frozen``) a workflow differs from it."""
 
     exit_code = 2
+
+
+class DamagedStateError(StateUnusableError):
+    """The state store's content cannot be read (not a database, another schema, a bad
+    value); ``reason`` says what was wrong."""
+
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        self.reason = reason or message
+        super().__init__(message)
+
+
+class OutputWriteError(RhflowError):
+    """A file cannot be written into the output folder: ``folder`` and ``cause`` (the OS's
+    words: "No space left on device", "File too large", ...). Not a network fault: every other
+    download into the same folder would fail too, so the run stops creating tasks."""
+
+    def __init__(self, folder: str, cause: str, *, errno: int | None = None) -> None:
+        self.folder = folder
+        self.cause = cause
+        self.errno = errno
+        super().__init__(f"cannot write into {folder}: {cause}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_write_error, (self.folder, self.cause, self.errno))
+
+
+def _rebuild_write_error(folder: str, cause: str, errno: int | None) -> OutputWriteError:
+    return OutputWriteError(folder, cause, errno=errno)
 
 
 class CacheError(RhflowError):
@@ -167,6 +209,25 @@ class BadResponseError(ApiError):
     name = "BAD_RESPONSE"
     hint = "the server's answer was not the JSON RunningHub sends"
     retryable = True
+
+
+class RefusedAnswerError(BadResponseError):
+    """An answer rhflow will not take: over a size or time cap, a file URL that is not
+    http(s), an id no integer can hold, too many outputs. The same request would get the same
+    answer, so it is not retried."""
+
+    name = "REFUSED_ANSWER"
+    hint = ""
+    retryable = False
+
+
+class ForeignRedirectError(RefusedAnswerError):
+    """An API call was redirected to another origin (or in a way not followed): the request
+    carries the key, so it is not sent there. Every call would be, so the run stops."""
+
+    name = "REDIRECT_REFUSED"
+    fatal = True
+    exit_code = 2
 
 
 class ServerError(ApiError):
@@ -474,3 +535,28 @@ def redact(text: str, secret: str) -> str:
     if len(secret) < MIN_MASKED_KEY:
         return text
     return text.replace(secret, "***")
+
+
+def redact_all(value: Any, secret: str) -> Any:
+    """A copy of decoded JSON ``value`` with ``secret`` masked (see :func:`redact`) in every
+    string, keys included; walked without recursion, so any depth json accepts is fine."""
+    if len(secret) < MIN_MASKED_KEY or not isinstance(value, (str, dict, list)):
+        return value
+    if isinstance(value, str):
+        return redact(value, secret)
+    root: dict[Any, Any] | list[Any] = {} if isinstance(value, dict) else []
+    pending: list[tuple[Any, Any]] = [(value, root)]
+    while pending:
+        source, copy = pending.pop()
+        items = source.items() if isinstance(source, dict) else enumerate(source)
+        for key, item in items:
+            if isinstance(item, (dict, list)):
+                new: Any = {} if isinstance(item, dict) else []
+                pending.append((item, new))
+            else:
+                new = redact(item, secret) if isinstance(item, str) else item
+            if isinstance(copy, dict):
+                copy[redact(key, secret) if isinstance(key, str) else key] = new
+            else:
+                copy.append(new)
+    return root

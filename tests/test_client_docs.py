@@ -46,7 +46,13 @@ def test_the_error_table_matches_the_error_classes() -> None:
     }
     actual = {
         cls.__name__: (cls.code, cls.name, cls.retryable, cls.busy, cls.fatal)
-        for cls in (errors.TransportError, errors.BadResponseError, *errors.API_ERRORS.values())
+        for cls in (
+            errors.TransportError,
+            errors.BadResponseError,
+            errors.RefusedAnswerError,
+            errors.ForeignRedirectError,
+            *errors.API_ERRORS.values(),
+        )
     }
     assert documented == actual
 

@@ -84,3 +84,27 @@ def test_costs_examples_run(tmp_path: Path, emulator: Emulator) -> None:
         "key type:      NORMAL\n"
     )
     assert json.loads(runs["rhflow account --json"].stdout)["remain_coins"] == 100000
+
+
+@pytest.mark.slow
+def test_start_from_a_workflow_examples_run(
+    tmp_path: Path, emulator: Emulator, api_key: str
+) -> None:
+    runs = {
+        done.args[-1]: done
+        for done in run_page(HOWTO / "start-from-a-workflow.md", tmp_path, emulator, api_key)
+    }
+    assert (tmp_path / "my-sweep" / "out" / "first-sweep" / "manifest.json").is_file()
+    page = (HOWTO / "start-from-a-workflow.md").read_text(encoding="utf-8")
+    table = runs["rhflow inspect 1904136902449209346 --emulator"].stdout
+    assert table in page  # the table shown is the table printed
+    assert runs["rhflow inspect 1904136902449209346"].stdout == table  # with a key: the same
+    skeleton = (tmp_path / "pipeline.yaml").read_text()
+    assert f"```yaml\n{skeleton}```" in page
+    assert runs["rhflow validate pipeline.yaml"].stdout == "pipeline.yaml: ok (1 task)\n"
+    data = json.loads(runs["rhflow inspect 1904136902449209346 --emulator --json"].stdout)
+    assert len(data["nodes"]) == 7
+    assert (
+        "AI app 1877265245566922753"
+        in runs["rhflow inspect app:1877265245566922753 --emulator"].stdout
+    )

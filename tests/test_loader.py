@@ -350,12 +350,12 @@ def test_an_unreadable_file_says_why(tmp_path: Path) -> None:
     ]
 
 
-def test_only_yamlfile_imports_yaml_and_only_render_imports_jinja2() -> None:
+def test_only_yamlfile_imports_yaml_and_only_the_template_modules_import_jinja2() -> None:
     for module in (ROOT / "rhflow").rglob("*.py"):
         text = module.read_text()
         if module.name != "yamlfile.py":
             assert "import yaml" not in text, module
-        if module.name != "render.py":
+        if module.name not in ("render.py", "sandbox.py"):
             assert "import jinja2" not in text and "from jinja2" not in text, module
 
 

@@ -457,7 +457,7 @@ def test_a_quick_app_target() -> None:
     assert task.target.quick_create_code == "1"
 
 
-def test_a_huge_sweep_is_refused_unless_limited(tmp_path: Path) -> None:
+def test_a_huge_sweep_is_refused_before_it_is_listed_unless_limited(tmp_path: Path) -> None:
     text = """
         version: 1
         steps:
@@ -469,10 +469,87 @@ def test_a_huge_sweep_is_refused_unless_limited(tmp_path: Path) -> None:
     with pytest.raises(PlanError) as info:
         plan(load_pipeline(path))
     assert str(info.value) == (
-        f"{path}:5:5: steps.a: step 'a' has 4,000,000 combinations, more than 2,000,000; "
-        "split the sweep or plan a part of it with --limit"
+        f"{path}:5:5: steps.a: step 'a' would make 4,000,000 tasks, more than --max-tasks "
+        "100,000; split the sweep, plan a part of it with --limit or --only, or raise --max-tasks"
     )
     assert params(plan(load_pipeline(path), limit=2)) == [{"x": 0, "y": 0}, {"x": 0, "y": 1}]
+
+
+def test_a_chain_whose_steps_multiply_past_the_cap_is_refused(tmp_path: Path) -> None:
+    text = """
+        version: 1
+        steps:
+          a:
+            workflow: "1"
+            matrix: {x: {range: [0, 1000]}}
+          b:
+            needs: a
+            workflow: "1"
+            matrix: {y: {range: [0, 1000]}}
+    """
+    path = write(tmp_path, text)
+    with pytest.raises(PlanError) as info:
+        plan(load_pipeline(path))
+    assert str(info.value) == (
+        f"{path}:8:5: steps.b: step 'b' would make 1,000,000 tasks (1,000 upstream combinations "
+        "x 1,000), after 1,000 in the steps before it, more than --max-tasks 100,000; split the "
+        "sweep, plan a part of it with --limit or --only, or raise --max-tasks"
+    )
+
+
+def test_an_exploding_join_is_refused_with_its_size(tmp_path: Path) -> None:
+    text = """
+        version: 1
+        steps:
+          a: {workflow: "1", matrix: {x: {range: [0, 400]}}}
+          b: {workflow: "1", matrix: {y: {range: [0, 400]}}}
+          c: {workflow: "1", needs: [a, b]}
+    """
+    path = write(tmp_path, text)
+    with pytest.raises(PlanError) as info:
+        plan(load_pipeline(path), max_tasks=10_000)
+    assert str(info.value) == (
+        f"{path}:6:6: steps.c: step 'c' would make 160,000 tasks (160,000 upstream combinations "
+        "x 1), after 800 in the steps before it, more than --max-tasks 10,000; split the sweep, "
+        "plan a part of it with --limit or --only, or raise --max-tasks"
+    )
+    assert len(plan(load_pipeline(path), max_tasks=200_000).tasks) == 800 + 160_000
+
+
+def test_the_task_cap_counts_every_step_and_can_be_raised(tmp_path: Path) -> None:
+    text = """
+        version: 1
+        steps:
+          a: {workflow: "1", matrix: {x: {range: [0, 60]}}}
+          b: {workflow: "1", matrix: {y: {range: [0, 50]}}}
+    """
+    path = write(tmp_path, text)
+    with pytest.raises(PlanError, match="step 'b' would make 50 tasks, after 60 in the steps"):
+        plan(load_pipeline(path), max_tasks=100)
+    assert len(plan(load_pipeline(path), max_tasks=110).tasks) == 110
+    with pytest.raises(UsageError, match="--max-tasks must be at least 1, got 0"):
+        plan(load_pipeline(path), max_tasks=0)
+
+
+def test_a_join_on_shared_parameters_keeps_the_nested_loop_order(tmp_path: Path) -> None:
+    text = """
+        version: 1
+        steps:
+          a: {workflow: "1", matrix: {x: [1, 2, 3], s: [p, q]}}
+          b: {workflow: "1", matrix: {x: [3, 1], t: [[1, 2], [3]]}}
+          c: {workflow: "1", needs: [a, b]}
+    """
+    graph = plan_text(tmp_path, text)
+    assert params(graph, "c") == [
+        {"x": 1, "s": "p", "t": [1, 2]},
+        {"x": 1, "s": "p", "t": [3]},
+        {"x": 1, "s": "q", "t": [1, 2]},
+        {"x": 1, "s": "q", "t": [3]},
+        {"x": 3, "s": "p", "t": [1, 2]},
+        {"x": 3, "s": "p", "t": [3]},
+        {"x": 3, "s": "q", "t": [1, 2]},
+        {"x": 3, "s": "q", "t": [3]},
+    ]
 
 
 def test_outputs_that_would_overwrite_each_other_are_warned_about(tmp_path: Path) -> None:

@@ -118,9 +118,7 @@ def test_sandbox_escapes_are_refused(source: str) -> None:
 def test_size_arguments_are_capped(source: str, refused: str) -> None:
     with pytest.raises(RenderError) as info:
         render_value(source, {"seed": 7})
-    assert str(info.value) == (
-        f"not allowed in a pipeline template: {refused} is over the limit of 100000"
-    )
+    assert str(info.value) == (f"template too large: {refused} is over the limit of 100000")
 
 
 def test_large_numbers_are_still_values() -> None:

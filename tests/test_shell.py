@@ -116,6 +116,15 @@ def test_verbose_logs_each_request_without_the_key(
     assert capsys.readouterr().err == ""  # without -v, nothing (and no handler left behind)
 
 
+def test_verbose_logs_refusals_with_their_name(
+    emulator: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["-v", "inspect", "app:42", "--base-url", emulator.url, "--api-key", "k" * 32]) != 0
+    err = capsys.readouterr().err
+    assert re.search(r"rhflow: GET /api/webapp/apiCallDemo -> HTTP 200, code 901 in ", err), err
+    assert "k" * 32 not in err
+
+
 def test_verbose_run_logs_creates_outputs_and_downloads(tmp_path: Path) -> None:
     done = subprocess.run(
         [

@@ -91,8 +91,13 @@ def test_the_store_is_safe_to_use_from_several_threads(tmp_path: Path) -> None:
 def test_an_unwritable_folder_is_a_state_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    with pytest.raises(StateError, match="cannot open the state store"):
+    with pytest.raises(StateError) as caught:
         Store.for_output(blocker)
+    assert str(caught.value) == (
+        f"{blocker} is a file, not a folder; move it aside (mv {blocker} {blocker}.bak) and "
+        "run again"
+    )
+    assert caught.value.exit_code == 2
 
 
 def test_the_run_lock_excludes_a_second_holder(tmp_path: Path) -> None:

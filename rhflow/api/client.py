@@ -26,11 +26,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, Concatenate, ParamSpec, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
 
 from rhflow.api.results import (
     FAILED,
@@ -53,16 +52,32 @@ from rhflow.api.results import (
     _message,
     _text,
 )
+from rhflow.api.transport import (
+    Expired,
+    NotAllowed,
+    TooLarge,
+    announced_length,
+    check_file_url,
+    chunks,
+    deadline,
+    new_session,
+    origin_of,
+    read_capped,
+)
 from rhflow.atomic import replacing
 from rhflow.errors import (
     ApiError,
     BadResponseError,
+    ForeignRedirectError,
+    OutputWriteError,
     RateLimitError,
+    RefusedAnswerError,
     ServerError,
     TransportError,
     UnreachableError,
     UsageError,
     redact,
+    redact_all,
 )
 from rhflow.version import __version__
 
@@ -81,6 +96,7 @@ __all__ = [
     "TaskOutputs",
     "Upload",
     "WebhookDetail",
+    "origin_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -97,7 +113,14 @@ CONNECT_TIMEOUT = 5.0
 BUILTIN_EMULATOR = "emulator://built-in"
 #: Header the emulator puts on every answer, so that results can be marked as emulated.
 EMULATOR_HEADER = "X-Rhflow-Emulator"
-POOL_SIZE = 32
+#: Largest API answer read (an outputs list of thousands of files is well under it).
+MAX_ANSWER_BYTES = 32 << 20
+#: Default cap on one output file (``--max-output-size``): beyond it the download is refused.
+MAX_OUTPUT_BYTES = 4 << 30
+#: Default time one output file may take to download (``--download-timeout``), in seconds.
+DOWNLOAD_TIMEOUT = 1800.0
+#: Redirects followed: by an API call (same origin, 307/308 only), by a download (http(s)).
+MAX_REDIRECTS = 5
 NO_KEY_MESSAGE = (
     "no RunningHub API key: set RH_API_KEY or pass --api-key "
     "(or use --emulator to try without a key)"
@@ -148,6 +171,8 @@ class Client:
         session: requests.Session | None = None,
         timeout: float = 30.0,
         upload_timeout: float = 300.0,
+        max_output_bytes: int = MAX_OUTPUT_BYTES,
+        download_timeout: float = DOWNLOAD_TIMEOUT,
     ) -> None:
         if not api_key or not api_key.strip():
             raise UsageError(NO_KEY_MESSAGE)
@@ -156,8 +181,10 @@ class Client:
         self.base_url = url.rstrip("/")
         self.timeout = timeout
         self.upload_timeout = upload_timeout
+        self.max_output_bytes = max_output_bytes
+        self.download_timeout = download_timeout
         self._owns_session = session is None
-        self._session = session if session is not None else _new_session()
+        self._session = session if session is not None else new_session()
         #: Some request of this client got an HTTP answer: from then on a connection failure
         #: is a transient drop (retried by the executor), not a wrong address.
         self.answered = False
@@ -374,48 +401,98 @@ class Client:
         """Stream ``url`` into ``dest`` atomically; any failure leaves no file behind.
 
         The bytes go to a temporary file in ``dest``'s folder, checked against Content-Length
-        when the server sends one, fsynced, then renamed over ``dest``. Failures raise a
-        retryable TransportError (network, truncation, local write) or ServerError (HTTP).
+        when the server sends one, fsynced, then renamed over ``dest``. Only http(s) URLs are
+        fetched, without the API key (output files may live on another host), following at
+        most ``MAX_REDIRECTS`` redirects. A file over ``max_output_bytes`` or not complete
+        within ``download_timeout`` seconds raises RefusedAnswerError (trying again would not
+        help); other failures a retryable TransportError (network, truncation) or
+        ServerError (HTTP); a file that cannot be written (disk full, file too large,
+        read-only) raises OutputWriteError, which is no network fault.
         """
         dest = Path(dest)
         try:
+            check_file_url(url)
+        except NotAllowed as exc:
+            raise RefusedAnswerError(
+                f"the output file {exc}; rhflow downloads outputs only over http(s)"
+            ) from None
+        try:
             with replacing(dest) as out:
-                digest, size = self._stream_into(url, out, chunk_size)
+                digest, size = self._stream_into(url, out)
+        except ApiError:
+            raise
         except OSError as exc:
-            raise TransportError(f"cannot write {dest}: {exc}") from exc
+            raise _write_error(dest, exc) from exc
         return DownloadResult(dest, digest, size)
 
     # -- plumbing -----------------------------------------------------------------------------
 
-    def _stream_into(self, url: str, out: BinaryIO, chunk_size: int) -> tuple[str, int]:
-        where = self._scrub(url)
+    def _stream_into(self, url: str, out: BinaryIO) -> tuple[str, int]:
+        where = self._scrub(_short_url(url))
         digest, size = hashlib.sha256(), 0
         started = time.monotonic()
-        try:
-            with self._session.get(
-                url, stream=True, timeout=self.timeout, headers=self._plain_headers()
-            ) as resp:
-                _log_request(
-                    "GET", self._scrub(_without_query(url)), started, f"HTTP {resp.status_code}"
-                )
-                if resp.status_code != 200:
-                    raise ServerError(
-                        f"downloading {where} answered HTTP {resp.status_code}",
-                        code=resp.status_code,
-                        name=f"HTTP_{resp.status_code}",
+        with deadline(self.download_timeout) as watch:
+            try:
+                with self._get_following(url) as resp:
+                    _log_request(
+                        "GET", self._scrub(_without_query(url)), started, f"HTTP {resp.status_code}"
                     )
-                expected = _content_length(resp)
-                for chunk in resp.iter_content(chunk_size):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
-        except requests.RequestException as exc:
-            raise TransportError(f"downloading {where} failed: {self._scrub(str(exc))}") from exc
-        except OSError as exc:
-            raise TransportError(f"writing the download of {where} failed: {exc}") from exc
+                    if resp.status_code != 200:
+                        raise ServerError(
+                            f"downloading {where} answered HTTP {resp.status_code}",
+                            code=resp.status_code,
+                            name=f"HTTP_{resp.status_code}",
+                        )
+                    expected = announced_length(resp)
+                    for chunk in chunks(resp, self.max_output_bytes, watch):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        size += len(chunk)
+            except (Expired, requests.RequestException) as exc:
+                if watch.expired:
+                    raise RefusedAnswerError(
+                        f"downloading {where} took longer than {self.download_timeout:g} s "
+                        f"({size} bytes received); raise --download-timeout if the file is "
+                        "that slow to come"
+                    ) from None
+                raise TransportError(
+                    f"downloading {where} failed: {self._scrub(str(exc))}"
+                ) from exc
+            except TooLarge as exc:
+                announced = f" (it announced {exc.announced} bytes)" if exc.announced else ""
+                raise RefusedAnswerError(
+                    f"{where} is larger than the {_size(exc.limit)} allowed per output"
+                    f"{announced}; raise --max-output-size if such files are expected"
+                ) from None
         if expected is not None and size != expected:
             raise TransportError(f"download of {where} was cut short: {size} of {expected} bytes")
         return digest.hexdigest(), size
+
+    def _get_following(self, url: str) -> requests.Response:
+        """GET ``url`` (streamed, without the key), following http(s) redirects by hand."""
+        for _ in range(MAX_REDIRECTS + 1):
+            resp = self._session.get(
+                url,
+                stream=True,
+                allow_redirects=False,
+                timeout=(CONNECT_TIMEOUT, self.timeout),
+                headers=self._plain_headers(),
+            )
+            if not resp.is_redirect:
+                return resp
+            resp.close()
+            url = urljoin(url, resp.headers["location"])
+            try:
+                check_file_url(url)
+            except NotAllowed as exc:
+                raise RefusedAnswerError(
+                    f"the output file was redirected: {exc}; rhflow downloads outputs only "
+                    "over http(s)"
+                ) from None
+        raise RefusedAnswerError(
+            f"downloading an output was redirected more than {MAX_REDIRECTS} times "
+            f"(last to {self._scrub(_short_url(url))})"
+        )
 
     def _data(self, path: str, body: dict[str, Any], *, key_field: str = "apiKey") -> Any:
         """POST a v1 JSON body and return ``data``; a non-zero code raises its ApiError."""
@@ -438,41 +515,42 @@ class Client:
         timeout: float | None = None,
         query: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """One POST (a GET with ``query``); transport and HTTP failures become ApiErrors;
-        returns the JSON object."""
+        """One POST (a GET with ``query``), complete within ``timeout`` seconds (default
+        ``self.timeout``); transport and HTTP failures become ApiErrors; returns the JSON
+        object, the key masked in it."""
         started = time.monotonic()
         method = "GET" if query is not None else "POST"
-        try:
-            resp = self._session.request(
-                method,
-                self.base_url + path,
-                params=query,
-                json=json_body,
-                data=form,
-                files=files,
-                headers=self._auth_headers(),
-                timeout=(min(CONNECT_TIMEOUT, timeout or self.timeout), timeout or self.timeout),
-            )
-        except requests.exceptions.InvalidJSONError as exc:
-            raise UsageError(
-                f"POST {path}: the request cannot be sent as JSON: {self._scrub(str(exc))}"
-            ) from exc
-        except requests.ConnectionError as exc:  # refused, DNS, TLS, connect timeout
-            _log_request(method, path, started, f"no answer ({self._scrub(_cause(exc))})")
-            if not self.answered and _never_connected(exc):
-                raise UnreachableError(self.host, self._scrub(_cause(exc))) from exc
-            raise TransportError(f"POST {path} failed: {self._scrub(_cause(exc))}") from exc
-        except requests.Timeout as exc:
-            _log_request(method, path, started, "timed out")
-            raise TransportError(f"POST {path} timed out: {self._scrub(str(exc))}") from exc
-        except requests.RequestException as exc:
-            _log_request(method, path, started, f"failed ({self._scrub(str(exc))})")
-            raise TransportError(f"POST {path} failed: {self._scrub(str(exc))}") from exc
+        limit = timeout or self.timeout
+        with deadline(limit) as watch:
+            try:
+                resp = self._send_following(method, path, query, json_body, form, files, limit)
+                with resp:
+                    body = read_capped(resp, MAX_ANSWER_BYTES, watch)
+            except requests.exceptions.InvalidJSONError as exc:
+                raise UsageError(
+                    f"POST {path}: the request cannot be sent as JSON: {self._scrub(str(exc))}"
+                ) from exc
+            except (Expired, requests.RequestException) as exc:
+                if watch.expired:
+                    _log_request(method, path, started, "timed out")
+                    raise TransportError(
+                        f"POST {path} timed out: no complete answer within {limit:g} s"
+                    ) from None
+                assert isinstance(exc, requests.RequestException)
+                error = self._transport_error(path, exc)
+                _log_request(method, path, started, f"no answer ({error.message})")
+                raise error from exc
+            except TooLarge:
+                _log_request(method, path, started, "answer too large")
+                raise RefusedAnswerError(
+                    f"POST {path} answered more than {_size(MAX_ANSWER_BYTES)}; "
+                    "no RunningHub answer is that large"
+                ) from None
         self.answered = True
         if resp.headers.get(EMULATOR_HEADER):
             self.emulated = True
         try:
-            payload = self._decode(path, resp)
+            payload = self._decode(path, resp.status_code, body)
         except ApiError as err:
             _log_request(method, path, started, f"HTTP {resp.status_code}, {err.name}")
             raise
@@ -480,11 +558,55 @@ class Client:
         _log_request(method, path, started, f"HTTP {resp.status_code}, code {code}")
         return payload
 
-    def _decode(self, path: str, resp: requests.Response) -> dict[str, Any]:
-        status = resp.status_code
-        text = resp.content.decode(
-            "utf-8", errors="replace"
-        )  # messages are scrubbed on the way out
+    def _send_following(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str] | None,
+        json_body: dict[str, Any] | None,
+        form: dict[str, str] | None,
+        files: dict[str, Any] | None,
+        limit: float,
+    ) -> requests.Response:
+        """Send, following only 307/308 redirects within the API's origin: the request
+        carries the key, which must reach no other host."""
+        url = self.base_url + path
+        for _ in range(MAX_REDIRECTS + 1):
+            resp = self._session.request(
+                method,
+                url,
+                params=query,
+                json=json_body,
+                data=form,
+                files=files,
+                headers=self._auth_headers(),
+                timeout=(min(CONNECT_TIMEOUT, limit), limit),
+                stream=True,
+                allow_redirects=False,
+            )
+            if not resp.is_redirect:
+                return resp
+            resp.close()
+            target = urljoin(url, resp.headers["location"])
+            same = origin_of(target) == self.origin
+            if not same or resp.status_code not in (307, 308) or files is not None:
+                raise ForeignRedirectError(_redirect_message(path, resp.status_code, target, self))
+            url, query = target, None  # the target carries its own query
+        raise ForeignRedirectError(f"POST {path} was redirected more than {MAX_REDIRECTS} times")
+
+    def _transport_error(self, path: str, exc: requests.RequestException) -> ApiError:
+        if isinstance(exc, requests.ConnectionError) and not isinstance(
+            exc, requests.exceptions.ChunkedEncodingError
+        ):  # refused, DNS, TLS, connect timeout
+            if not self.answered and _never_connected(exc):
+                return UnreachableError(self.host, self._scrub(_cause(exc)))
+            return TransportError(f"POST {path} failed: {self._scrub(_cause(exc))}")
+        if isinstance(exc, requests.Timeout):
+            return TransportError(f"POST {path} timed out: {self._scrub(str(exc))}")
+        return TransportError(f"POST {path} failed: {self._scrub(str(exc))}")
+
+    def _decode(self, path: str, status: int, body: bytes) -> dict[str, Any]:
+        text = body.decode("utf-8", errors="replace")  # messages are scrubbed on the way out
         if status >= 500:
             raise ServerError(
                 f"POST {path} answered HTTP {status}: {_clip(text)}",
@@ -493,9 +615,11 @@ class Client:
             )
         try:
             payload = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             payload = None
         if isinstance(payload, dict):
+            if "\\" in text or self._api_key in text:
+                payload = redact_all(payload, self._api_key)
             return payload
         if status == 429:
             raise RateLimitError(f"POST {path} answered HTTP 429", code=429, name="HTTP_429")
@@ -549,19 +673,9 @@ def key_fingerprint(api_key: str) -> str:
     return f"key-{digest[:12]}"
 
 
-def origin_of(url: str) -> str:
-    """``scheme://host:port`` of ``url``, lower-cased, with the scheme's default port written
-    (``https://www.runninghub.cn`` -> ``https://www.runninghub.cn:443``); other text as given."""
-    parts = urlsplit(url.strip())
-    if not parts.scheme or not parts.hostname:
-        return url.strip().rstrip("/")
-    try:
-        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
-    except ValueError:
-        port = None
-    host = parts.hostname.lower()
-    host = f"[{host}]" if ":" in host else host
-    return f"{parts.scheme.lower()}://{host}" + (f":{port}" if port else "")
+def _write_error(dest: Path, exc: OSError) -> OutputWriteError:
+    """A local write that failed: the folder and the OS's words for why."""
+    return OutputWriteError(str(dest.parent), exc.strerror or str(exc), errno=exc.errno)
 
 
 def _never_connected(exc: requests.RequestException) -> bool:
@@ -593,14 +707,6 @@ def _cause(exc: requests.RequestException) -> str:
         return "the host name could not be resolved"
     found = _ERRNO.search(text)
     return found.group(1).strip() if found else _clip(text)
-
-
-def _new_session() -> requests.Session:
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=POOL_SIZE, pool_maxsize=POOL_SIZE, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
 
 
 def _check_envelope(payload: Mapping[str, Any], path: str) -> None:
@@ -649,16 +755,6 @@ def _put_optional(body: dict[str, Any], **fields: Any) -> None:
     body.update({name: value for name, value in fields.items() if value is not None})
 
 
-def _content_length(resp: requests.Response) -> int | None:
-    value = resp.headers.get("Content-Length")
-    if value is None or resp.headers.get("Content-Encoding"):
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        return None
-
-
 def _open_upload(file: str | Path | bytes | BinaryIO, filename: str | None) -> tuple[str, Any]:
     """(name to send, file object or bytes) for :meth:`Client.upload`."""
     if isinstance(file, (bytes, bytearray)):
@@ -694,3 +790,29 @@ def _sniff_ext(data: bytes) -> str:
     if data[4:8] == b"ftyp":
         return "mp4"
     return "bin"
+
+
+def _short_url(url: str) -> str:
+    """A URL as shown in messages: without its query (signed links are long), clipped."""
+    return _clip(_without_query(url) if urlsplit(url).netloc else url, 120)
+
+
+def _size(limit: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if limit >= 1 << shift and limit % (1 << shift) == 0:
+            return f"{limit >> shift} {unit}"
+    return f"{limit} bytes"
+
+
+def _redirect_message(path: str, status: int, target: str, client: Client) -> str:
+    where = origin_of(target)
+    if where == client.origin:
+        return (
+            f"POST {path} was redirected (HTTP {status}) within the API; rhflow follows only "
+            "307/308 redirects of JSON requests there"
+        )
+    return (
+        f"POST {path} was redirected (HTTP {status}) to {client._scrub(where)}, another origin "
+        f"than the API's {client.origin}; not followed, since the request carries the API key. "
+        "If the API has moved, set --base-url to its new address"
+    )

@@ -20,7 +20,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
-from rhflow.errors import ApiError, BadResponseError, InvalidApiKeyError, api_error
+from rhflow.errors import (
+    ApiError,
+    BadResponseError,
+    InvalidApiKeyError,
+    RefusedAnswerError,
+    api_error,
+)
 
 QUEUED, RUNNING, SUCCESS, FAILED = "QUEUED", "RUNNING", "SUCCESS", "FAILED"
 
@@ -46,7 +52,7 @@ class TaskCreated:
         tips = _parse_prompt_tips(data.get("promptTips"))
         errors = tips.get("node_errors") if tips else None
         return cls(
-            task_id=_id(data["taskId"]),
+            task_id=answer_id(data["taskId"], "taskId"),
             status=_text(data.get("taskStatus") or data.get("status")),
             client_id=_text(data.get("clientId")) or None,
             net_wss_url=_text(data.get("netWssUrl")) or None,
@@ -72,12 +78,12 @@ class Output:
         """An output from a v1 ``data[]`` item or, with ``usage``, a v2 ``results[]`` item."""
         costs = usage if usage is not None else item
         url = _text(item.get("fileUrl") or item.get("url"))
-        file_type = _text(item.get("fileType") or item.get("outputType")) or _url_ext(url)
+        file_type = file_ext(_text(item.get("fileType") or item.get("outputType")), _url_ext(url))
         text = item.get("text")
         return cls(
             file_url=url,
-            file_type=file_type.lower(),
-            node_id=_id(item.get("nodeId")) or None,
+            file_type=file_type,
+            node_id=_clip(_id(item.get("nodeId")), MAX_ID) or None,
             task_cost_time=_number(costs.get("taskCostTime")),
             consume_coins=_number(costs.get("consumeCoins")),
             consume_money=_number(costs.get("consumeMoney")),
@@ -408,6 +414,39 @@ def _id(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value).strip()
+
+
+#: Longest id taken from an answer (RunningHub's are 19 digits).
+MAX_ID = 64
+_PLAIN_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+_PLAIN_EXT = re.compile(r"[a-z0-9]{1,16}")
+
+
+def answer_id(value: Any, what: str) -> str:
+    """An id the server sent (taskId), as a string; RefusedAnswerError for a float (it has
+    lost the digits of a 19-digit id), a boolean, or anything but 1-64 letters, digits, ``_``
+    and ``-``."""
+    if isinstance(value, float):
+        raise RefusedAnswerError(
+            f"the answer's {what} is a float ({value!r}), which cannot hold a 19-digit id exactly"
+        )
+    text = "" if isinstance(value, bool) or value is None else str(value).strip()
+    if not _PLAIN_ID.fullmatch(text):
+        raise RefusedAnswerError(
+            f"the answer's {what} {_clip(text, 40)!r} is not an id (1-64 letters and digits)"
+        )
+    return text
+
+
+def file_ext(*candidates: str) -> str:
+    """The first candidate that is a plain extension (1-16 letters or digits), lower-cased;
+    "" when none is. A server-given ``fileType`` such as ``../../x``, ``/etc/passwd`` or one
+    with a NUL byte never becomes part of a file name."""
+    for candidate in candidates:
+        ext = candidate.strip().lower()
+        if _PLAIN_EXT.fullmatch(ext):
+            return ext
+    return ""
 
 
 def _text(value: Any) -> str:

@@ -7,15 +7,26 @@ from collections.abc import Iterable
 import click
 
 from rhflow.pipeline.loader import load_pipeline
+from rhflow.pipeline.render import template_limits
+from rhflow.planning.planner import MAX_TASKS
 from rhflow.planning.planner import plan as plan_graph
 from rhflow.planning.summary import plan_json_text, plan_table
 
 
 def plan(
-    file: str, *, set_vars: Iterable[str], limit: int | None, only: Iterable[str], as_json: bool
+    file: str,
+    *,
+    set_vars: Iterable[str],
+    limit: int | None,
+    only: Iterable[str],
+    as_json: bool,
+    max_tasks: int = MAX_TASKS,
+    template_limit: Iterable[str] = (),
 ) -> int:
     """Print the plan as a table (or JSON) and its warnings on stderr."""
-    graph = plan_graph(load_pipeline(file, set_vars=set_vars), limit=limit, only=only)
+    with template_limits(template_limit):
+        pipeline = load_pipeline(file, set_vars=set_vars)
+        graph = plan_graph(pipeline, limit=limit, only=only, max_tasks=max_tasks)
     click.echo(plan_json_text(graph) if as_json else plan_table(graph))
     for warning in graph.warnings:
         click.echo(f"Warning: {warning}", err=True)

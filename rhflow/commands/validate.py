@@ -23,8 +23,9 @@ from rhflow.execute.locking import check_lock
 from rhflow.model import Pipeline, Step
 from rhflow.pipeline.loader import load_pipeline
 from rhflow.pipeline.lockfile import lock_path
+from rhflow.pipeline.render import template_limits
 from rhflow.pipeline.workflows import CachedWorkflows, WorkflowSource, why_unchecked
-from rhflow.planning.planner import plan
+from rhflow.planning.planner import MAX_TASKS, plan
 from rhflow.planning.summary import count_tasks
 
 Kind = Literal["error", "not_checked", "warning"]
@@ -39,17 +40,21 @@ def validate(
     api_key: str | None = None,
     base_url: str | None = None,
     frozen: bool = False,
+    max_tasks: int = MAX_TASKS,
+    template_limit: Iterable[str] = (),
 ) -> int:
     """Print one line per file (``ok`` or its problems), ``not checked`` lines and warnings;
     exit 0 when every file is valid (and, with ``strict``, every override was checked)."""
     client = _client(api_key=api_key, base_url=base_url)
-    result = validate_files(
-        files,
-        set_vars=set_vars,
-        workflows=CachedWorkflows(client) if client is not None else None,
-        lock_client=client,
-        frozen=frozen,
-    )
+    with template_limits(template_limit):
+        result = validate_files(
+            files,
+            set_vars=set_vars,
+            workflows=CachedWorkflows(client) if client is not None else None,
+            lock_client=client,
+            frozen=frozen,
+            max_tasks=max_tasks,
+        )
     code = result.exit_code(strict=strict)
     if as_json:
         click.echo(json.dumps({**result.to_dict(), "strict": strict, "exit_code": code}))
@@ -173,13 +178,16 @@ def validate_files(
     workflows: WorkflowSource | None = None,
     lock_client: Client | None = None,
     frozen: bool = False,
+    max_tasks: int = MAX_TASKS,
 ) -> Validation:
     """Load and plan each file: its problems (sorted), or its task count and plan warnings
     (identical requests); for every step whose overrides could not be checked, why; and where
     an ``rhflow.lock`` is beside the file, what differs from it on ``lock_client``'s server
     (errors with ``frozen``)."""
     locks = _Locks(lock_client, frozen)
-    return Validation(tuple(_validate_file(f, set_vars, workflows, locks) for f in files))
+    return Validation(
+        tuple(_validate_file(f, set_vars, workflows, locks, max_tasks) for f in files)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,10 +216,11 @@ def _validate_file(
     set_vars: Mapping[str, Any] | Iterable[str],
     workflows: WorkflowSource | None,
     locks: _Locks,
+    max_tasks: int,
 ) -> FileReport:
     try:
         pipeline = load_pipeline(file, set_vars=set_vars, workflows=workflows)
-        graph = plan(pipeline)
+        graph = plan(pipeline, max_tasks=max_tasks)
     except ConfigError as err:
         errors = tuple(
             Finding("error", p.file, p.message, p.line, p.col, p.path) for p in err.problems

@@ -11,16 +11,26 @@ is missing or changed.
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from rhflow.api.client import Output
-from rhflow.errors import ApiError, PlanError, RhflowError
+from rhflow.api.results import file_ext
+from rhflow.errors import ApiError, OutputWriteError, PlanError, RhflowError
 from rhflow.execute.failures import TaskFailure
 from rhflow.execute.remote import Remote
-from rhflow.execute.transfers import check_file, file_sha256, intact, place, safe_destination
+from rhflow.execute.transfers import (
+    check_file,
+    file_sha256,
+    intact,
+    place,
+    safe_destination,
+    safe_part,
+)
 from rhflow.model import PlannedTask
 from rhflow.record.manifest import write_atomic
 from rhflow.record.store import OutputRecord, TaskRecord
@@ -49,6 +59,18 @@ class Downloads:
                     "check that the workflow has an output node (SaveImage...)",
                 },
                 retry=False,
+            )
+        cap = remote.options.max_outputs
+        if len(outputs) > cap:
+            raise TaskFailure(
+                {
+                    "kind": "failed",
+                    "message": f"the task reported {len(outputs)} outputs, more than the "
+                    f"{cap} allowed per task; nothing was downloaded (raise --max-outputs "
+                    "if the workflow really makes that many)",
+                },
+                retry=False,
+                keep="downloading",
             )
         kept = self._kept(task)
         cost = next((o.task_cost_time for o in outputs if o.task_cost_time is not None), None)
@@ -94,7 +116,7 @@ class Downloads:
         remote = self._remote
         options = remote.options
         tries = options.download_retries if retries is None else retries
-        ext = (output.file_type or "bin").lower()
+        ext = file_ext(output.file_type) or "bin"  # never a path: see file_ext
         dest = self._destination(task, index, ext, output.node_id)
         staged = self._output_dir / STAGING / f"{task.id}-{index}.{ext}"
         for attempt in range(tries + 1):
@@ -102,7 +124,7 @@ class Downloads:
                 sha, size = await remote.call(self._fetch, output, staged, ext, dest)
                 break
             except ApiError as err:
-                if attempt == tries:
+                if attempt == tries or not err.retryable:
                     raise _failure(
                         f"downloading output {index} failed: {err}; "
                         "run again to retry the download (the task is not run again)"
@@ -111,10 +133,7 @@ class Downloads:
                 remote.emit("download_retry", task, reason=str(err), delay=delay)
                 await asyncio.sleep(delay)
             except (OSError, RhflowError) as err:  # a local fault: the files are still there
-                raise _failure(
-                    f"writing output {index} to {dest} failed: {err}; "
-                    "fix that and run again to download it (the task is not run again)"
-                ) from err
+                raise _write_failure(self._output_dir, index, dest, err) from err
         remote.emit("download", task, path=str(dest), bytes=size, sha256=sha, index=index)
         return OutputRecord(
             index, output.node_id, output.file_url or None, output.file_type, str(dest), sha, size
@@ -142,7 +161,11 @@ class Downloads:
 
         try:
             name = output_name(
-                task, index=index, ext=ext, node_id=node_id or "", task_short=task.id[:8]
+                task,
+                index=index,
+                ext=ext,
+                node_id=safe_part(node_id or ""),
+                task_short=task.id[:8],
             )
             dest = safe_destination(self._output_dir, name)
         except PlanError as err:
@@ -168,6 +191,32 @@ class Downloads:
         for output in record.outputs:
             if output.path:
                 self._claimed.setdefault(Path(output.path), record.id)
+
+
+#: Write errors that every other download into the folder would meet too.
+_FOLDER_ERRORS = frozenset(
+    {errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+)
+
+
+def _write_failure(output_dir: Path, index: int, dest: Path, err: Exception) -> TaskFailure:
+    """A file that could not be put in place. A full disk, a file-size limit or a read-only
+    folder is no network fault and stops the run's creates (fatal): the task stays
+    "downloading", so the next run fetches its files without creating it again."""
+    code = err.errno if isinstance(err, (OSError, OutputWriteError)) else None
+    if code in _FOLDER_ERRORS:
+        cause = err.cause if isinstance(err, OutputWriteError) else os.strerror(code or 0)
+        detail = {
+            "kind": "download",
+            "message": f"cannot write into {output_dir}: {cause}; no more tasks are created "
+            "(every download would fail too). Free space or fix the folder, then run again: "
+            "the missing files are downloaded, no task is created again",
+        }
+        return TaskFailure(detail, retry=False, fatal=True, keep="downloading")
+    return _failure(
+        f"writing output {index} to {dest} failed: {err}; "
+        "fix that and run again to download it (the task is not run again)"
+    )
 
 
 def _failure(message: str) -> TaskFailure:

@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 import aiohttp
 
 from rhflow.api.client import Client, TaskCreated, TaskOutputs
-from rhflow.errors import RhflowError
+from rhflow.errors import RhflowError, StateError
 from rhflow.execute.caching import CacheUse
 from rhflow.execute.downloads import Downloads
 from rhflow.execute.failures import Lost, TaskFailure, failure_of
@@ -128,7 +128,12 @@ class Executor:
             await asyncio.sleep(self._journal_interval())
             if self._remote.dirty:
                 self._remote.dirty = False
-                await asyncio.to_thread(self._journal.write)
+                try:
+                    await asyncio.to_thread(self._journal.write)
+                except StateError as err:  # a full disk: the store still has it all
+                    if str(err) not in self._journal.errors:
+                        self._journal.errors.append(str(err))
+                        self._reporter.emit("run_error", message=str(err))
 
     def _journal_interval(self) -> float:
         return max(0.2, min(2.0, 0.01 * len(self.graph.tasks)))

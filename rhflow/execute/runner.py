@@ -36,7 +36,13 @@ from rhflow.execute.folder import (
 from rhflow.execute.keys import KeyPool, key_out_message, no_balance
 from rhflow.execute.locking import check_lock
 from rhflow.execute.resume import adopt_earlier_ids
-from rhflow.execute.scheduling import ExecuteOptions, PollPolicy, parse_shard, shard_tasks
+from rhflow.execute.scheduling import (
+    ExecuteOptions,
+    PollPolicy,
+    download_limits,
+    parse_shard,
+    shard_tasks,
+)
 from rhflow.model import Pipeline, TaskGraph
 from rhflow.pipeline.lockfile import locked, with_hashes
 from rhflow.pipeline.workflows import CachedWorkflows, WorkflowSource
@@ -45,7 +51,8 @@ from rhflow.record.cache import TaskCache, open_cache
 from rhflow.record.journal import Journal
 from rhflow.record.lock import RunLock
 from rhflow.record.manifest import Manifest, read_manifest
-from rhflow.record.store import DB_NAME, STATE_DIR, Store, TaskRecord
+from rhflow.record.rebuild import open_state
+from rhflow.record.store import DB_NAME, STATE_DIR, Store, TaskRecord, unusable
 
 EMULATOR_KEY = "emulator-key-not-secret"
 MANIFEST_NAME = "manifest.json"
@@ -75,6 +82,7 @@ def run_pipeline(
     shard: str | None = None,
     limit: int | None = None,
     only: Sequence[str] = (),
+    max_tasks: int | None = None,
     force: bool = False,
     overwrite: bool = False,
     prune: bool = False,
@@ -90,19 +98,33 @@ def run_pipeline(
     websocket: bool = True,
     poll: PollPolicy | None = None,
     execute_options: Mapping[str, Any] | None = None,
+    max_outputs: int | None = None,
+    max_output_size: str | int | None = None,
+    download_timeout: float | None = None,
 ) -> RunResult:
-    """Load, plan and run a pipeline; return the manifest (written to disk as the run went)."""
+    """Load, plan and run a pipeline; return the manifest (written to disk as the run went).
+
+    ``max_outputs``, ``max_output_size`` (bytes, or text such as ``"500MB"``) and
+    ``download_timeout`` (seconds per output file) bound what a server can make the run
+    download; they apply to the client this function makes, not to one passed in."""
     started = time.monotonic()
     reporter = SafeReporter(reporter or QuietReporter())
     loading = _Loading(Path(path), tuple(set_vars), out, concurrency)
     pipeline = loading.load()  # every offline check first: an invalid file needs no key
     if shard:
         parse_shard(shard)  # a bad --shard is a usage error, found before any request
+    limits = download_limits(max_output_size, download_timeout)
+    if max_outputs is not None:
+        execute_options = {**dict(execute_options or {}), "max_outputs": max_outputs}
+        if max_outputs < 1:
+            raise UsageError(f"--max-outputs {max_outputs} must be at least 1")
     task_cache = open_cache(cache) if cache else None  # a bad --cache too
     try:
         with (
-            _client(client, emulator=emulator, base_url=base_url, api_key=api_key) as made,
-            _pool(made, api_key, single=client is not None or emulator) as clients,
+            open_client(
+                client, emulator=emulator, base_url=base_url, api_key=api_key, limits=limits
+            ) as made,
+            _pool(made, api_key, single=client is not None or emulator, limits=limits) as clients,
         ):
             server = BUILTIN_EMULATOR if emulator and client is None else made.base_url
             if not force:  # before anything is sent: results of another server do not count
@@ -119,7 +141,7 @@ def run_pipeline(
                 pipeline = loading.load(workflows=workflows)
                 _require_workflows(pipeline, workflows)
             pipeline = with_hashes(pipeline, locks.hashes)
-            graph = _plan(pipeline, limit=limit, only=only, shard=shard)
+            graph = _plan(pipeline, limit=limit, only=only, shard=shard, max_tasks=max_tasks)
             options = ExecuteOptions(
                 concurrency=graph.concurrency,
                 force=force,
@@ -176,12 +198,18 @@ def _has_unchecked_workflows(pipeline: Pipeline) -> bool:
 
 
 def _plan(
-    pipeline: Pipeline, *, limit: int | None, only: Sequence[str], shard: str | None
+    pipeline: Pipeline,
+    *,
+    limit: int | None,
+    only: Sequence[str],
+    shard: str | None,
+    max_tasks: int | None = None,
 ) -> TaskGraph:
-    from rhflow.planning.planner import plan
+    from rhflow.planning.planner import MAX_TASKS, plan
 
     share = parse_shard(shard) if shard else None
-    graph = plan(pipeline, limit=limit, only=list(only) or None)
+    cap = MAX_TASKS if max_tasks is None else max_tasks
+    graph = plan(pipeline, limit=limit, only=list(only) or None, max_tasks=cap)
     graph = replace(graph, output_dir=Path(graph.output_dir).resolve())
     return shard_tasks(graph, share) if share else graph
 
@@ -213,11 +241,19 @@ class _Folder:
 
 
 def _check_server(output_dir: Path, server: str) -> None:
-    """Refuse, before anything is sent, a folder holding results of another server."""
+    """Refuse, before anything is sent, a folder holding results of another server (a store
+    that cannot be read is checked again once rebuilt, in ``_execute``)."""
     db = output_dir / STATE_DIR / DB_NAME
     if db.is_file():
-        with Store(db) as store:
-            check_server(store, server, output_dir=output_dir)
+        try:
+            store = Store(db)
+        except StateError:
+            return
+        with store:
+            try:
+                check_server(store, server, output_dir=output_dir)
+            except StateError:
+                return
 
 
 def _require_workflows(pipeline: Pipeline, workflows: CachedWorkflows) -> None:
@@ -246,9 +282,14 @@ def _execute(
     shard: str | None,
     folder: _Folder,
 ) -> Manifest:
-    graph.output_dir.mkdir(parents=True, exist_ok=True)
-    with RunLock(graph.output_dir), Store.for_output(graph.output_dir) as store:
+    try:
+        graph.output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise unusable(graph.output_dir, exc) from exc
+    with RunLock(graph.output_dir), _opened(graph.output_dir, manifest_path, reporter) as store:
         records = _adopt(store, graph, store.tasks())
+        if not options.force:
+            check_server(store, folder.server, output_dir=graph.output_dir)
         if not folder.overwrite:
             check_pipeline(store, graph, _manifest_pipeline(manifest_path))
             check_overwrites(graph, records)
@@ -294,6 +335,16 @@ def _execute(
         finally:
             final = journal.finish(status)
         return final
+
+
+@contextlib.contextmanager
+def _opened(output_dir: Path, manifest_path: Path, reporter: Reporter) -> Iterator[Store]:
+    """The folder's state store, rebuilt from the manifest if damaged (and said so)."""
+    opened = open_state(output_dir, manifest_path)
+    with opened.store as store:
+        if opened.message:
+            reporter.emit("run_warning", message=opened.message)
+        yield store
 
 
 def _adopt(store: Store, graph: TaskGraph, records: dict[str, TaskRecord]) -> dict[str, TaskRecord]:
@@ -367,7 +418,11 @@ def _remove_leftovers(output_dir: Path, manifest_path: Path) -> None:
 
 @contextlib.contextmanager
 def _pool(
-    made: Client, api_key: str | Sequence[str] | None, *, single: bool
+    made: Client,
+    api_key: str | Sequence[str] | None,
+    *,
+    single: bool,
+    limits: Mapping[str, Any] | None = None,
 ) -> Iterator[list[Client]]:
     """``made`` and a client for each further key of the pool (``api_key`` or RH_API_KEY:
     several keys separated by commas, or a list); ``single`` (a client given, the in-process
@@ -377,31 +432,37 @@ def _pool(
         return
     keys = split_keys(api_key if api_key is not None else os.environ.get("RH_API_KEY"))
     with contextlib.ExitStack() as stack:
-        others = [stack.enter_context(Client(key, made.base_url)) for key in keys[1:]]
+        others = [stack.enter_context(Client(key, made.base_url, **(limits or {}))) for key in keys[1:]]
         yield [made, *others]
 
 
 @contextlib.contextmanager
-def _client(
+def open_client(
     client: Client | None,
     *,
     emulator: bool,
     base_url: str | None,
     api_key: str | Sequence[str] | None,
+    limits: Mapping[str, Any] | None = None,
 ) -> Iterator[Client]:
+    """``client`` as given, else one for ``--emulator`` (an in-process emulator) or for the
+    key and base URL (from the options or RH_API_KEY / RH_BASE_URL), with ``limits`` (see
+    ``download_limits``) applied to a client made here."""
+    limits = limits or {}
     if client is not None:
         yield client
         return
     if not emulator:
         keys = split_keys(api_key) if api_key is not None else None
-        with Client.from_env(api_key=",".join(keys) if keys else None, base_url=base_url) as made:
+        joined = ",".join(keys) if keys else None
+        with Client.from_env(api_key=joined, base_url=base_url, **limits) as made:
             yield made
         return
     from rhflow.emulator import Emulator, EmulatorConfig
 
     with (
         Emulator(EmulatorConfig(task_seconds=(1.0, 2.0))) as emu,
-        Client(EMULATOR_KEY, emu.url) as made,
+        Client(EMULATOR_KEY, emu.url, **limits) as made,
     ):
         yield made
 

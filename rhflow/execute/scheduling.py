@@ -14,8 +14,10 @@ Randomness comes in as a ``rand`` callable returning a float in [0, 1), so tests
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from rhflow.errors import UsageError
 from rhflow.model import PlannedTask, TaskGraph
@@ -102,6 +104,7 @@ class ExecuteOptions:
     api_retries: int = 6
     ws_check: float = 60.0  # while following a WebSocket, one outputs call this often
     download_retries: int = 5
+    max_outputs: int = 1000  # outputs one task may report; beyond, it fails unread
     threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -118,6 +121,38 @@ class Shard:
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
+
+
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str | int) -> int:
+    """``"500MB"``, ``"2GiB"``, ``"64k"`` or a number of bytes -> bytes (units are binary:
+    1 MB = 1 MiB); a UsageError that shows the expected form otherwise."""
+    if isinstance(text, int):
+        number, unit = float(text), ""
+    else:
+        found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
+        number, unit = (float(found.group(1)), found.group(2)) if found else (0.0, "")
+    size = int(number * _UNITS[unit])
+    if size < 1:
+        raise UsageError(
+            f"--max-output-size {text!r} is not a size: write bytes or a number with "
+            "KB, MB or GB, e.g. --max-output-size 500MB"
+        )
+    return size
+
+
+def download_limits(max_size: str | int | None, timeout: float | None) -> dict[str, Any]:
+    """The client options for ``--max-output-size`` and ``--download-timeout`` given."""
+    limits: dict[str, Any] = {}
+    if max_size is not None:
+        limits["max_output_bytes"] = parse_size(max_size)
+    if timeout is not None:
+        if not 0 < timeout < float("inf"):
+            raise UsageError(f"--download-timeout {timeout!r} must be a positive number of seconds")
+        limits["download_timeout"] = float(timeout)
+    return limits
 
 
 def parse_shard(text: str) -> Shard:

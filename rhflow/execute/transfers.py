@@ -4,14 +4,18 @@
   once across runs; thread-safe, because the planner renders ``needs.<step>.outputs[i]`` in a
   worker thread and indexing those outputs uploads them.
 - ``UpstreamView``: what a downstream task may read of a finished upstream task.
-- ``safe_destination``: a relative name -> a path inside the output folder, or an error.
+- ``safe_destination``: a relative name -> a path inside the output folder, or an error;
+  ``safe_part``: a server-given word (a nodeId) reduced to a harmless part of a file name.
 - ``check_file``: the header check run on each download before it is renamed into place.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import re
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
 
+from rhflow.atomic import replacing
 from rhflow.errors import ApiError, PlanError, TransportError
 from rhflow.execute.scheduling import Backoff, Rand
 from rhflow.record.store import Store
@@ -137,6 +142,16 @@ def safe_destination(output_dir: Path, name: str) -> Path:
     return target
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]+")
+
+
+def safe_part(text: str, limit: int = 64) -> str:
+    """``text`` as one harmless part of a file name: runs of anything but letters, digits,
+    ``_ . : -`` become ``_`` (no ``/``, NUL or ``..`` survives), no leading dot, at most
+    ``limit`` characters."""
+    return _UNSAFE.sub("_", text).lstrip(".")[:limit].replace("..", "_")
+
+
 def check_file(path: Path, file_type: str | None, expected_bytes: int) -> None:
     """A downloaded file has the announced size and, for PNG/JPEG, the right header."""
     size = path.stat().st_size
@@ -154,9 +169,17 @@ def check_file(path: Path, file_type: str | None, expected_bytes: int) -> None:
 
 
 def place(staged: Path, dest: Path) -> None:
-    """Rename a checked file into place and make the rename durable."""
+    """Rename a checked file into place and make the rename durable. A destination on
+    another file system than the staging folder gets a copy, replaced atomically there."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(staged, dest)
+    try:
+        os.replace(staged, dest)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        with open(staged, "rb") as source, replacing(dest) as target:
+            shutil.copyfileobj(source, target, 1 << 20)
+        staged.unlink()
     try:
         fd = os.open(dest.parent, os.O_RDONLY)
     except OSError:  # pragma: no cover - platforms without directory handles

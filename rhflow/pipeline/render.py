@@ -3,25 +3,39 @@
 A value that is exactly one expression keeps its type (``"{{ seed }}"`` renders ``3``, not
 ``"3"``); anything else renders to a string. Templates run in an immutable sandbox with
 ``StrictUndefined``: no file system, no environment, no Python internals, and an unknown name is
-an error rather than an empty string.
+an error rather than an empty string. What a template may compute is bounded (size, steps, time,
+depth: :mod:`rhflow.pipeline.sandbox`); a limit reached is a RenderError "template too large".
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import re
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from functools import lru_cache
 from typing import Any
 
 import jinja2
 from jinja2 import meta, nodes
-from jinja2.exceptions import SecurityError
 from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from rhflow.errors import PlanError
+from rhflow.errors import PlanError, UsageError
+from rhflow.pipeline.sandbox import (
+    TemplateLimits,
+    TooLarge,
+    bounded,
+    build_environment,
+    check_source,
+    check_tree,
+    check_value,
+    limits,
+    use_limits,
+)
+
+__all__ = ["RenderError", "Template", "TemplateLimits", "compile_template", "is_template",
+           "render_text", "render_value", "template_limits", "use_limits"]  # fmt: skip
 
 _SINGLE_EXPRESSION = re.compile(r"\A\s*\{\{(?P<expr>(?:(?!\{\{|\}\}|\{%|\{#).)*)\}\}\s*\Z", re.S)
 _MARKERS = ("{{", "{%", "{#")
@@ -47,67 +61,8 @@ def _zpad(value: object, width: int = 3) -> str:
     return str(value).zfill(width)
 
 
-#: Longest string or list a template may build with ``*`` or ask for by a size argument
-#: (``'a'.ljust(n)``, ``center(n)``, ``zpad(n)``), and largest result of ``**``.
-MAX_SIZE = 100_000
-MAX_POWER_BITS = 4096
-#: Filters whose integer arguments are sizes of what they build.
-_SIZED_FILTERS = ("batch", "center", "indent", "slice", "tojson", "zpad")
-
-
-def _check_sizes(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
-    for value in (*args, *kwargs.values()):
-        if isinstance(value, int) and value > MAX_SIZE:
-            raise SecurityError(f"{name}(): a size of {value} is over the limit of {MAX_SIZE}")
-
-
-def _sized(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
-    """``func`` (a filter) refusing a size argument above MAX_SIZE; its value is not a size."""
-    skip = 2 if hasattr(func, "jinja_pass_arg") else 1  # the context, if passed, then the value
-
-    @functools.wraps(func)
-    def bounded(*args: Any, **kwargs: Any) -> Any:
-        _check_sizes(name, args[skip:], kwargs)
-        return func(*args, **kwargs)
-
-    return bounded
-
-
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, with ``*``, ``**`` and size arguments bounded so a template cannot
-    exhaust memory."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(getattr(obj, "__self__", None), str):  # 'a'.ljust(n), .center, .zfill ...
-            _check_sizes(obj.__name__, args, kwargs)
-        return super().call(context, obj, *args, **kwargs)
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
-            for seq, count in ((left, right), (right, left)):
-                sized = isinstance(seq, (str, list, tuple)) and isinstance(count, int)
-                if sized and len(seq) * count > MAX_SIZE:
-                    raise SecurityError(f"the result would exceed {MAX_SIZE} items")
-            return left * right
-        whole = isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1
-        if whole and right * abs(left).bit_length() > MAX_POWER_BITS:
-            raise SecurityError("the power is too large")
-        return left**right
-
-
 def _build_environment() -> ImmutableSandboxedEnvironment:
-    env = _Sandbox(
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=True,
-    )
-    env.filters["slug"] = _slug
-    env.filters["zpad"] = _zpad
-    for name in _SIZED_FILTERS:
-        env.filters[name] = _sized(name, env.filters[name])
-    return env
+    return build_environment({"slug": _slug, "zpad": _zpad})
 
 
 ENV = _build_environment()
@@ -138,7 +93,9 @@ class Template:
     def __init__(self, source: str) -> None:
         self.source = source
         try:
+            check_source(ENV, source)
             ast = self._ast = ENV.parse(source)
+            check_tree(ast)
             self.names = frozenset(meta.find_undeclared_variables(ast))
             self._needs = _needs_references(ast)
             match = _SINGLE_EXPRESSION.match(source)
@@ -147,6 +104,10 @@ class Template:
             self._template.globals = _GLOBALS  # a plain dict: cheaper per render than a ChainMap
         except jinja2.TemplateSyntaxError as exc:
             raise RenderError(f"template syntax error: {exc.message}") from exc
+        except TooLarge as exc:
+            raise RenderError(f"template too large: {exc}") from exc
+        except RecursionError as exc:  # what the token count cannot see (``not not ... x``)
+            raise RenderError(f"template too large: {_too_deep()}") from exc
 
     @property
     def needs(self) -> frozenset[str]:
@@ -155,7 +116,11 @@ class Template:
 
     def render(self, context: Mapping[str, Any]) -> Any:
         try:
-            return self._render(context)
+            return bounded(lambda: self._render(context))
+        except TooLarge as exc:
+            raise RenderError(f"template too large: {exc}") from exc
+        except RecursionError as exc:
+            raise RenderError(f"template too large: {_too_deep()}") from exc
         except jinja2.exceptions.SecurityError as exc:
             raise RenderError(f"not allowed in a pipeline template: {exc}") from exc
         except jinja2.UndefinedError as exc:
@@ -195,13 +160,30 @@ class Template:
     def _render(self, context: Mapping[str, Any]) -> Any:
         ctx = self._template.new_context({**_GLOBALS, **context}, shared=True)
         if not self._is_expr:
-            return ENV.concat(self._template.root_render_func(ctx))
+            return _concat(self._template.root_render_func(ctx))
         for _ in self._template.root_render_func(ctx):
             pass
         value = ctx.vars["result"]
         if isinstance(value, jinja2.Undefined):
             str(value)  # raises the UndefinedError (or SecurityError) it stands for
-        return value
+        return check_value(value, "a value")
+
+
+def _too_deep() -> str:
+    return f"nested too deeply for Python (the depth limit is {limits().depth})"
+
+
+def _concat(pieces: Iterator[str]) -> str:
+    """The pieces a template outputs, joined; TooLarge once they pass the value limit."""
+    cap = limits().value
+    out: list[str] = []
+    size = 0
+    for piece in pieces:
+        size += len(piece)
+        if size > cap:
+            raise TooLarge(f"the output is over {cap:,} characters")
+        out.append(piece)
+    return "".join(out)
 
 
 def _output_nodes(ast: nodes.Template) -> list[nodes.Node] | None:
@@ -289,3 +271,14 @@ def render_text(source: str, context: Mapping[str, Any]) -> str:
     """Render ``source`` to a string, whatever its single expression's type."""
     value = render_value(source, context)
     return value if isinstance(value, str) else str(value)
+
+
+@contextlib.contextmanager
+def template_limits(items: Iterable[str] = ()) -> Iterator[TemplateLimits]:
+    """Render under the default limits with ``--template-limit NAME=N`` items applied."""
+    try:
+        chosen = TemplateLimits.parse(items)
+    except ValueError as exc:
+        raise UsageError(f"--template-limit {exc}") from None
+    with use_limits(chosen):
+        yield chosen

@@ -106,7 +106,8 @@ class CachedWorkflows:
             return cached
         if self._persist:
             with contextlib.suppress(OSError):  # a cache that cannot be written is only slower
-                write_atomic(path, json.dumps(graph, ensure_ascii=False, sort_keys=True).encode())
+                # in the server's order: rhflow inspect shows fields as the workflow lists them
+                write_atomic(path, json.dumps(graph, ensure_ascii=False).encode())
         return graph
 
     @staticmethod
@@ -183,11 +184,12 @@ def resolve_node(nodes: Mapping[str, Any], key: str) -> str:
         raise LookupError(
             f"title '{key}' names several nodes ({', '.join(titled)}); use the node id"
         )
-    listing = ", ".join(_label(nid, nodes[nid]) for nid in sorted(nodes, key=_id_order))
+    listing = ", ".join(_label(nid, nodes[nid]) for nid in sorted(nodes, key=id_order))
     raise LookupError(f"node '{key}' is not in the workflow; nodes are: {listing}")
 
 
-def _id_order(node_id: str) -> tuple[int, str]:
+def id_order(node_id: str) -> tuple[int, str]:
+    """Sort key: numeric node ids in numeric order, then the others."""
     return (int(node_id), "") if node_id.isdigit() else (1 << 60, node_id)
 
 
@@ -200,7 +202,7 @@ def check_field(nodes: Mapping[str, Any], node_id: str, field: str) -> str | Non
         hint = did_you_mean(field, inputs)
         return f"node {_label(node_id, node)} has no field '{field}'{hint}; fields are: {fields}"
     original = inputs[field]
-    if _is_link(original):
+    if is_link(original):
         return (
             f"field '{field}' of node {node_id} is a link from node {original[0]}, not a value; "
             f"override a field of node {original[0]} instead"
@@ -235,7 +237,8 @@ def _kind(value: Any) -> str | None:
     return None
 
 
-def _is_link(value: Any) -> bool:
+def is_link(value: Any) -> bool:
+    """``["4", 0]``: an input fed by another node's output, not a value."""
     return (
         isinstance(value, list)
         and len(value) == 2

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rhflow.errors import PlanError, UsageError
@@ -33,6 +33,8 @@ from rhflow.pipeline.yamlfile import parse_assignments
 
 #: Most combinations one step's sweep may have (without --limit).
 MAX_COMBINATIONS = 2_000_000
+#: Most tasks a pipeline may plan (``--max-tasks``); counted before any task is made.
+MAX_TASKS = 100_000
 _DUPLICATES_SHOWN = 4
 
 
@@ -50,17 +52,22 @@ def plan(
     *,
     limit: int | None = None,
     only: Mapping[str, Any] | Iterable[str] | None = None,
+    max_tasks: int = MAX_TASKS,
 ) -> TaskGraph:
-    """Expand ``pipeline`` into its TaskGraph; PlanError for an empty sweep or a bad template."""
+    """Expand ``pipeline`` into its TaskGraph; PlanError for an empty sweep, a bad template or
+    more than ``max_tasks`` tasks (counted before they are made)."""
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be at least 1, got {limit}")
+    if max_tasks < 1:
+        raise UsageError(f"--max-tasks must be at least 1, got {max_tasks}")
     wanted = _only(pipeline, only)
     tasks: dict[str, list[PlannedTask]] = {}
     warnings: list[str] = []
+    cap = _Cap(max_tasks)
     legacy: dict[str, str] = {}  # task id -> its id without the server copy's hash
     for step in pipeline.steps:
         maker = _TaskMaker(pipeline, step, legacy)
-        tasks[step.name] = _plan_step(maker, tasks, limit, wanted)
+        tasks[step.name] = _plan_step(maker, tasks, limit, wanted, cap)
         warnings += _duplicates(step.name, maker.requests.values())
         warnings += _clashing_outputs(step, tasks[step.name])
     flat = tuple(task for step in pipeline.steps for task in tasks[step.name])
@@ -144,14 +151,49 @@ def _keep(params: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
     return True
 
 
+class _Cap:
+    """The task cap (``--max-tasks``) and the tasks planned so far."""
+
+    def __init__(self, max_tasks: int) -> None:
+        self.max_tasks = max_tasks
+        self.planned = 0
+
+    def check(self, step: Step, upstream: int, own: int, *, joining: str = "") -> None:
+        """PlanError if ``upstream`` x ``own`` more tasks would pass the cap; ``joining``: the
+        upstream step at which an unfinished join reached ``upstream`` combinations."""
+        count = upstream * own
+        if self.planned + count <= self.max_tasks:
+            return
+        where = f"{step.where}: " if step.where else ""
+        if joining:
+            what = f"would join {upstream:,} combinations of its needs by '{joining}' alone"
+        elif step.needs:
+            what = f"would make {count:,} tasks ({upstream:,} upstream combinations x {own:,})"
+        else:
+            what = f"would make {count:,} tasks"
+        before = f", after {self.planned:,} in the steps before it" if self.planned else ""
+        raise PlanError(
+            f"{where}step '{step.name}' {what}{before}, more than --max-tasks "
+            f"{self.max_tasks:,}; split the sweep, plan a part of it with --limit or --only, or "
+            "raise --max-tasks"
+        )
+
+    def admit(self, step: Step, upstream: int, own: int) -> None:
+        self.check(step, upstream, own)
+        self.planned += upstream * own
+
+
 def _plan_step(
     maker: _TaskMaker,
     done: Mapping[str, list[PlannedTask]],
     limit: int | None,
     wanted: Mapping[str, Any],
+    cap: _Cap,
 ) -> list[PlannedTask]:
     step = maker.step
     size = sweep_size(step.sweep)
+    if limit is None and not wanted and not step.needs:
+        cap.check(step, 1, size)  # before a combination is listed
     if size > MAX_COMBINATIONS and limit is None:
         where = f"{step.where}: " if step.where else ""
         raise PlanError(
@@ -164,8 +206,10 @@ def _plan_step(
         raise PlanError(
             f"{where}the sweep of step '{step.name}' is empty; check exclude and the lists"
         )
+    rows = _join(step, done, cap, len(own))
+    cap.admit(step, len(rows), len(own))
     result = []
-    for upstream_params, needs in _join(step.needs, done):
+    for upstream_params, needs in rows:
         for combo in own:
             params = {**upstream_params, **combo}
             if _keep(params, wanted):
@@ -173,19 +217,65 @@ def _plan_step(
     return result
 
 
-def _join(
-    needs: Sequence[str], done: Mapping[str, list[PlannedTask]]
-) -> list[tuple[dict[str, Any], dict[str, str]]]:
-    """Combinations of upstream tasks that agree on every parameter they share."""
-    rows: list[tuple[dict[str, Any], dict[str, str]]] = [({}, {})]
-    for name in needs:
-        joined = []
-        for params, ids in rows:
-            for task in done[name]:
-                if all(params[k] == v for k, v in task.params.items() if k in params):
-                    joined.append(({**params, **task.params}, {**ids, name: task.id}))
+_Row = tuple[dict[str, Any], dict[str, str]]
+
+
+def _join(step: Step, done: Mapping[str, list[PlannedTask]], cap: _Cap, own: int) -> list[_Row]:
+    """Combinations of upstream tasks that agree on every parameter they share (a hash join);
+    PlanError through ``cap`` as soon as they are too many for the task cap."""
+    rows: list[_Row] = [({}, {})]
+    room = max(1, (cap.max_tasks - cap.planned) // max(own, 1))
+    for number, name in enumerate(step.needs):
+        index = _Index(done[name])
+        joined: list[_Row] = []
+        for position, (params, ids) in enumerate(rows):
+            for task in index.matches(params):
+                joined.append(({**params, **task.params}, {**ids, name: task.id}))
+            if len(joined) > room:
+                rest = sum(len(index.matches(p)) for p, _ in rows[position + 1 :])
+                last = number == len(step.needs) - 1
+                cap.check(step, len(joined) + rest, own, joining="" if last else name)
         rows = joined
     return rows
+
+
+class _Index:
+    """The tasks of an upstream step, found by the values of the parameters a row shares."""
+
+    def __init__(self, tasks: list[PlannedTask]) -> None:
+        self.tasks = tasks
+        self.position = {task.id: number for number, task in enumerate(tasks)}
+        self.by_keys: dict[frozenset[str], dict[tuple[str, ...], dict[Any, list[PlannedTask]]]]
+        self.by_keys = {}
+        for task in tasks:
+            self.by_keys.setdefault(frozenset(task.params), {})
+
+    def matches(self, params: Mapping[str, Any]) -> list[PlannedTask]:
+        if not params:
+            return self.tasks
+        found: list[PlannedTask] = []
+        for keys, indexes in self.by_keys.items():
+            shared = tuple(sorted(keys.intersection(params)))
+            index = indexes.get(shared)
+            if index is None:
+                index = indexes[shared] = {}
+                for task in self.tasks:
+                    if frozenset(task.params) == keys:
+                        index.setdefault(_key(task.params, shared), []).append(task)
+            found += index.get(_key(params, shared), [])
+        if len(self.by_keys) > 1:  # in the upstream step's order, as a nested loop gives
+            found.sort(key=lambda task: self.position[task.id])
+        return found
+
+
+def _key(params: Mapping[str, Any], names: tuple[str, ...]) -> Any:
+    """The values of ``names`` in ``params``, hashable (lists and mappings as canonical JSON)."""
+    values = tuple(params[name] for name in names)
+    try:
+        hash(values)
+    except TypeError:
+        return _canonical(values)
+    return values
 
 
 class _TaskMaker:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -43,8 +43,29 @@ def manifest_status(record: TaskRecord | None) -> str:
     return record.status
 
 
+def maybe_twice(record: TaskRecord, remote_ids: Sequence[str]) -> dict[str, Any] | None:
+    """The manifest's ``maybe_twice`` of a task: set when a create of it got no answer."""
+    if record.unanswered < 1:
+        return None
+    ids = list(dict.fromkeys([*remote_ids, *([record.remote_id] if record.remote_id else [])]))
+    known = f"; known remote id(s): {', '.join(ids)}" if ids else "; no remote id is known"
+    return {
+        "task_ids": ids,
+        "unanswered": record.unanswered,
+        "reason": (
+            f"may have been created twice: {record.unanswered} create request(s) got no "
+            "answer (connection dropped, timed out or the run was killed), and RunningHub "
+            f"offers no way to find a task without its id{known}"
+        ),
+    }
+
+
 def task_entry(
-    task: PlannedTask, record: TaskRecord | None, base: Path, progress: float | None
+    task: PlannedTask,
+    record: TaskRecord | None,
+    base: Path,
+    progress: float | None,
+    remote_ids: Sequence[str] = (),
 ) -> TaskEntry:
     """One manifest task from its plan and its record; output paths relative to ``base``."""
     if record is None:
@@ -89,6 +110,7 @@ def task_entry(
         server=record.server,
         emulated=record.emulated,
         key=record.key,
+        maybe_twice=maybe_twice(record, remote_ids),
     )
 
 
@@ -118,8 +140,12 @@ class Journal:
     def build(self, status: str, *, finished: bool = False) -> Manifest:
         records = self._store.tasks([t.id for t in self._graph.tasks])
         base = self.path.parent.resolve()
+        remote: dict[str, list[str]] = {}
+        if any(r.unanswered for r in records.values()):
+            for remote_id, task_id in self._store.remote_ids().items():
+                remote.setdefault(task_id, []).append(remote_id)
         tasks = tuple(
-            task_entry(t, records.get(t.id), base, self.progress.get(t.id))
+            task_entry(t, records.get(t.id), base, self.progress.get(t.id), remote.get(t.id, ()))
             for t in self._graph.tasks
         )
         return Manifest(

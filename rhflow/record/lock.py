@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import TextIO
 
-from rhflow.errors import StateError
-from rhflow.record.store import STATE_DIR
+from rhflow.errors import StateError, StateUnusableError
+from rhflow.record.store import STATE_DIR, unusable
 
 LOCK_NAME = "lock"
 
@@ -29,8 +29,16 @@ class RunLock:
         self._file: TextIO | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
+        except IsADirectoryError as exc:
+            raise StateUnusableError(
+                f"{self.path} is a folder, not rhflow's lock file; remove it "
+                f"(rmdir {self.path}) and run again"
+            ) from exc
+        except OSError as exc:
+            raise unusable(self.path.parent, exc) from exc
         if not _try_lock(handle):
             handle.seek(0)
             holder = handle.read().strip() or "another process"
@@ -39,10 +47,13 @@ class RunLock:
                 f"another rhflow run ({holder}) is using {self.path.parent.parent}; wait for it "
                 "to finish, stop it, or pass a different --out"
             )
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}")
+            handle.flush()
+        except OSError:
+            pass  # the lock is held; the pid is only a courtesy to the next one
         self._file = handle
 
     def release(self) -> None:

@@ -83,6 +83,10 @@ class TaskEntry:
     server: str | None = None
     emulated: bool = False
     key: str | None = None  # fingerprint of the API key that created the task
+    #: ``{"task_ids": [...], "unanswered": n, "reason": "..."}`` when the task may have been
+    #: created (and paid for) twice: a create whose answer never came, with every remote id
+    #: known for it; None otherwise.
+    maybe_twice: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -107,6 +111,7 @@ class TaskEntry:
             "server": self.server,
             "emulated": self.emulated,
             "key": self.key,
+            "maybe_twice": None if self.maybe_twice is None else dict(self.maybe_twice),
         }
 
     @classmethod
@@ -133,6 +138,7 @@ class TaskEntry:
             server=data.get("server"),
             emulated=bool(data.get("emulated", False)),
             key=data.get("key"),
+            maybe_twice=data.get("maybe_twice"),
         )
 
 
@@ -161,6 +167,11 @@ class Manifest:
         return self.status == "succeeded"
 
     @property
+    def maybe_twice(self) -> tuple[TaskEntry, ...]:
+        """Tasks that may have been created (and paid for) twice."""
+        return tuple(t for t in self.tasks if t.maybe_twice)
+
+    @property
     def failed_tasks(self) -> tuple[TaskEntry, ...]:
         return tuple(t for t in self.tasks if t.status == "failed")
 
@@ -179,6 +190,7 @@ class Manifest:
             "counts": dict(self.counts),
             "cost": dict(self.cost),
             "errors": list(self.errors),
+            "maybe_twice": len(self.maybe_twice),
             "tasks": [t.to_dict() for t in self.tasks],
         }
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rhflow.errors import StateError
+from rhflow.errors import DamagedStateError, StateError, StateUnusableError
 
 STATE_DIR = ".rhflow"
 DB_NAME = "state.db"
@@ -54,7 +54,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     coins REAL,
     failure TEXT,
     notes TEXT NOT NULL DEFAULT '[]',
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    sending REAL,
+    unanswered INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS outputs (
     task TEXT NOT NULL,
@@ -118,6 +120,12 @@ class TaskRecord:
     failure: Mapping[str, Any] | None = None
     notes: tuple[str, ...] = ()
     outputs: tuple[OutputRecord, ...] = ()
+    #: A create was sent at this time and its answer is not recorded yet (cleared with the
+    #: remote id in one transaction): found set by a later run, the process died meanwhile.
+    sending: float | None = None
+    #: Creates whose answer never came (dropped, timed out, the process killed): RunningHub
+    #: may have created the task then too, under an id nobody knows.
+    unanswered: int = 0
 
 
 class Store:
@@ -129,22 +137,46 @@ class Store:
         self._lock = threading.RLock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise unusable(path.parent, exc) from exc
+        try:
             self._db = sqlite3.connect(
                 str(path), timeout=30.0, isolation_level=None, check_same_thread=False
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-            _add_missing_columns(self._db)
-            self._db.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise StateError(
+        except sqlite3.Error as exc:
+            raise StateUnusableError(
                 f"cannot open the state store {path}: {exc}; check that the output folder is "
-                "writable, or delete the .rhflow folder to start afresh"
+                "writable"
             ) from exc
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise _sqlite_problem(path, exc) from exc
+
+    def _open(self) -> None:
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        version = _schema_version(self._db)
+        if version is not None and version > SCHEMA_VERSION:
+            raise StateUnusableError(
+                f"the state store {self.path} was written by a newer rhflow (schema "
+                f"{version}; this rhflow reads {SCHEMA_VERSION}); run it with that rhflow, or "
+                f"move it aside (mv {self.path} {self.path}.new) and run again to rebuild it "
+                "from manifest.json"
+            )
+        self._db.executescript(_SCHEMA)
+        _check_columns(self._db, self.path)
+        _add_missing_columns(self._db)
+        self._db.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+            (str(SCHEMA_VERSION),),
+        )
+
+    def check(self) -> None:
+        """Read every record once: a DamagedStateError names the first that cannot be read."""
+        self.tasks()
+        self.remote_ids()
 
     @classmethod
     def for_output(cls, output_dir: Path) -> Store:
@@ -181,7 +213,7 @@ class Store:
                 cursor.row_factory = sqlite3.Row
                 return list(cursor.fetchall())
             except sqlite3.Error as exc:
-                raise StateError(f"cannot read the state store {self.path}: {exc}") from exc
+                raise _sqlite_problem(self.path, exc) from exc
 
     # -- meta ----------------------------------------------------------------------------------
 
@@ -209,8 +241,8 @@ class Store:
         db.execute(
             "INSERT OR REPLACE INTO tasks (id, step, status, remote_id, server, emulated, key, "
             "attempts, params, node_info_list, submitted_at, started_at, finished_at, "
-            "cost_time, coins, failure, notes, updated_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "cost_time, coins, failure, notes, updated_at, sending, unanswered) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             _task_row(record, self._clock()),
         )
         db.execute("DELETE FROM outputs WHERE task = ?", (record.id,))
@@ -249,7 +281,7 @@ class Store:
         rows = self._query("SELECT * FROM tasks WHERE id = ?", (task_id,))
         if not rows:
             return None
-        return _task_from_row(rows[0], self._outputs_of([task_id]).get(task_id, ()))
+        return self._decode(rows[0], self._outputs_of([task_id]).get(task_id, ()))
 
     def tasks(self, ids: Sequence[str] | None = None) -> dict[str, TaskRecord]:
         """Every stored task (or those of ``ids``), by id."""
@@ -257,7 +289,18 @@ class Store:
         wanted = set(ids) if ids is not None else None
         rows = [r for r in rows if wanted is None or r["id"] in wanted]
         outputs = self._outputs_of(None)
-        return {r["id"]: _task_from_row(r, outputs.get(r["id"], ())) for r in rows}
+        return {r["id"]: self._decode(r, outputs.get(r["id"], ())) for r in rows}
+
+    def _decode(self, row: sqlite3.Row, outputs: tuple[OutputRecord, ...]) -> TaskRecord:
+        try:
+            return _task_from_row(row, outputs)
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            what = f"{type(exc).__name__}: {exc}"
+            raise DamagedStateError(
+                f"the state store {self.path} holds a record that cannot be read (task "
+                f"{_row_id(row)}: {what})",
+                reason=f"task {_row_id(row)}: {what}",
+            ) from exc
 
     def _outputs_of(self, ids: Sequence[str] | None) -> dict[str, tuple[OutputRecord, ...]]:
         if ids is None:
@@ -266,6 +309,18 @@ class Store:
             marks = ",".join("?" * len(ids))
             rows = self._query(f"SELECT * FROM outputs WHERE task IN ({marks}) ORDER BY idx", ids)
         found: dict[str, list[OutputRecord]] = {}
+        try:
+            self._collect_outputs(rows, found)
+        except (IndexError, KeyError, TypeError) as exc:
+            raise DamagedStateError(
+                f"the state store {self.path} holds an output record that cannot be read "
+                f"({type(exc).__name__}: {exc})",
+                reason=f"outputs: {type(exc).__name__}: {exc}",
+            ) from exc
+        return {k: tuple(v) for k, v in found.items()}
+
+    @staticmethod
+    def _collect_outputs(rows: list[sqlite3.Row], found: dict[str, list[OutputRecord]]) -> None:
         for r in rows:
             found.setdefault(r["task"], []).append(
                 OutputRecord(
@@ -278,12 +333,19 @@ class Store:
                     r["bytes"],
                 )
             )
-        return {k: tuple(v) for k, v in found.items()}
 
     def remote_ids(self) -> dict[str, str]:
         """Every remote taskId ever created from this folder -> planned task id."""
-        rows = self._query("SELECT remote_id, task FROM remote_tasks")
+        rows = self._query("SELECT remote_id, task FROM remote_tasks ORDER BY created_at, rowid")
         return {r["remote_id"]: r["task"] for r in rows}
+
+    def remote_ids_of(self, task_id: str) -> list[str]:
+        """The remote taskIds ever created for one planned task, oldest first."""
+        rows = self._query(
+            "SELECT remote_id FROM remote_tasks WHERE task = ? ORDER BY created_at, rowid",
+            (task_id,),
+        )
+        return [str(r["remote_id"]) for r in rows]
 
     # -- uploads -------------------------------------------------------------------------------
 
@@ -306,7 +368,116 @@ class Store:
 _ADDED_COLUMNS = (
     ("tasks", "emulated", "INTEGER NOT NULL DEFAULT 0"),
     ("tasks", "key", "TEXT"),
+    ("tasks", "sending", "REAL"),
+    ("tasks", "unanswered", "INTEGER NOT NULL DEFAULT 0"),
 )
+#: Columns every store has had since its first release; a table without them is not ours.
+_REQUIRED_COLUMNS = {
+    "meta": {"key", "value"},
+    "tasks": {
+        "id",
+        "step",
+        "status",
+        "remote_id",
+        "server",
+        "attempts",
+        "params",
+        "node_info_list",
+        "submitted_at",
+        "started_at",
+        "finished_at",
+        "cost_time",
+        "coins",
+        "failure",
+        "notes",
+        "updated_at",
+    },
+    "outputs": {"task", "idx", "node_id", "url", "file_type", "path", "sha256", "bytes"},
+    "remote_tasks": {"remote_id", "task", "server", "created_at"},
+    "uploads": {"server", "sha256", "file_name", "uploaded_at"},
+}
+
+
+def _schema_version(db: sqlite3.Connection) -> int | None:
+    """The schema version stamped in ``meta`` (None in a new store)."""
+    have = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchall()
+    if not have:
+        return None
+    try:
+        rows = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+    except sqlite3.OperationalError:
+        return None  # a meta table of another shape: _check_columns says so
+    try:
+        return int(rows[0][0]) if rows else None
+    except (TypeError, ValueError):
+        return SCHEMA_VERSION + 1 if rows else None
+
+
+def _check_columns(db: sqlite3.Connection, path: Path) -> None:
+    """Refuse a store whose tables lack columns rhflow reads (another program's database)."""
+    for table, wanted in _REQUIRED_COLUMNS.items():
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        missing = sorted(wanted - have)
+        if missing:
+            raise DamagedStateError(
+                f"the state store {path} is not one rhflow wrote: table {table} has no "
+                f"column {', '.join(missing)}",
+                reason=f"table {table} has no column {', '.join(missing)}",
+            )
+
+
+def _sqlite_problem(path: Path, exc: sqlite3.Error) -> StateError:
+    """A damaged file (not a database, malformed) or one that cannot be used (read-only...)."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and not _damaged_words(text):
+        return StateUnusableError(
+            f"cannot use the state store {path}: {text}; check that the output folder is "
+            "writable and has free space"
+        )
+    if isinstance(exc, sqlite3.DatabaseError):
+        return DamagedStateError(f"the state store {path} cannot be read: {text}", reason=text)
+    return StateError(f"cannot use the state store {path}: {text}")
+
+
+def _damaged_words(text: str) -> bool:
+    return any(
+        w in text for w in ("malformed", "not a database", "no such column", "no such table")
+    )
+
+
+def unusable(path: Path, exc: OSError) -> StateUnusableError:
+    """The message for a folder of rhflow's state that cannot be created or written."""
+    blocker = next((p for p in (path, *path.parents) if p.is_file()), None)
+    if blocker is not None:
+        role = "the folder rhflow keeps its state in" if blocker.name == STATE_DIR else "a folder"
+        return StateUnusableError(
+            f"{blocker} is a file, not {role}; move it aside (mv {blocker} {blocker}.bak) and "
+            "run again"
+        )
+    cause = exc.strerror or str(exc)
+    return StateUnusableError(
+        f"cannot write in {path}: {cause}; rhflow keeps its state there: make the folder "
+        "writable (or free some space), or choose another output folder with --out"
+    )
+
+
+def _row_id(row: sqlite3.Row) -> str:
+    try:
+        return str(row["id"])
+    except (IndexError, KeyError):
+        return "?"
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"{what} is {type(value).__name__}, not an object")
+    return value
+
+
+def _texts(value: Any) -> list[str]:
+    if not isinstance(value, list):
+        raise TypeError(f"notes are {type(value).__name__}, not a list")
+    return [str(v) for v in value]
 
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:
@@ -342,11 +513,15 @@ def _task_row(r: TaskRecord, now: float) -> tuple[Any, ...]:
         _dump(None if r.failure is None else dict(r.failure)),
         _dump(list(r.notes)),
         now,
+        r.sending,
+        r.unanswered,
     )
 
 
 def _task_from_row(row: sqlite3.Row, outputs: tuple[OutputRecord, ...]) -> TaskRecord:
     nil = json.loads(row["node_info_list"]) if row["node_info_list"] else None
+    if row["status"] not in STATUSES:
+        raise ValueError(f"unknown status {row['status']!r}")
     return TaskRecord(
         id=row["id"],
         step=row["step"],
@@ -356,14 +531,16 @@ def _task_from_row(row: sqlite3.Row, outputs: tuple[OutputRecord, ...]) -> TaskR
         emulated=bool(row["emulated"]),
         key=row["key"],
         attempts=row["attempts"],
-        params=json.loads(row["params"]),
+        params=_object(json.loads(row["params"]), "params"),
         node_info_list=None if nil is None else tuple(nil),
         submitted_at=row["submitted_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         cost_time=row["cost_time"],
         coins=row["coins"],
-        failure=json.loads(row["failure"]) if row["failure"] else None,
-        notes=tuple(json.loads(row["notes"])),
+        failure=_object(json.loads(row["failure"]), "failure") if row["failure"] else None,
+        notes=tuple(_texts(json.loads(row["notes"]))),
         outputs=outputs,
+        sending=row["sending"],
+        unanswered=int(row["unanswered"] or 0),
     )

@@ -1,0 +1,225 @@
+"""The HTTP plumbing under :mod:`rhflow.api.client`: deadlines, size caps, where requests may go.
+
+A hostile or broken server can drip an answer a byte at a time (each read well inside the
+read timeout), send headers forever, promise or send an endless body, or redirect a request
+that carries the API key to another host. Three tools keep every request bounded:
+
+- ``deadline(seconds)``: a block in which every connection the session uses is shut down when
+  the time is up, whatever phase it is in (connecting, sending, waiting for headers, reading
+  the body). It works through the connection classes of the session ``new_session`` builds; a
+  session passed in from outside is only checked between chunks, by ``read_capped``.
+- ``read_capped(resp, limit, ...)``: the body of a streamed answer, refusing a Content-Length
+  or a body over ``limit`` bytes.
+- ``same_origin`` / ``check_file_url``: API calls follow no redirect to another origin (the key
+  would go with the body), and output files are fetched only over http(s).
+
+Errors are plain values here (``Expired``, ``TooLarge``, ``NotAllowed``); the client turns
+them into :class:`rhflow.errors.ApiError` subclasses with the request named.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+
+POOL_SIZE = 32
+CHUNK = 65536
+
+
+class Expired(Exception):
+    """The deadline of a request passed before its answer was complete."""
+
+
+class TooLarge(Exception):
+    """An answer announced or sent more bytes than allowed."""
+
+    def __init__(self, limit: int, announced: int | None = None) -> None:
+        self.limit = limit
+        self.announced = announced
+        super().__init__(f"more than {limit} bytes")
+
+
+class NotAllowed(Exception):
+    """A URL the client must not fetch (another scheme than http(s), another origin)."""
+
+
+# -- deadlines ---------------------------------------------------------------------------------
+
+
+class _Watch:
+    """The connections used inside one ``deadline`` block; shut down when it expires."""
+
+    def __init__(self, seconds: float) -> None:
+        self.ends = time.monotonic() + seconds
+        self.expired = False
+        self._lock = threading.Lock()
+        self._connections: list[HTTPConnection] = []
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def attach(self, conn: HTTPConnection) -> None:
+        with self._lock:
+            self._connections.append(conn)
+            if self.expired:
+                _shut(conn)
+
+    def check(self) -> None:
+        """Raise Expired once the deadline has passed (between chunks of a body)."""
+        if self.expired or time.monotonic() >= self.ends:
+            self.expired = True
+            raise Expired()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for conn in self._connections:
+                _shut(conn)
+
+
+def _shut(conn: HTTPConnection) -> None:
+    sock = getattr(conn, "sock", None)
+    if sock is None:
+        return
+    # The plain socket's shutdown, also under TLS: it wakes a blocked reader at once.
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+_local = threading.local()
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[_Watch]:
+    """Every request of this thread inside the block ends by ``seconds`` from now."""
+    watch = _Watch(seconds)
+    outer = getattr(_local, "watch", None)
+    _local.watch = watch
+    watch._timer.start()
+    try:
+        yield watch
+    finally:
+        watch._timer.cancel()
+        _local.watch = outer
+
+
+def _attach(conn: HTTPConnection) -> None:
+    watch = getattr(_local, "watch", None)
+    if watch is not None:
+        watch.attach(conn)
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _attach(self)
+        super().request(*args, **kwargs)
+
+
+class _WatchedHTTPSConnection(HTTPSConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _attach(self)
+        super().request(*args, **kwargs)
+
+
+class _WatchedPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_POOLS = {"http": _WatchedPool, "https": _WatchedHTTPSPool}
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """An adapter whose connections obey the ``deadline`` of the thread that uses them."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(_POOLS)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = dict(_POOLS)
+        return manager
+
+
+def new_session() -> requests.Session:
+    """A session whose requests can be bounded by ``deadline``; no retries of its own."""
+    session = requests.Session()
+    adapter = _WatchedAdapter(pool_connections=POOL_SIZE, pool_maxsize=POOL_SIZE, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+# -- size caps ---------------------------------------------------------------------------------
+
+
+def announced_length(resp: requests.Response) -> int | None:
+    """The Content-Length of a plain (not content-encoded) answer, or None."""
+    value = resp.headers.get("Content-Length")
+    if value is None or resp.headers.get("Content-Encoding"):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def chunks(resp: requests.Response, limit: int, watch: _Watch) -> Iterator[bytes]:
+    """The body of a streamed answer in chunks; TooLarge past ``limit`` bytes (announced or
+    sent), Expired once the deadline has passed."""
+    announced = announced_length(resp)
+    if announced is not None and announced > limit:
+        raise TooLarge(limit, announced)
+    size = 0
+    for chunk in resp.iter_content(CHUNK):
+        watch.check()
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(limit)
+        yield chunk
+    watch.check()  # a connection shut at the deadline can look like the end of the body
+
+
+def read_capped(resp: requests.Response, limit: int, watch: _Watch) -> bytes:
+    """The whole body of a streamed answer (see ``chunks``)."""
+    return b"".join(chunks(resp, limit, watch))
+
+
+# -- where requests may go ---------------------------------------------------------------------
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host:port`` of ``url``, lower-cased, with the scheme's default port written
+    (``https://www.runninghub.cn`` -> ``https://www.runninghub.cn:443``); other text as given."""
+    parts = urlsplit(url.strip())
+    if not parts.scheme or not parts.hostname:
+        return url.strip().rstrip("/")
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    except ValueError:
+        port = None
+    host = parts.hostname.lower()
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme.lower()}://{host}" + (f":{port}" if port else "")
+
+
+def check_file_url(url: str) -> None:
+    """NotAllowed unless ``url`` is an absolute http(s) URL with a host."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        shown = url if len(url) <= 80 else url[:77] + "..."
+        raise NotAllowed(f"{shown!r} is not an http(s) URL")

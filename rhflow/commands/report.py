@@ -1,0 +1,20 @@
+"""``rhflow report``: one HTML page with a run's summary, grids, failures, coins and timings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from rhflow.commands.grid import manifest_path
+from rhflow.record.manifest import read_manifest
+from rhflow.view.report import write_report
+
+
+def report(manifest: str, *, output: str | None, report: Callable[[str], None] = print) -> int:
+    """Write the report of ``manifest`` to ``output`` (default: report.html beside it)."""
+    path = manifest_path(manifest)
+    loaded = read_manifest(path)
+    page = Path(output) if output else path.parent / "report.html"
+    write_report(loaded, path.parent, page)
+    report(f"{page}: {len(loaded.tasks)} tasks of {loaded.pipeline!r}")
+    return 0
