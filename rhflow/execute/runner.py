@@ -432,7 +432,9 @@ def _pool(
         return
     keys = split_keys(api_key if api_key is not None else os.environ.get("RH_API_KEY"))
     with contextlib.ExitStack() as stack:
-        others = [stack.enter_context(Client(key, made.base_url, **(limits or {}))) for key in keys[1:]]
+        others = [
+            stack.enter_context(Client(key, made.base_url, **(limits or {}))) for key in keys[1:]
+        ]
         yield [made, *others]
 
 
