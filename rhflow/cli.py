@@ -567,6 +567,35 @@ def report(manifest: str, output: str | None) -> int:
     return write_page(manifest, output=output, report=click.echo)
 
 
+@cli.command()
+@click.argument("first", metavar="A", type=click.Path(exists=True))
+@click.argument("second", metavar="B", type=click.Path(exists=True))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Also write an HTML page with the changed images side by side.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+def diff(first: str, second: str, output: str | None, as_json: bool) -> int:
+    """Compare two runs: tasks added, removed, unchanged or changed, with cost deltas.
+
+    A and B are manifests (or output folders). Tasks are matched by step and parameters; a
+    matched task is unchanged when it ended alike with the same output bytes, changed
+    otherwise, with a perceptual difference figure per differing image. Exit 0 when nothing
+    changed, 1 when something did, 2 when a manifest cannot be read.
+
+    \b
+    Examples:
+      rhflow diff main/manifest.json pr/manifest.json
+      rhflow diff out/a out/b --json
+      rhflow diff out/a out/b -o diff.html
+    """
+    from rhflow.commands.diff import diff as compare_runs
+
+    return compare_runs(first, second, output=output, as_json=as_json, report=click.echo)
+
+
 # -- account / schema ------------------------------------------------------------------------
 
 
@@ -603,6 +632,11 @@ def schema(name: str) -> int:
     return print_schema(name)
 
 
+def _json_run(argv: list[str]) -> bool:
+    """``rhflow run ... --json``: its stdout is never left empty, even for a bad option."""
+    return bool(argv) and argv[0] == "run" and "--json" in argv
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and turn RhflowError into ``Error: ...`` and an exit code."""
     try:
@@ -615,7 +649,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except click.ClickException as err:
         err.show()
-        return 2 if isinstance(err, click.UsageError) else err.exit_code
+        code = 2 if isinstance(err, click.UsageError) else err.exit_code
+        if _json_run(sys.argv[1:] if argv is None else argv):
+            from rhflow.progress import JsonReporter
+
+            JsonReporter().emit(
+                "run_error", code=code, kind="UsageError", message=err.format_message()
+            )
+        return code
     except click.exceptions.Exit as err:
         return err.exit_code
     except KeyboardInterrupt:

@@ -41,6 +41,13 @@ class Reporter(Protocol):
     def close(self) -> None: ...
 
 
+#: The last line after an interrupt, in every output mode (``hint`` of ``run_finished``).
+RESUME_HINT = (
+    "to resume, run the same command again: finished tasks are kept and tasks still running "
+    "remotely are picked up, not paid for again"
+)
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -83,10 +90,11 @@ def describe(event: str, fields: Mapping[str, Any]) -> str | None:
     """The line a person reads for an event, or None for events shown only as bars."""
     name = f"{fields.get('step', '?')}/{_short(fields.get('task', ''))}"
     if event == "run_started":
-        text = f"{fields['pipeline']}: {fields['to_run']} of {fields['total']} tasks to run"
-        if fields.get("skipped"):
-            text += f" ({fields['skipped']} already done)"
-        return text + f", {fields['concurrency']} at a time"
+        total, reused = fields["total"], fields.get("reused", fields.get("skipped", 0))
+        return (
+            f"{fields['pipeline']}: {total} task{'' if total == 1 else 's'}: {reused} reused, "
+            f"{fields['to_run']} to run, {fields['concurrency']} at a time"
+        )
     if event == "task_submitted":
         params = f" [{_params(fields, 60)}]" if fields.get("params") else ""
         task_id, attempt = fields.get("task_id"), fields["attempt"]
@@ -104,6 +112,11 @@ def describe(event: str, fields: Mapping[str, Any]) -> str | None:
         return f"{name}: FAILED: {fields['reason']}"
     if event == "task_cancelled":
         return f"{name}: cancelled ({fields['reason']})"
+    if event == "task_detached":
+        return (
+            f"{name}: left running remotely as task {fields.get('task_id')} (--detach); "
+            "the next run picks it up"
+        )
     if event == "task_skipped":
         return None
     if event == "download":
@@ -140,12 +153,14 @@ class LiveReporter:
 
     _LINES = frozenset(
         {
+            "run_started",
             "task_failed",
             "task_retry",
             "task_busy",
             "run_error",
             "run_warning",
             "task_cancelled",
+            "task_detached",
             "note",
         }
     )
@@ -248,8 +263,17 @@ def make_reporter(*, quiet: bool = False, as_json: bool = False) -> Reporter:
     return PlainReporter()
 
 
-def format_summary(manifest: Manifest, manifest_path: str, *, elapsed: float | None = None) -> str:
-    """The closing lines: counts, time, cost, each failure and why, where the manifest is."""
+def format_summary(
+    manifest: Manifest,
+    manifest_path: str,
+    *,
+    elapsed: float | None = None,
+    reused: int | None = None,
+    run_coins: float | None = None,
+) -> str:
+    """The closing lines: counts, time, cost, each failure and why, where the manifest is, and
+    after an interrupt how to resume. ``reused`` and ``run_coins`` (when given) say what this
+    run took from earlier ones and what it paid, beside the folder's total coins."""
     counts = manifest.counts
     parts = [f"{counts.get('succeeded', 0)} succeeded", f"{counts.get('failed', 0)} failed"]
     for status in ("cancelled", "pending", "running"):
@@ -257,12 +281,15 @@ def format_summary(manifest: Manifest, manifest_path: str, *, elapsed: float | N
             parts.append(f"{counts[status]} {status}")
     head = f"{manifest.pipeline}: {manifest.status}: " + ", ".join(parts)
     total = counts.get("total", 0)
-    head += f" ({total} task{'' if total == 1 else 's'})"
+    head += f" ({total} task{'' if total == 1 else 's'}"
+    head += f", {reused} reused)" if reused else ")"
     if elapsed is not None:
         head += f" in {elapsed:.1f} s"
-    if manifest.cost.get("coins"):
-        coins = manifest.cost["coins"]
-        head += f"; {coins:g} coin{'' if coins == 1 else 's'}"
+    coins = manifest.cost.get("coins") or 0
+    if run_coins is not None:
+        head += f"; {_coins(run_coins)} this run, {_coins(coins)} in total"
+    elif coins:
+        head += f"; {_coins(coins)}"
     lines = [head]
     for error in manifest.errors:
         lines.append(f"  error: {error}")
@@ -274,4 +301,10 @@ def format_summary(manifest: Manifest, manifest_path: str, *, elapsed: float | N
                 f"  {task.status} {task.step}/{task.id[:10]} [{params}]{remote}: {task.failure}"
             )
     lines.append(f"manifest: {manifest_path}")
+    if manifest.status == "interrupted":
+        lines.append(RESUME_HINT)
     return "\n".join(lines)
+
+
+def _coins(value: float) -> str:
+    return f"{value:g} coin{'' if value == 1 else 's'}"

@@ -53,6 +53,13 @@ def _no_ambient_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RH_BASE_URL", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test has a workflow cache of its own: one cached under ~/.cache by an earlier test
+    or run (for an emulator that had the same port) would stand in for a fetch the test makes."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture(scope="session")
 def emulator() -> Iterator[Emulator]:
     """One emulator for the whole session, with short tasks; tests must not change its config."""

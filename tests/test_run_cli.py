@@ -208,15 +208,17 @@ def test_status_summarises_a_finished_run(
     requests.post(f"{emu.url}/emulator/faults", json={"fail_tasks": 1}, timeout=5)
     run_cli([str(pipeline(tmp_path)), "-q", "--concurrency", "1"], emu, api_key, monkeypatch)
     capsys.readouterr()
-    assert main(["status", "out", "--json"]) == 0
+    assert main(["status", "out", "--json"]) == 1  # a task failed
     summary = json.loads(capsys.readouterr().out)
     assert summary["pipeline"] == "cats" and summary["run_status"] == "failed"
+    assert summary["server"] == {"origin": emu.url, "emulated": True}
     assert summary["counts"]["succeeded"] == 1 and summary["counts"]["failed"] == 1
     assert summary["running"] == [] and "OutOfMemoryError" in summary["failed"][0]["reason"]
-    assert main(["status", "out"]) == 0
+    assert main(["status", "out"]) == 1
     text = capsys.readouterr().out.splitlines()
     assert text[0].startswith("cats in out: failed (finished ")
-    assert text[1] == "tasks: 2 total, 1 succeeded, 1 failed"
+    assert text[1] == f"server: {emu.url} (an emulator)"
+    assert text[2] == "tasks: 2 total, 1 succeeded, 1 failed"
     assert main(["cancel", "out"]) == 0
     assert capsys.readouterr().out == "nothing of the run in out is running remotely\n"
 
@@ -224,7 +226,7 @@ def test_status_summarises_a_finished_run(
 def test_status_of_a_folder_without_a_run_says_what_to_pass(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["status", str(tmp_path)]) == 1
+    assert main(["status", str(tmp_path)]) == 2  # not a run folder: a usage error, not a failed run
     assert capsys.readouterr().err == (
         f"Error: {tmp_path} holds no rhflow run (no .rhflow/state.db); pass the output folder "
         "of a run: the pipeline's `output`, or the --out given to rhflow run\n"

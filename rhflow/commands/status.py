@@ -3,18 +3,24 @@
 It reads the state store ``<DIR>/.rhflow/state.db`` that ``rhflow run`` keeps there, and the
 manifest the run wrote (its path is remembered in the store). It needs no pipeline file;
 :mod:`rhflow.commands.cancel` shares its way of opening the folder.
+
+Its exit code is for scripts: 0 when every task of the last run succeeded, 1 when one failed,
+3 when some are unfinished (pending, running remotely, or cancelled by an interrupt).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
 
-from rhflow.errors import StateError
+from rhflow.api.client import origin_of
+from rhflow.errors import StateError, UsageError
+from rhflow.execute.folder import stale_outputs
 from rhflow.record.journal import manifest_status
 from rhflow.record.manifest import Manifest, read_manifest
 from rhflow.record.store import DB_NAME, REMOTE_ACTIVE, STATE_DIR, Store, TaskRecord
@@ -33,6 +39,17 @@ class Summary:
     failed: list[dict[str, Any]]
     running: list[dict[str, Any]]
     manifest: str | None
+    server: dict[str, Any] | None = None
+    stale: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0 every task succeeded, 1 some failed, 3 some are unfinished (see the docstring)."""
+        if self.counts.get("failed"):
+            return 1
+        if self.counts.get("succeeded", 0) != self.counts.get("total", 0):
+            return 3
+        return 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -41,18 +58,21 @@ class Summary:
             "run_status": self.run_status,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
+            "server": self.server,
             "counts": self.counts,
             "failed": self.failed,
             "running": self.running,
+            "stale": self.stale,
             "manifest": self.manifest,
+            "exit_code": self.exit_code,
         }
 
 
 def open_store(directory: Path) -> Store:
-    """The state store of an output folder, or a StateError that says what to pass."""
+    """The state store of an output folder, or a UsageError (exit 2) that says what to pass."""
     path = directory / STATE_DIR / DB_NAME
     if not path.is_file():
-        raise StateError(
+        raise UsageError(
             f"{directory} holds no rhflow run (no {STATE_DIR}/{DB_NAME}); pass the output "
             "folder of a run: the pipeline's `output`, or the --out given to rhflow run"
         )
@@ -74,11 +94,16 @@ def summarize(directory: Path) -> Summary:
     """Counts, failures and remote tasks still running, for the last run in ``directory``."""
     with open_store(directory) as store:
         path, manifest = manifest_of(store, directory)
-        records = store.tasks()
+        everything = records = store.tasks()
         pipeline = store.meta("pipeline")
+    stale = []
     if manifest is not None:
         records = {t.id: records[t.id] for t in manifest.tasks if t.id in records}
         pending = [t for t in manifest.tasks if t.id not in records]
+        stale = [
+            {"id": item.task.id, "step": item.task.step, "path": str(item.path)}
+            for item in stale_outputs(everything.values(), list(records))
+        ]
     else:
         pending = []
     counts = {"total": len(records) + len(pending), "pending": len(pending)}
@@ -97,7 +122,19 @@ def summarize(directory: Path) -> Summary:
         failed=[_brief(r) for r in records.values() if manifest_status(r) == "failed"],
         running=[_brief(r) for r in records.values() if r.status in REMOTE_ACTIVE],
         manifest=None if path is None else str(path),
+        server=_server(manifest, records.values()),
+        stale=stale,
     )
+
+
+def _server(manifest: Manifest | None, records: Iterable[TaskRecord]) -> dict[str, Any] | None:
+    """Whose results the folder holds: the manifest's ``server``, or the records' own."""
+    if manifest is not None and manifest.server:
+        return dict(manifest.server)
+    for record in records:
+        if record.server:
+            return {"origin": origin_of(record.server), "emulated": record.emulated}
+    return None
 
 
 def _brief(record: TaskRecord) -> dict[str, Any]:
@@ -125,7 +162,11 @@ def format_summary(summary: Summary) -> str:
         for k in ("succeeded", "failed", "cancelled", "running", "pending")
         if counts.get(k)
     ]
-    lines = [head, f"tasks: {counts['total']} total" + (", " + ", ".join(shown) if shown else "")]
+    lines = [head]
+    if summary.server:
+        emulated = " (an emulator)" if summary.server.get("emulated") else ""
+        lines.append(f"server: {summary.server.get('origin')}{emulated}")
+    lines.append(f"tasks: {counts['total']} total" + (", " + ", ".join(shown) if shown else ""))
     for task in summary.failed:
         remote = f" (task {task['task_id']})" if task["task_id"] else ""
         lines.append(f"  failed {task['step']}/{task['id'][:10]}{remote}: {task['reason']}")
@@ -134,13 +175,22 @@ def format_summary(summary: Summary) -> str:
             f"  {task['status']} remotely: {task['step']}/{task['id'][:10]} as task "
             f"{task['task_id']}"
         )
+    if summary.stale:
+        lines.append(
+            f"stale: {len(summary.stale)} file(s) of tasks no longer in the plan "
+            "(rhflow run --prune removes them):"
+        )
+        lines.extend(
+            f"  {item['step']}/{item['id'][:10]}: {item['path']}" for item in summary.stale
+        )
     if summary.manifest:
         lines.append(f"manifest: {summary.manifest}")
     return "\n".join(lines)
 
 
 def status(directory: Path, *, as_json: bool) -> int:
-    """Print the summary of the run in ``directory`` (as JSON with ``as_json``)."""
+    """Print the summary of the run in ``directory`` (as JSON with ``as_json``); the exit code
+    says how the run stands (:attr:`Summary.exit_code`)."""
     summary = summarize(directory)
     click.echo(json.dumps(summary.to_dict(), indent=2) if as_json else format_summary(summary))
-    return 0
+    return summary.exit_code

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from rhflow.errors import UsageError
@@ -28,6 +29,9 @@ class EmulatorConfig:
     latency: float = 0.0
     websocket: bool = True
     workflows_dir: str | None = None
+    #: API-format workflows to serve as well, by workflow id (``rhflow run --emulator`` passes
+    #: each step's ``workflow_file`` here, so a user's own pipeline runs as written).
+    workflows: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     api_keys: tuple[str, ...] = ()
     seed: int = 0
     coins: int = 100000

@@ -25,7 +25,7 @@ class State:
 
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
-        self._workflows = load_workflows(config.workflows_dir)
+        self._workflows = self._load_workflows()
         self._signature = folder_signature(config.workflows_dir)
         self.apps = dict(BUILTIN_APPS)
         self.uploads: dict[str, bytes] = {}
@@ -49,8 +49,14 @@ class State:
         if signature != self._signature:
             self._signature = signature
             with contextlib.suppress(UsageError):
-                self._workflows = load_workflows(self.config.workflows_dir)
+                self._workflows = self._load_workflows()
         return self._workflows
+
+    def _load_workflows(self) -> dict[str, Graph]:
+        """The built-in workflows, ``--workflows DIR``'s and the config's own (a copy)."""
+        workflows = load_workflows(self.config.workflows_dir)
+        workflows.update(json.loads(json.dumps(self.config.workflows)))
+        return workflows
 
     def bind(self, host: str, port: int) -> None:
         """Record the address actually bound: every URL handed out points there."""

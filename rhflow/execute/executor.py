@@ -194,7 +194,8 @@ class Executor:
             pipeline=self.graph.pipeline,
             total=len(self.graph.tasks),
             to_run=self._line.remaining,
-            skipped=len(done),
+            reused=len(done),
+            skipped=len(done),  # the same count, under its older name
             concurrency=self._keys.total_slots,
             output=str(self.graph.output_dir),
         )
@@ -251,13 +252,11 @@ class Executor:
                     self._journal.errors.append(f"{type(again).__name__}: {again}")
                     self._stop("fatal", cancel=False)
             except asyncio.CancelledError:
-                await self._remote.abandon(live.task, self._abandon_reason())
-                self._reporter.emit(
-                    "task_cancelled",
-                    task=live.task.id,
-                    step=live.task.step,
-                    reason=self._abandon_reason(),
-                )
+                left = await self._remote.abandon(live.task, self._abandon_reason())
+                if left is not None:
+                    self._remote.emit("task_detached", live.task, task_id=left)
+                else:
+                    self._remote.emit("task_cancelled", live.task, reason=self._abandon_reason())
                 raise
 
     def _abandon_reason(self) -> str:

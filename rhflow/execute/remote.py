@@ -305,19 +305,20 @@ class Remote:
             status = failure.keep or "failed"
         self.save(task, status=status, failure=failure.detail, finished_at=time.time())
 
-    async def abandon(self, task: PlannedTask, reason: str) -> None:
+    async def abandon(self, task: PlannedTask, reason: str) -> str | None:
         """The run stops while this task is in flight: cancel it remotely, or leave it running
-        for the next run with --detach."""
+        for the next run with --detach (then its remote id is returned)."""
         record = self._store.get(task.id)
         if (
             record is None
             or not record.remote_id
             or record.status not in ("submitted", "queued", "running")
         ):
-            return
+            return None
         if reason == "interrupted" and self.options.detach:
-            self.note(task, f"left running remotely (--detach) as task {record.remote_id}")
-            return
+            notes = (*record.notes, f"left running remotely (--detach) as task {record.remote_id}")
+            self.save(task, notes=notes)  # the caller says so, in one line per task
+            return record.remote_id
         problem = await self.cancel_quietly(record.remote_id, record.key)
         message = f"{reason}; remote task {record.remote_id} cancelled"
         if problem:
@@ -331,6 +332,7 @@ class Remote:
                 "message": message,
             },
         )
+        return None
 
 
 def _with_values(graph: Mapping[str, Any], entries: list[dict[str, Any]]) -> str:

@@ -43,10 +43,10 @@ from rhflow.execute.scheduling import (
     parse_shard,
     shard_tasks,
 )
-from rhflow.model import Pipeline, TaskGraph
+from rhflow.model import Pipeline, Step, TaskGraph
 from rhflow.pipeline.lockfile import locked, with_hashes
 from rhflow.pipeline.workflows import CachedWorkflows, WorkflowSource
-from rhflow.progress import QuietReporter, Reporter, SafeReporter
+from rhflow.progress import RESUME_HINT, QuietReporter, Reporter, SafeReporter
 from rhflow.record.cache import TaskCache, open_cache
 from rhflow.record.journal import Journal
 from rhflow.record.lock import RunLock
@@ -60,11 +60,18 @@ MANIFEST_NAME = "manifest.json"
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
-    """A finished run: its manifest, where it was written, and the wall time."""
+    """A finished run: its manifest, where it was written, and the wall time.
+
+    ``reused`` counts the tasks taken from earlier runs without a create (the ``N reused`` of
+    the first line), ``run_coins`` what the tasks paid for in this run cost; the manifest's
+    ``cost`` is the folder's total for the plan, earlier runs included.
+    """
 
     manifest: Manifest
     manifest_path: Path
     elapsed: float
+    reused: int = 0
+    run_coins: float = 0.0
 
 
 def run(path: str | Path, **options: Any) -> Manifest:
@@ -120,10 +127,16 @@ def run_pipeline(
             raise UsageError(f"--max-outputs {max_outputs} must be at least 1")
     task_cache = open_cache(cache) if cache else None  # a bad --cache too
     try:
+        made_client = open_client(
+            client,
+            emulator=emulator,
+            base_url=base_url,
+            api_key=api_key,
+            limits=limits,
+            pipeline=pipeline,
+        )
         with (
-            open_client(
-                client, emulator=emulator, base_url=base_url, api_key=api_key, limits=limits
-            ) as made,
+            made_client as made,
             _pool(made, api_key, single=client is not None or emulator, limits=limits) as clients,
         ):
             server = BUILTIN_EMULATOR if emulator and client is None else made.base_url
@@ -153,17 +166,46 @@ def run_pipeline(
             )
             manifest_path = Path(manifest) if manifest else graph.output_dir / MANIFEST_NAME
             folder = _Folder(server, emulator and client is None, overwrite, prune, task_cache)
-            result = _execute(graph, keys, reporter, options, manifest_path, shard, folder)
+            tally = _Tally(reporter)
+            result = _execute(graph, keys, tally, options, manifest_path, shard, folder)
+        run_coins = sum(t.coins or 0.0 for t in result.tasks if t.id in tally.followed)
+        finished: dict[str, Any] = {}
+        if result.status == "interrupted":
+            finished["hint"] = RESUME_HINT
         reporter.emit(
             "run_finished",
             status=result.status,
             counts=dict(result.counts),
+            reused=tally.reused,
+            coins_this_run=run_coins,
+            coins_total=result.cost.get("coins", 0),
             manifest=str(manifest_path),
             errors=list(result.errors),
+            **finished,
         )
     finally:
         reporter.close()
-    return RunResult(result, manifest_path, time.monotonic() - started)
+    return RunResult(result, manifest_path, time.monotonic() - started, tally.reused, run_coins)
+
+
+class _Tally:
+    """Passes events on, keeping the number of tasks the run reused (from ``run_started``)
+    and the tasks it created or followed to their end, whose coins this run paid."""
+
+    def __init__(self, inner: Reporter) -> None:
+        self._inner = inner
+        self.reused = 0
+        self.followed: set[str] = set()
+
+    def emit(self, event: str, **fields: Any) -> None:
+        if event == "run_started":
+            self.reused = int(fields.get("reused", 0))
+        elif event in ("task_submitted", "task_reattached"):
+            self.followed.add(str(fields.get("task")))
+        self._inner.emit(event, **fields)
+
+    def close(self) -> None:
+        self._inner.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +298,11 @@ def _check_server(output_dir: Path, server: str) -> None:
                 return
 
 
+def _located(step: Step) -> str:
+    """``FILE:LINE:COL: steps.NAME: ``, the start of a message about ``step``."""
+    return f"{step.where}: " if step.where else f"steps.{step.name}: "
+
+
 def _require_workflows(pipeline: Pipeline, workflows: CachedWorkflows) -> None:
     """Stop before any create when a workflow's JSON could not be had because the key was
     refused, the server is down or the id is unknown: the run could only fail (and pay)."""
@@ -267,9 +314,9 @@ def _require_workflows(pipeline: Pipeline, workflows: CachedWorkflows) -> None:
             continue
         if problem.retryable and not isinstance(problem, UnreachableError):
             continue  # a flaky answer: the run goes on unchecked, as validate says
-        where = f"{step.where}: " if step.where else f"steps.{step.name}: "
         raise UsageError(
-            f"{where}cannot check workflow {step.target.id}: {problem}; nothing was submitted"
+            f"{_located(step)}cannot check workflow {step.target.id}: {problem}; "
+            "nothing was submitted"
         ) from problem
 
 
@@ -446,10 +493,12 @@ def open_client(
     base_url: str | None,
     api_key: str | Sequence[str] | None,
     limits: Mapping[str, Any] | None = None,
+    pipeline: Pipeline | None = None,
 ) -> Iterator[Client]:
-    """``client`` as given, else one for ``--emulator`` (an in-process emulator) or for the
-    key and base URL (from the options or RH_API_KEY / RH_BASE_URL), with ``limits`` (see
-    ``download_limits``) applied to a client made here."""
+    """``client`` as given, else one for ``--emulator`` (an in-process emulator, serving what
+    ``pipeline`` needs: :func:`emulated_workflows`) or for the key and base URL (from the
+    options or RH_API_KEY / RH_BASE_URL), with ``limits`` (see ``download_limits``) applied to
+    a client made here."""
     limits = limits or {}
     if client is not None:
         yield client
@@ -462,11 +511,40 @@ def open_client(
         return
     from rhflow.emulator import Emulator, EmulatorConfig
 
-    with (
-        Emulator(EmulatorConfig(task_seconds=(1.0, 2.0))) as emu,
-        Client(EMULATOR_KEY, emu.url, **limits) as made,
-    ):
+    served = emulated_workflows(pipeline) if pipeline is not None else {}
+    config = EmulatorConfig(task_seconds=(1.0, 2.0), workflows=served)
+    with Emulator(config) as emu, Client(EMULATOR_KEY, emu.url, **limits) as made:
         yield made
+
+
+def emulated_workflows(pipeline: Pipeline) -> dict[str, Mapping[str, Any]]:
+    """What the built-in emulator must serve for ``pipeline`` to run as written: each step's
+    ``workflow_file`` under its ``workflow`` id. A step that names a workflow or AI app the
+    emulator cannot know (no ``workflow_file``) stops the run here, before any create."""
+    from rhflow.emulator.workflows import BUILTIN_APPS, BUILTIN_WORKFLOWS
+
+    served: dict[str, Mapping[str, Any]] = {}
+    unknown = []
+    for step in pipeline.steps:
+        target = step.target
+        if target.kind == "workflow" and step.workflow_json is not None:
+            served[target.id] = step.workflow_json
+        elif target.kind == "workflow" and target.id not in BUILTIN_WORKFLOWS:
+            unknown.append(
+                f"{_located(step)}workflow {target.id} is not known to the built-in emulator: add "
+                "`workflow_file:` (the workflow's API-format JSON, exported from ComfyUI with "
+                "'Save (API)') to the step, or serve it with `rhflow emulator --workflows DIR` "
+                "(DIR holding <workflowId>.json) and run with --base-url instead of --emulator"
+            )
+        elif target.kind == "app" and target.id not in BUILTIN_APPS:
+            unknown.append(
+                f"{_located(step)}AI app {target.id} is not known to the built-in emulator, which "
+                f"serves the app(s) {', '.join(sorted(BUILTIN_APPS))}; run it with a key "
+                "against RunningHub"
+            )
+    if unknown:
+        raise UsageError("\n".join(unknown) + "\nnothing was submitted")
+    return served
 
 
 def exit_code(manifest: Manifest) -> int:

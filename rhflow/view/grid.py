@@ -41,7 +41,8 @@ def show(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def _key(value: Any) -> str:
+def value_key(value: Any) -> str:
+    """A parameter value as compared and filtered on (the same text in Python and in a page)."""
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
@@ -132,13 +133,13 @@ def _values(tasks: Sequence[TaskEntry], name: str | None) -> tuple[Any, ...]:
     seen: dict[str, Any] = {}
     for task in tasks:
         value = task.params.get(name) if name else None
-        seen.setdefault(_key(value), value)
+        seen.setdefault(value_key(value), value)
     return tuple(seen.values())
 
 
 def _varying(tasks: Sequence[TaskEntry]) -> list[str]:
     names = list(dict.fromkeys(k for t in tasks for k in t.params))
-    return [n for n in names if len({_key(t.params.get(n)) for t in tasks}) > 1]
+    return [n for n in names if len({value_key(t.params.get(n)) for t in tasks}) > 1]
 
 
 def _sections(
@@ -150,15 +151,15 @@ def _sections(
     rows: tuple[Any, ...],
     others: list[str],
 ) -> tuple[Section, ...]:
-    col_index = {_key(v): i for i, v in enumerate(columns)}
-    row_index = {_key(v): i for i, v in enumerate(rows)}
+    col_index = {value_key(v): i for i, v in enumerate(columns)}
+    row_index = {value_key(v): i for i, v in enumerate(rows)}
     grouped: dict[str, tuple[dict[str, Any], dict[tuple[int, int], Cell]]] = {}
     for task in tasks:
         params = {k: task.params.get(k) for k in others}
-        _, cells = grouped.setdefault(_key(params), (params, {}))
+        _, cells = grouped.setdefault(value_key(params), (params, {}))
         where = (
-            row_index[_key(task.params.get(y) if y else None)],
-            col_index[_key(task.params.get(x))],
+            row_index[value_key(task.params.get(y) if y else None)],
+            col_index[value_key(task.params.get(x))],
         )
         cells.setdefault(where, cell_of(task, base))
     return tuple(

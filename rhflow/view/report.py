@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 from rhflow.record.manifest import Manifest, TaskEntry, write_atomic
-from rhflow.view.grid import Cell, Grid, arrange, cell_of, show
+from rhflow.view.grid import Cell, Grid, arrange, cell_of, show, value_key
 
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
@@ -53,11 +53,6 @@ SCRIPT = """
   apply();
 })();
 """
-
-
-def value_key(value: Any) -> str:
-    """A parameter value as the filter compares it (the same text in Python and the page)."""
-    return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
 def render_report(manifest: Manifest, base: Path, page: Path) -> str:
@@ -187,11 +182,16 @@ def _grid_cell(cell: Cell, where: Path) -> str:
 def _cell(cell: Cell, where: Path) -> str:
     task = cell.task
     if cell.state == "image" and cell.image is not None and task is not None:
-        src = quote(Path(os.path.relpath(cell.image, where)).as_posix())
+        src = relative_src(cell.image, where)
         alt = escape(", ".join(f"{k}={show(v)}" for k, v in task.params.items()))
         return f'<img src="{src}" alt="{alt}"><span class="note">{_task_note(task)}</span>'
     text = cell.label if cell.state != "image" else "not an image"
     return f"<span>{escape(text)}</span>"
+
+
+def relative_src(path: Path, where: Path) -> str:
+    """The URL of file ``path`` in a page written in folder ``where``: relative, so no server."""
+    return quote(Path(os.path.relpath(path.absolute(), where.absolute())).as_posix())
 
 
 def _task_note(task: TaskEntry) -> str:
