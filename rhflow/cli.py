@@ -322,6 +322,12 @@ def lock(files: tuple[str, ...], **options: Any) -> int:
     is_flag=True,
     help="Delete (after listing them) output files of tasks no longer in the plan.",
 )
+@click.option(
+    "--max-coins",
+    type=float,
+    metavar="N",
+    help="Refuse a run estimated over N coins; stop submitting once this run spent N.",
+)
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failed task.")
 @click.option(
     "--frozen",

@@ -23,11 +23,17 @@ ROOT = Path(__file__).resolve().parent.parent
 HOWTO = ROOT / "docs" / "how-to"
 
 
-def shell_lines(page: Path) -> list[str]:
-    """The commands of a page's ``sh`` blocks (comments after two spaces dropped)."""
+def shell_lines(page: Path) -> list[tuple[str, int]]:
+    """The commands of a page's ``sh`` blocks (comments after two spaces dropped), each with
+    the exit code it should end with: 0, or N where the comment says ``# exit N``."""
     blocks = re.findall(r"^```sh\n(.*?)^```$", page.read_text(encoding="utf-8"), re.M | re.S)
-    lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
-    return [line for line in lines if line]
+    found = []
+    for line in (line for block in blocks for line in block.splitlines()):
+        command, _, comment = line.partition("  #")
+        expected = re.match(r"\s*exit (\d+)", comment)
+        if command.strip():
+            found.append((command.strip(), int(expected.group(1)) if expected else 0))
+    return found
 
 
 def run_page(
@@ -44,12 +50,12 @@ def run_page(
         "XDG_CACHE_HOME": str(folder / ".cache"),
     }
     runs = []
-    for line in shell_lines(page):
+    for line, expected in shell_lines(page):
         done = subprocess.run(
             ["bash", "-c", line], cwd=folder, env=env, capture_output=True, text=True,
             timeout=180,
         )  # fmt: skip
-        assert done.returncode == 0, f"{page.name}: {line}\n{done.stdout}\n{done.stderr}"
+        assert done.returncode == expected, f"{page.name}: {line}\n{done.stdout}\n{done.stderr}"
         assert "Traceback" not in done.stderr, line
         assert api_key not in done.stdout + done.stderr, line
         runs.append(done)
@@ -84,6 +90,13 @@ def test_costs_examples_run(tmp_path: Path, emulator: Emulator) -> None:
         "key type:      NORMAL\n"
     )
     assert json.loads(runs["rhflow account --json"].stdout)["remain_coins"] == 100000
+    plan = runs["rhflow plan pipelines/sweep.yaml --set style=ink"].stdout
+    assert re.search(r"^portrait +6 +0 +6 coins +\d+ s$", plan, re.M), plan
+    assert "from out/sweep/manifest.json; time with 4 at a time)" in plan
+    capped = json.loads((tmp_path / "out" / "capped" / "manifest.json").read_text())
+    assert capped["budget"]["spent"] == 3 and capped["counts"]["pending"] == 3
+    refused = runs["rhflow run pipelines/sweep.yaml --emulator --quiet --max-coins 3"]
+    assert refused.stderr.startswith("Error: this run is estimated at 4 coins, over --max-coins 3")
 
 
 @pytest.mark.slow

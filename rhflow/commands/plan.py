@@ -1,16 +1,19 @@
-"""``rhflow plan``: expand a pipeline into its task graph, offline, and print it."""
+"""``rhflow plan``: expand a pipeline into its task graph, offline, and print it; where earlier
+manifests in the output folder give figures, an estimate of coins and time too."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 import click
 
+from rhflow.execute.estimate import estimate
 from rhflow.pipeline.loader import load_pipeline
 from rhflow.pipeline.render import template_limits
 from rhflow.planning.planner import MAX_TASKS
 from rhflow.planning.planner import plan as plan_graph
-from rhflow.planning.summary import plan_json_text, plan_table
+from rhflow.planning.summary import plan_json, plan_table
 
 
 def plan(
@@ -27,7 +30,16 @@ def plan(
     with template_limits(template_limit):
         pipeline = load_pipeline(file, set_vars=set_vars)
         graph = plan_graph(pipeline, limit=limit, only=only, max_tasks=max_tasks)
-    click.echo(plan_json_text(graph) if as_json else plan_table(graph))
+    cost = estimate(graph)
+    if as_json:
+        data = plan_json(graph)
+        if cost.sources:
+            data["estimate"] = cost.to_dict()
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    else:
+        click.echo(plan_table(graph))
+        if cost.sources:
+            click.echo("\n" + "\n".join(cost.lines()))
     for warning in graph.warnings:
         click.echo(f"Warning: {warning}", err=True)
     return 0

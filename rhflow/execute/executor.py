@@ -93,6 +93,8 @@ class Executor:
         self._stop_reason: str | None = None
         self._to_save: list[TaskRecord] = []
         self._superseded: list[tuple[PlannedTask, str, str | None]] = []
+        self._spent = 0.0  # coins of the tasks this run ran
+        self._over_budget = False  # --max-coins reached: no new create (tasks in flight end)
         self.interrupted = False
 
     # -- the run ----------------------------------------------------------------------------
@@ -113,6 +115,7 @@ class Executor:
                     for _ in range(max(1, self._keys.total_slots))
                 ]
                 await asyncio.gather(*self._workers, return_exceptions=True)
+                self._budget_note()
             finally:
                 restore()
                 writer.cancel()
@@ -165,7 +168,7 @@ class Executor:
         self._stop("interrupted", cancel=True)
 
     def _stopped(self) -> bool:
-        return self._stop_reason is not None
+        return self._stop_reason is not None or self._over_budget
 
     def _stop(self, reason: str, *, cancel: bool) -> None:
         if self._stop_reason is None:
@@ -372,7 +375,7 @@ class Executor:
         return record
 
     def _retry_allowed(self, live: Live, failure: TaskFailure) -> bool:
-        if not failure.retry or self._stop_reason is not None:
+        if not failure.retry or self._stopped():
             return False
         return live.run_attempts <= live.task.retries
 
@@ -395,10 +398,41 @@ class Executor:
             self._stop("fail_fast", cancel=True)
 
     def _finish(self, task: PlannedTask, *, succeeded: bool) -> None:
+        self._count_coins(task)
         self._remote.slot_freed()
         self._remote.dirty = True
         dropped = self._line.ended(task.id, succeeded=succeeded)
         self._cancel(dropped, f"upstream task {task.id[:10]} failed")
+
+    def _count_coins(self, task: PlannedTask) -> None:
+        """Add the task's coins to the run's spend; at --max-coins, submit nothing more
+        (the tasks in flight finish)."""
+        record = self._store.get(task.id)
+        if record is None or not record.coins:
+            return
+        self._spent += record.coins
+        budget = self._journal.budget
+        if budget is not None:
+            budget["spent"] = self._spent
+        cap = self._options.max_coins
+        if cap is not None and self._spent >= cap and not self._over_budget:
+            self._over_budget = True
+            self._line.wake()
+
+    def _budget_note(self) -> None:
+        """After the run: say so when --max-coins left tasks unsubmitted."""
+        if not self._over_budget or self._line.remaining <= 0 or self._stop_reason:
+            return
+        cap = self._options.max_coins or 0.0
+        message = (
+            f"--max-coins {cap:g} reached ({self._spent:g} coins spent by this run): "
+            f"{self._line.remaining} tasks not submitted; run again with a higher "
+            "--max-coins to finish them"
+        )
+        self._journal.errors.append(message)
+        if self._journal.budget is not None:
+            self._journal.budget["stopped"] = True
+        self._reporter.emit("run_error", message=message)
 
     def _cancel(self, tasks: list[Live], reason: str) -> None:
         """Record tasks that cannot run because an upstream task failed or is missing."""

@@ -12,8 +12,10 @@ With one key the pool behaves exactly as a single client did.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+from rhflow.api.client import Account
 
 
 @dataclass(slots=True)
@@ -40,6 +42,7 @@ class KeyPool:
         self.keys = [PoolKey(c, _fingerprint(c, i), max(1, slots)) for i, c in enumerate(clients)]
         self._changed: asyncio.Condition | None = None
         self.checked = False  # accountStatus was asked for every key
+        self.accounts: dict[str, Account] = {}  # its answers, by fingerprint
 
     @property
     def total_slots(self) -> int:
@@ -54,6 +57,15 @@ class KeyPool:
         """The client for requests that belong to no task's key (uploads, downloads)."""
         active = self.active
         return (active[0] if active else self.keys[0]).client
+
+    def balance(self) -> Account | None:
+        """The coins left on the keys still in the pool, summed (None if one is not known)."""
+        known = [self.accounts.get(k.fingerprint) for k in self.active]
+        if not known or any(a is None or a.remain_coins is None for a in known):
+            return known[0] if len(known) == 1 else None
+        total = sum(a.remain_coins or 0.0 for a in known if a is not None)
+        first = known[0]
+        return None if first is None else replace(first, remain_coins=total)
 
     def client_for(self, fingerprint: str | None) -> Any:
         """The client of the key that created a task (the primary one if unknown)."""

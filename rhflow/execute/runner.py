@@ -22,9 +22,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from rhflow.api.client import BUILTIN_EMULATOR, Client, origin_of, split_keys
+from rhflow.api.client import BUILTIN_EMULATOR, Account, Client, origin_of, split_keys
 from rhflow.errors import ApiError, StateError, UnreachableError, UsageError
 from rhflow.execute.downloads import STAGING
+from rhflow.execute.estimate import estimate
 from rhflow.execute.executor import execute
 from rhflow.execute.folder import (
     check_overwrites,
@@ -90,6 +91,7 @@ def run_pipeline(
     limit: int | None = None,
     only: Sequence[str] = (),
     max_tasks: int | None = None,
+    max_coins: float | None = None,
     force: bool = False,
     overwrite: bool = False,
     prune: bool = False,
@@ -155,6 +157,8 @@ def run_pipeline(
                 _require_workflows(pipeline, workflows)
             pipeline = with_hashes(pipeline, locks.hashes)
             graph = _plan(pipeline, limit=limit, only=only, shard=shard, max_tasks=max_tasks)
+            manifest_path = Path(manifest) if manifest else graph.output_dir / MANIFEST_NAME
+            budget = _budget(graph, manifest_path, force=force, max_coins=max_coins)
             options = ExecuteOptions(
                 concurrency=graph.concurrency,
                 force=force,
@@ -162,12 +166,12 @@ def run_pipeline(
                 detach=detach,
                 websocket=websocket,
                 poll=poll or PollPolicy(),
+                max_coins=max_coins,
                 **dict(execute_options or {}),
             )
-            manifest_path = Path(manifest) if manifest else graph.output_dir / MANIFEST_NAME
             folder = _Folder(server, emulator and client is None, overwrite, prune, task_cache)
             tally = _Tally(reporter)
-            result = _execute(graph, keys, tally, options, manifest_path, shard, folder)
+            result = _execute(graph, keys, tally, options, manifest_path, shard, folder, budget)
         run_coins = sum(t.coins or 0.0 for t in result.tasks if t.id in tally.followed)
         finished: dict[str, Any] = {}
         if result.status == "interrupted":
@@ -328,6 +332,7 @@ def _execute(
     manifest_path: Path,
     shard: str | None,
     folder: _Folder,
+    budget: dict[str, Any],
 ) -> Manifest:
     try:
         graph.output_dir.mkdir(parents=True, exist_ok=True)
@@ -348,6 +353,7 @@ def _execute(
         ):
             if not keys.checked:
                 _precheck(keys, reporter)
+            _warn_balance(keys.balance(), budget, reporter)
             emulated = emulated_server(keys) or emulated
         else:
             emulated = emulated or any(r.emulated for r in records.values())
@@ -359,6 +365,7 @@ def _execute(
             shard=shard,
             server={"origin": origin_of(folder.server), "emulated": emulated},
         )
+        journal.budget = budget
         store.set_meta("manifest", str(manifest_path.resolve()))
         store.set_meta("pipeline", graph.pipeline)
         status = "interrupted"
@@ -430,7 +437,7 @@ def _precheck(keys: KeyPool, reporter: Reporter) -> bool:
     refused = []
     for key in keys.keys:
         try:
-            account = key.client.account()
+            account = keys.accounts[key.fingerprint] = key.client.account()
         except UnreachableError:
             raise
         except ApiError as err:
@@ -454,6 +461,41 @@ def _precheck(keys: KeyPool, reporter: Reporter) -> bool:
 def emulated_server(keys: KeyPool) -> bool:
     """Some answer of the server said it is an emulator."""
     return any(bool(getattr(key.client, "emulated", False)) for key in keys.keys)
+
+
+def _budget(
+    graph: TaskGraph, manifest_path: Path, *, force: bool, max_coins: float | None
+) -> dict[str, Any]:
+    """The run's estimate and --max-coins, recorded in the manifest with the coins spent;
+    a run estimated over --max-coins stops here, before anything is submitted."""
+    if max_coins is not None and max_coins <= 0:
+        raise UsageError(f"--max-coins must be more than 0, got {max_coins:g}")
+    cost = estimate(graph, force=force, manifests=[manifest_path])
+    if max_coins is not None and cost.coins is not None and cost.coins > max_coins:
+        raise UsageError(
+            f"this run is estimated at {cost.coins:g} coins, over --max-coins {max_coins:g} "
+            f"({cost.basis}); nothing was submitted. Raise --max-coins, or run fewer tasks "
+            "with --limit or --only"
+        )
+    return {
+        "max_coins": max_coins,
+        "estimate": cost.coins,
+        "estimate_basis": cost.basis,
+        "spent": 0.0,
+        "stopped": False,
+    }
+
+
+def _warn_balance(account: Account | None, budget: dict[str, Any], reporter: Reporter) -> None:
+    """Say at the start when the key's balance is lower than the run's estimate."""
+    need, have = budget["estimate"], account.remain_coins if account else None
+    if need is None or have is None or have >= need:
+        return
+    reporter.emit(
+        "run_warning",
+        message=f"the key's balance ({have:g} coins) is lower than this run's estimate "
+        f"({need:g} coins); RunningHub refuses new tasks (416) when it runs out",
+    )
 
 
 def _remove_leftovers(output_dir: Path, manifest_path: Path) -> None:

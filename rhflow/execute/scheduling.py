@@ -106,6 +106,7 @@ class ExecuteOptions:
     download_retries: int = 5
     max_outputs: int = 1000  # outputs one task may report; beyond, it fails unread
     threads: int | None = None
+    max_coins: float | None = None  # stop submitting once this run has spent this many coins
 
     def __post_init__(self) -> None:
         if self.threads is None:

@@ -136,6 +136,8 @@ class Journal:
         self._started = time.time()
         self.errors: list[str] = []
         self.progress: dict[str, float] = {}
+        #: ``{"max_coins", "estimate", "estimate_basis", "spent", "stopped"}`` of this run.
+        self.budget: dict[str, Any] | None = None
 
     def build(self, status: str, *, finished: bool = False) -> Manifest:
         records = self._store.tasks([t.id for t in self._graph.tasks])
@@ -158,6 +160,7 @@ class Journal:
             source=str(self._graph.source),
             shard=self._shard,
             server=self.server,
+            budget=None if self.budget is None else dict(self.budget),
             counts=count_statuses(tasks),
             cost=total_cost(tasks),
             errors=tuple(self.errors),

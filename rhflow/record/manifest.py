@@ -161,6 +161,9 @@ class Manifest:
     manifest_version: int = MANIFEST_VERSION
     #: ``{"origin": "scheme://host:port", "emulated": bool}`` of the server this run used.
     server: Mapping[str, Any] | None = None
+    #: This run's coins: ``--max-coins``, the estimate and how it was made, the coins spent
+    #: by tasks this run ran, and whether it stopped submitting at ``--max-coins``.
+    budget: Mapping[str, Any] | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -189,6 +192,7 @@ class Manifest:
             "finished_at": self.finished_at,
             "counts": dict(self.counts),
             "cost": dict(self.cost),
+            "budget": None if self.budget is None else dict(self.budget),
             "errors": list(self.errors),
             "maybe_twice": len(self.maybe_twice),
             "tasks": [t.to_dict() for t in self.tasks],
@@ -215,6 +219,7 @@ class Manifest:
             finished_at=data.get("finished_at"),
             counts=data.get("counts", {}),
             cost=data.get("cost", {}),
+            budget=data.get("budget"),
             errors=tuple(data.get("errors", ())),
             tasks=tuple(TaskEntry.from_dict(t) for t in data.get("tasks", ())),
         )
