@@ -141,16 +141,22 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 )
 @click.option(
     "--queue-seconds",
-    default="0",
+    default="0.2-1",
     show_default=True,
-    help="Time a task spends QUEUED before it starts running: S or MIN-MAX.",
+    help="Time a task spends QUEUED (no netWssUrl yet) before it runs: S or MIN-MAX; "
+    "0 runs it at once.",
+)
+@click.option(
+    "--account",
+    type=click.Choice(["consumer", "enterprise"]),
+    default="enterprise",
+    show_default=True,
+    help="Key type: consumer (1 task at a time, pays RH coins) or enterprise (50, pays money).",
 )
 @click.option(
     "--concurrency",
-    default=50,
-    show_default=True,
     type=int,
-    help="Tasks running at once per key; beyond it create answers 421.",
+    help="Tasks queued or running at once per key (default: the account's); beyond it 421.",
 )
 @click.option(
     "--fail-rate",
@@ -189,6 +195,38 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for all randomness.")
 @click.option(
     "--coins", default=100000, show_default=True, type=int, help="RH coins each key starts with."
+)
+@click.option(
+    "--money",
+    default=1000.0,
+    show_default=True,
+    type=float,
+    help="Balance (CNY) each enterprise key starts with.",
+)
+@click.option(
+    "--previews", is_flag=True, help="Send ComfyUI's binary preview frames on the WebSocket."
+)
+@click.option(
+    "--ws-idle-seconds",
+    default=30.0,
+    show_default=True,
+    type=float,
+    help="How long a WebSocket stays open after its task ended, unless the client closes it.",
+)
+@click.option(
+    "--workflow-id-check",
+    type=click.Choice(["document", "observed"]),
+    default="document",
+    show_default=True,
+    help="With `workflow` given: ignore the workflowId (API document 4.2) or still require "
+    "it to exist (observed, api-notes 3.1).",
+)
+@click.option(
+    "--cancel-unknown",
+    type=click.Choice(["423", "807"]),
+    default="423",
+    show_default=True,
+    help="Code for cancelling an unknown task: 423 (API document 4.4) or 807 (api-notes 3.6).",
 )
 @click.option(
     "--outputs-style",

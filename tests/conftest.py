@@ -62,10 +62,21 @@ def _own_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
 
 @pytest.fixture(scope="session")
 def emulator() -> Iterator[Emulator]:
-    """One emulator for the whole session, with short tasks; tests must not change its config."""
+    """One emulator for the whole session, with short tasks; tests must not change its config.
+
+    Its tasks start at once (no queueing), for tests that need exact timing, and its keys pay RH
+    coins (a consumer account, 50 tasks at once) for tests that count coins; ``make_emulator``
+    keeps the defaults: queueing, as real tasks wait in QUEUED, and enterprise keys."""
     from rhflow.emulator import Emulator, EmulatorConfig
 
-    with Emulator(EmulatorConfig(task_seconds=(0.2, 0.2), seed=1)) as emu:
+    config = EmulatorConfig(
+        task_seconds=(0.2, 0.2),
+        queue_seconds=(0.0, 0.0),
+        account="consumer",
+        concurrency=50,
+        seed=1,
+    )
+    with Emulator(config) as emu:
         yield emu
 
 

@@ -11,9 +11,10 @@ never see the key. Each scenario swaps one route for a hostile answer:
         assert not h.leaks(KEY)
 
 Run as a script, it measures every scenario of ``SCENARIOS`` against a ``rhflow`` on
-PYTHONPATH through the CLI (``python tests/hostile.py [--caps]``): a scenario that runs past
-``HANG`` seconds hung; a file changed beside the output folder is a write outside; a request
-carrying the key at the other host is a leak.
+PYTHONPATH through the CLI (``python tests/hostile.py [--caps] [--hang S]``): a scenario
+that runs past ``--hang`` seconds (default ``HANG``) hung; a file changed, added or removed
+beside the output folder is a write outside; a request carrying the key at the other host
+is a leak.
 """
 
 from __future__ import annotations
@@ -130,6 +131,20 @@ def raw(body: bytes | str, status: int = 200, content_type: str = "text/html") -
     async def handle(request: web.Request) -> web.StreamResponse:
         data = body.encode() if isinstance(body, str) else body
         return web.Response(body=data, status=status, content_type=content_type)
+
+    return handle
+
+
+def websocket(frames: list[dict[str, Any]]) -> Handler:
+    """A WebSocket that sends ``frames`` (ComfyUI messages) and closes."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        for frame in frames:
+            await ws.send_json(frame)
+        await ws.close()
+        return ws
 
     return handle
 
@@ -347,7 +362,7 @@ HANG = 30.0
 KEY = "hostile-test-key-0123456789abcdef"
 
 
-def measure(name: str, caps: list[str]) -> dict[str, Any]:
+def measure(name: str, caps: list[str], hang: float = HANG) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, Hostile() as h:
         root = Path(tmp)
         out, victim = root / "out", root / "victim"
@@ -364,7 +379,7 @@ def measure(name: str, caps: list[str]) -> dict[str, Any]:
                 env=env,
                 capture_output=True,
                 text=True,
-                timeout=HANG,
+                timeout=hang,
             )
             code, text = done.returncode, (done.stdout + done.stderr).strip()
         except subprocess.TimeoutExpired:
@@ -382,17 +397,20 @@ def measure(name: str, caps: list[str]) -> dict[str, Any]:
 
 def main() -> None:
     caps = ["--download-timeout", "3", "--max-output-size", "1MB"] if "--caps" in sys.argv else []
-    rows = [measure(name, caps) for name in SCENARIOS]
+    hang = float(sys.argv[sys.argv.index("--hang") + 1]) if "--hang" in sys.argv else HANG
+    rows = [measure(name, caps, hang) for name in SCENARIOS]
     for row in rows:
         print(json.dumps(row))
     hangs = sum(r["exit"] is None for r in rows)
+    slowest = max(rows, key=lambda r: r["seconds"])
     outside = sum(bool(r["outside"]) for r in rows)
     leaks = sum(r["leaks"] > 0 for r in rows)
     tracebacks = sum(r["traceback"] for r in rows)
     print(
-        f"{len(rows)} scenarios: {hangs} hung (> {HANG:g} s), {outside} wrote outside the "
+        f"{len(rows)} scenarios: {hangs} hung (> {hang:g} s), {outside} wrote outside the "
         f"output folder (changed, added or removed a file), {leaks} sent the key to another "
-        f"host, {tracebacks} ended in a traceback"
+        f"host, {tracebacks} ended in a traceback; slowest {slowest['seconds']} s "
+        f"({slowest['scenario']})"
     )
 
 

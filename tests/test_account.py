@@ -15,7 +15,7 @@ from rhflow.emulator import Emulator
 def test_account_shows_coins_running_tasks_and_key_type(
     make_emulator: Callable[..., Emulator], api_key: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    emu = make_emulator(coins=250, task_seconds=(30.0, 30.0))
+    emu = make_emulator(coins=250, task_seconds=(30.0, 30.0), account="consumer", queue_seconds=0)
     created = requests.post(
         emu.url + "/task/openapi/create",
         json={"apiKey": api_key, "workflowId": "1904136902449209346"},

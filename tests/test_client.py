@@ -28,6 +28,7 @@ from rhflow.errors import (
     FileTooLargeError,
     GenericError,
     InvalidNodeInfoError,
+    LegacyTaskNotFoundError,
     ParamsInvalidError,
     PersonalQueueFullError,
     PromptValidationError,
@@ -36,7 +37,6 @@ from rhflow.errors import (
     SystemBusyError,
     TaskExpiredError,
     TaskNotFoundError,
-    TokenInvalidError,
     TransportError,
     UnauthorizedError,
     UserNotFoundError,
@@ -306,7 +306,7 @@ def test_cancel_a_queued_task(make_emulator: EmulatorFactory, api_key: str) -> N
 
 
 def test_account_counts_tasks_and_coins(make_emulator: EmulatorFactory, api_key: str) -> None:
-    emu = make_emulator(coins=50)
+    emu = make_emulator(coins=50, account="consumer", queue_seconds=0)  # running at once
     with _client(emu, api_key) as client:
         before = client.account()
         assert (before.remain_coins, before.current_task_counts, before.api_type) == (
@@ -345,13 +345,13 @@ def test_upload_of_bytes_and_of_a_stream(client: Client) -> None:
     assert client.upload(io.BytesIO(picture), filename="x.png").file_name == f"api/{digest}.png"
 
 
-def test_an_unknown_uploaded_name_fails_the_task_like_comfyui(client: Client) -> None:
-    created = client.create_task(
-        IMAGE_TO_IMAGE, [{"nodeId": "2", "fieldName": "image", "fieldValue": "api/missing.png"}]
-    )
-    result = _wait(client, created.task_id)
-    assert result.state == "FAILED"
-    assert result.failed_reason is not None and result.failed_reason.node_id == "2"
+def test_an_unknown_uploaded_name_is_refused_at_create_like_comfyui(client: Client) -> None:
+    with pytest.raises(PromptValidationError) as info:
+        client.create_task(
+            IMAGE_TO_IMAGE,
+            [{"nodeId": "2", "fieldName": "image", "fieldValue": "api/missing.png"}],
+        )
+    assert "Invalid image file: api/missing.png" in str(info.value)
 
 
 # -- webhooks ------------------------------------------------------------------------------
@@ -444,13 +444,18 @@ def test_380_unknown_workflow(client: Client) -> None:
         client.get_workflow_json("1111111111111111111")
 
 
-def test_412_wrong_api_path(emulator: Emulator, api_key: str) -> None:
-    with Client(api_key, emulator.url + "/v9") as client, pytest.raises(TokenInvalidError):
+def test_wrong_api_path_is_http_404(emulator: Emulator, api_key: str) -> None:
+    with Client(api_key, emulator.url + "/v9") as client, pytest.raises(ApiError) as info:
         client.status("1")
+    assert (info.value.code, info.value.retryable, info.value.fatal) == (404, False, False)
+    assert str(info.value) == (
+        "RunningHub answered 404 HTTP_404: POST /task/openapi/status answered HTTP 404: "
+        "no such endpoint; check --base-url"
+    )
 
 
 def test_416_empty_wallet_is_fatal(make_emulator: EmulatorFactory, api_key: str) -> None:
-    emu = make_emulator(coins=0)
+    emu = make_emulator(coins=0, account="consumer")
     with _client(emu, api_key) as client, pytest.raises(WalletInsufficientError) as info:
         client.create_task(TEXT_TO_IMAGE, SMALL)
     assert info.value.fatal
@@ -517,9 +522,11 @@ def test_802_unknown_key_is_fatal(make_emulator: EmulatorFactory, api_key: str) 
 
 
 def test_807_unknown_task(client: Client) -> None:
-    for call in (client.outputs, client.status, client.cancel):
+    for call in (client.outputs, client.status):
         with pytest.raises(TaskNotFoundError):
             call("1904737800233889793")
+    with pytest.raises(LegacyTaskNotFoundError):  # cancel answers 423 (API document 4.4)
+        client.cancel("1904737800233889793")
 
 
 def test_807_another_keys_task(client: Client, emulator: Emulator) -> None:
@@ -635,7 +642,7 @@ def test_follow_a_task_on_the_emulators_websocket(client: Client) -> None:
 
 
 def test_follow_a_failing_task(make_emulator: EmulatorFactory, api_key: str) -> None:
-    emu = make_emulator()
+    emu = make_emulator(queue_seconds=0)  # netWssUrl from create
     _faults(emu, fail_tasks=1)
     with _client(emu, api_key) as client:
         created = client.create_task(TEXT_TO_IMAGE, SMALL)

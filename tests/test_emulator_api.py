@@ -210,9 +210,19 @@ def test_use_personal_queue_accepts_bool_and_string(emulator: Emulator, api_key:
         assert create(emulator, api_key, usePersonalQueue=value)["code"] == 0
 
 
-def test_unknown_api_path_is_412(emulator: Emulator, api_key: str) -> None:
-    answer = post(emulator, "/task/openapi/creat", {"apiKey": api_key})
-    assert answer == {"code": 412, "msg": "TOKEN_INVALID", "data": None}
+def test_unknown_api_path_is_http_404(emulator: Emulator, api_key: str) -> None:
+    response = requests.post(
+        emulator.url + "/task/openapi/creat", json={"apiKey": api_key}, timeout=10
+    )
+    assert response.status_code == 404
+    body = response.json()
+    assert {k: body[k] for k in ("status", "error", "path")} == {
+        "status": 404,
+        "error": "Not Found",
+        "path": "/task/openapi/creat",
+    }
+    wrong_method = requests.get(emulator.url + "/task/openapi/create", timeout=10)
+    assert wrong_method.status_code == 405
 
 
 # -- status / outputs / cancel -----------------------------------------------------------------
@@ -248,9 +258,14 @@ def test_status_is_a_bare_state_string(emulator: Emulator, api_key: str) -> None
     )
 
 
-def test_cancel_unknown_task_is_807(emulator: Emulator, api_key: str) -> None:
+def test_cancel_unknown_task_is_423_as_documented_or_807_by_switch(
+    emulator: Emulator, make_emulator: Callable[..., Emulator], api_key: str
+) -> None:
     answer = post(emulator, "/task/openapi/cancel", {"apiKey": api_key, "taskId": "123"})
-    assert answer["code"] == 807
+    assert answer == {"code": 423, "msg": "TASK_NOT_FOUNED", "data": None}
+    observed = make_emulator(cancel_unknown=807)
+    answer = post(observed, "/task/openapi/cancel", {"apiKey": api_key, "taskId": "123"})
+    assert answer == {"code": 807, "msg": "APIKEY_TASK_NOT_FOUND", "data": None}
 
 
 def test_cancel_running_task_reports_805_with_reason(
@@ -357,7 +372,7 @@ def test_plain_outputs_style(make_emulator: Callable[..., Emulator], api_key: st
 def test_account_status_uses_lower_case_apikey(emulator: Emulator, api_key: str) -> None:
     answer = post(emulator, "/uc/openapi/accountStatus", {"apikey": "fresh-account-key"})
     assert answer["code"] == 0
-    assert answer["data"] == {
+    assert answer["data"] == {  # a consumer key: coins only
         "remainCoins": "100000",
         "currentTaskCounts": "0",
         "remainMoney": None,
@@ -366,10 +381,24 @@ def test_account_status_uses_lower_case_apikey(emulator: Emulator, api_key: str)
     }
 
 
+def test_enterprise_account_shows_money(
+    make_emulator: Callable[..., Emulator], api_key: str
+) -> None:
+    emu = make_emulator()  # the default account
+    answer = post(emu, "/uc/openapi/accountStatus", {"apikey": api_key})
+    assert answer["data"] == {  # money, and coins left alone
+        "remainCoins": "100000",
+        "currentTaskCounts": "0",
+        "remainMoney": "1000.00",
+        "currency": "CNY",
+        "apiType": "EXCLUSIVE",
+    }
+
+
 def test_coins_are_deducted_and_running_out_is_416(
     make_emulator: Callable[..., Emulator], api_key: str
 ) -> None:
-    emu = make_emulator(coins=1)
+    emu = make_emulator(coins=1, account="consumer")
     task_id = create(emu, api_key)["data"]["taskId"]
     outputs = finished_outputs(emu, api_key, task_id)
     assert outputs["data"][0]["consumeCoins"] == "1"
@@ -520,7 +549,8 @@ def test_v2_query_flat_shape(emulator: Emulator, api_key: str) -> None:
     done = wait_for(lambda: (a := query())["status"] == "SUCCESS" and a)
     assert done["results"][0]["outputType"] == "png"
     assert done["results"][0]["url"].startswith(emulator.url + "/files/")
-    assert done["usage"]["consumeCoins"] == "1" and done["failedReason"] == {}
+    assert done["failedReason"] == {}
+    assert (done["usage"]["consumeCoins"], done["usage"]["consumeMoney"]) == ("1", None)
 
 
 def test_v2_query_bad_key_and_unknown_task(
@@ -590,7 +620,11 @@ def test_fault_http_500(make_emulator: Callable[..., Emulator], api_key: str) ->
 def test_fault_code_1011(make_emulator: Callable[..., Emulator], api_key: str) -> None:
     emu = make_emulator()
     _faults(emu, code_1011=1)
-    assert create(emu, api_key) == {"code": 1011, "msg": "SYSTEM_BUSY", "data": None}
+    assert create(emu, api_key) == {  # the identifier of the API document's table, 11.1
+        "code": 1011,
+        "msg": "System is currently busy, please retry later",
+        "data": None,
+    }
     assert create(emu, api_key)["code"] == 0
 
 
@@ -687,13 +721,20 @@ def test_v2_upload_errors(make_emulator: Callable[..., Emulator], api_key: str) 
         return result
 
     assert send("wrong", b"1")["code"] == 401
-    assert send(api_key, b"x" * 11) == {"code": 1008, "message": "FILE_TOO_LARGE", "data": None}
+    assert send(api_key, b"x" * 11) == {
+        "code": 1008,
+        "message": "File size limit exceeded",
+        "data": None,
+    }
     assert send(api_key, b"x" * 10)["code"] == 0
 
 
 def test_v2_query_without_task_id_is_1007(emulator: Emulator, api_key: str) -> None:
     answer = post(emulator, "/openapi/v2/query", {}, headers={"Authorization": f"Bearer {api_key}"})
-    assert answer["errorCode"] == "1007" and answer["errorMessage"] == "taskId is required"
+    assert answer["errorCode"] == "1007"
+    assert (
+        answer["errorMessage"] == "Invalid parameters, please check your input: taskId is required"
+    )
 
 
 def test_upload_that_is_not_multipart_is_301(emulator: Emulator, api_key: str) -> None:

@@ -63,10 +63,13 @@ def images_of(emu: Emulator, key: str, **body: Any) -> list[bytes]:
 def test_concurrency_limit_answers_421(
     make_emulator: Callable[..., Emulator], api_key: str
 ) -> None:
-    emu = make_emulator(concurrency=2, task_seconds=(0.3, 0.3))
+    emu = make_emulator(concurrency=2, task_seconds=(0.3, 0.3), queue_seconds=(0.1, 0.1))
     first = create(emu, api_key)["data"]["taskId"]
     create(emu, api_key)
     assert create(emu, api_key) == {"code": 421, "msg": "TASK_QUEUE_MAXED", "data": None}
+    account = post(emu, "/uc/openapi/accountStatus", {"apikey": api_key})["data"]
+    assert account["currentTaskCounts"] == "0"  # running tasks only: both still queue
+    wait_for(lambda: status(emu, api_key, first) == "RUNNING")
     account = post(emu, "/uc/openapi/accountStatus", {"apikey": api_key})["data"]
     assert account["currentTaskCounts"] == "2"
     assert create(emu, "another-key")["code"] == 0  # the limit is per key
@@ -78,7 +81,7 @@ def test_concurrency_limit_answers_421(
 def test_personal_queue_waits_for_a_free_slot(
     make_emulator: Callable[..., Emulator], api_key: str
 ) -> None:
-    emu = make_emulator(concurrency=1, task_seconds=(0.2, 0.2))
+    emu = make_emulator(concurrency=1, task_seconds=(0.2, 0.2), queue_seconds=0)
     first = create(emu, api_key)["data"]["taskId"]
     second = create(emu, api_key, usePersonalQueue="true")["data"]
     assert second["taskStatus"] == "QUEUED" and second["netWssUrl"] is None
@@ -87,7 +90,7 @@ def test_personal_queue_waits_for_a_free_slot(
         == 813
     )
     account = post(emu, "/uc/openapi/accountStatus", {"apikey": api_key})["data"]
-    assert account["currentTaskCounts"] == "2"
+    assert account["currentTaskCounts"] == "1"  # the waiting one is not running
     assert (emu.stats()["running"], emu.stats()["queued"]) == (1, 1)
     wait_for(lambda: status(emu, api_key, second["taskId"]) == "RUNNING")
     assert status(emu, api_key, first) == "SUCCESS"
@@ -180,7 +183,7 @@ def test_two_output_workflow_yields_an_image_and_a_text(emulator: Emulator, api_
     items = finished_outputs(emulator, api_key, task_id)["data"]
     assert [(i["nodeId"], i["fileType"]) for i in items] == [("9", "png"), ("10", "txt")]
     text = requests.get(items[1]["fileUrl"], timeout=10).text
-    assert text.startswith("hello caption\n")
+    assert text == "hello caption"  # what SaveText writes, nothing more
 
 
 def test_video_workflow_yields_an_mp4_like_file(emulator: Emulator, api_key: str) -> None:
@@ -247,20 +250,52 @@ def test_default_example_image_always_exists(emulator: Emulator, api_key: str) -
     assert Image.open(io.BytesIO(files[0])).size == (64, 64)
 
 
-def test_never_uploaded_file_fails_the_task_like_comfyui(emulator: Emulator, api_key: str) -> None:
+def test_never_uploaded_file_is_refused_at_create_like_comfyui(
+    emulator: Emulator, api_key: str
+) -> None:
     missing = "api/" + "0" * 64 + ".png"
-    task_id = create(
+    answer = create(
         emulator,
         api_key,
         workflowId=IMAGE_TO_IMAGE,
         nodeInfoList=[{"nodeId": "2", "fieldName": "image", "fieldValue": missing}],
-    )["data"]["taskId"]
-    answer = finished_outputs(emulator, api_key, task_id)
-    assert answer["code"] == 805
-    reason = answer["data"]["failedReason"]
-    assert reason["node_id"] == "2" and reason["node_name"] == "LoadImage"
-    assert reason["exception_type"] == "FileNotFoundError"
-    assert missing in reason["exception_message"]
+    )
+    assert answer["code"] == 433
+    tips = json.loads(answer["data"]["promptTips"])
+    assert tips["result"] is False
+    assert tips["error"]["type"] == "prompt_outputs_failed_validation"
+    (error,) = tips["node_errors"]["2"]["errors"]
+    assert tips["node_errors"]["2"]["class_type"] == "LoadImage"
+    assert error == {
+        "type": "custom_validation_failed",
+        "message": "Custom validation failed for node",
+        "details": f"image - Invalid image file: {missing}",
+        "extra_info": {"input_name": "image", "received_value": missing},
+    }
+    assert emulator.stats()["tasks"]["created"] == len(emulator.stats()["task_records"])
+
+
+def test_load_image_accepts_names_the_served_workflows_hold(
+    make_emulator: Callable[..., Emulator], api_key: str, tmp_path: Path
+) -> None:
+    graph = json.loads(
+        post(
+            make_emulator(),
+            "/api/openapi/getJsonApiFormat",
+            {"apiKey": api_key, "workflowId": IMAGE_TO_IMAGE},
+        )["data"]["prompt"]
+    )
+    graph["2"]["inputs"]["image"] = "portrait.jpg"  # a file the server's workflow names
+    (tmp_path / "1111111111111111111.json").write_text(json.dumps(graph))
+    emu = make_emulator(workflows_dir=str(tmp_path))
+    assert create(emu, api_key, workflowId="1111111111111111111")["code"] == 0
+    refused = create(
+        emu,
+        api_key,
+        workflowId=IMAGE_TO_IMAGE,
+        nodeInfoList=[{"nodeId": "2", "fieldName": "image", "fieldValue": "other.jpg"}],
+    )
+    assert refused["code"] == 433
 
 
 def test_upload_over_the_limit_is_809(make_emulator: Callable[..., Emulator], api_key: str) -> None:

@@ -98,7 +98,7 @@ def output_files(result: RunResult) -> list[Path]:
 def test_a_sweep_downloads_every_output_and_records_it(
     make_emulator: Callable[..., Emulator], api_key: str, tmp_path: Path
 ) -> None:
-    emu = make_emulator(seed=3)
+    emu = make_emulator(seed=3, queue_seconds=0)  # counts requests: no polls while queued
     result = run(emu, write(tmp_path, sweep_yaml(4)), api_key)
     manifest = result.manifest
     assert manifest.status == "succeeded" and manifest.counts["succeeded"] == 4
@@ -126,7 +126,7 @@ def test_a_sweep_downloads_every_output_and_records_it(
 def test_polling_without_a_websocket_keeps_requests_low(
     make_emulator: Callable[..., Emulator], api_key: str, tmp_path: Path
 ) -> None:
-    emu = make_emulator(websocket=False, task_seconds=(0.3, 0.3))
+    emu = make_emulator(websocket=False, task_seconds=(0.3, 0.3), queue_seconds=0)
     result = run(emu, write(tmp_path, sweep_yaml(3)), api_key)
     assert result.manifest.status == "succeeded"
     outputs_calls = emu.stats()["requests"]["/task/openapi/outputs"]
@@ -389,7 +389,7 @@ def test_random_failures_are_retried_until_every_task_succeeds(
 def test_while_following_a_websocket_outputs_is_still_checked_now_and_then(
     make_emulator: Callable[..., Emulator], api_key: str, tmp_path: Path
 ) -> None:
-    emu = make_emulator(task_seconds=(0.6, 0.6))
+    emu = make_emulator(task_seconds=(0.6, 0.6), queue_seconds=0)
     options = {**FAST, "ws_check": 0.1}
     result = run(emu, write(tmp_path, sweep_yaml(1)), api_key, execute_options=options)
     assert result.manifest.status == "succeeded"
@@ -495,7 +495,7 @@ steps:
 def test_an_empty_balance_stops_the_run(
     make_emulator: Callable[..., Emulator], api_key: str, tmp_path: Path
 ) -> None:
-    emu = make_emulator(coins=0)
+    emu = make_emulator(coins=0, account="consumer")
     result = run(emu, write(tmp_path, sweep_yaml(3, concurrency=1)), api_key)
     manifest = result.manifest
     assert manifest.status == "failed" and len(manifest.errors) == 1

@@ -301,7 +301,7 @@ def test_every_run_says_what_it_reuses_and_what_this_run_cost(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("RH_API_KEY", "k" * 32)
-    emu = make_emulator()
+    emu = make_emulator(account="consumer", concurrency=50)  # a key that pays coins
     path = pipeline(tmp_path, seeds=2)
     assert main(["run", str(path), "--base-url", emu.url]) == 0
     first = capsys.readouterr()
@@ -454,7 +454,7 @@ def test_tasks_taken_from_the_cache_cost_this_run_nothing(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("RH_API_KEY", "k" * 32)
-    emu = make_emulator()
+    emu = make_emulator(account="consumer", concurrency=50)  # a key that pays coins
     path, cache = pipeline(tmp_path, seeds=2), str(tmp_path / "cache")
     assert run(path, "--base-url", emu.url, "--cache", cache) == 0
     assert "; 2 coins this run, 2 coins in total" in capsys.readouterr().out

@@ -47,7 +47,7 @@ def browser(run_folder: Path) -> Iterator[Any]:
 @pytest.fixture
 def run_folder(make_emulator: Callable[..., Emulator], api_key: str, tmp_path: Path) -> Path:
     """A 3 x 2 sweep whose first task (cat, seed 1) failed."""
-    emu = make_emulator(seed=5)
+    emu = make_emulator(seed=5, account="consumer")  # its tasks pay coins
     fail_next_tasks(emu)
     run_sweep(write_sweep(tmp_path), tmp_path / "out", emu, api_key)
     return tmp_path / "out"

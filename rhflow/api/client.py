@@ -617,10 +617,16 @@ class Client:
             payload = json.loads(text)
         except (ValueError, RecursionError):
             payload = None
-        if isinstance(payload, dict):
+        if isinstance(payload, dict) and (status == 200 or {"code", "errorCode"} & set(payload)):
             if "\\" in text or self._api_key in text:
                 payload = redact_all(payload, self._api_key)
             return payload
+        if status == 404:  # a JSON "Not Found" page is no envelope: the path does not exist
+            raise ApiError(
+                f"POST {path} answered HTTP 404: no such endpoint; check --base-url",
+                code=404,
+                name="HTTP_404",
+            )
         if status == 429:
             raise RateLimitError(f"POST {path} answered HTTP 429", code=429, name="HTTP_429")
         if status != 200:
@@ -632,6 +638,12 @@ class Client:
         raise BadResponseError(
             f"POST {path} answered with something other than a JSON object: {_clip(text)}"
         )
+
+    def mask(self, value: Any) -> Any:
+        """``value`` (text or decoded JSON) with the API key replaced by ``***`` wherever it
+        occurs: for server text that reaches rhflow by another way than this client (the
+        WebSocket). Every answer the client returns is masked already."""
+        return redact_all(value, self._api_key)
 
     def _scrub(self, text: str) -> str:
         return redact(text, self._api_key)

@@ -62,41 +62,50 @@ async def follow(
     session: aiohttp.ClientSession,
     on_event: Callable[[ProgressEvent], None],
     timeout: float | None = None,
+    mask: Callable[[Any], Any] | None = None,
 ) -> FollowResult:
     """Call ``on_event`` for each message until the task ends or the socket is lost.
+
+    ``mask`` (e.g. :meth:`rhflow.api.client.Client.mask`) cleans each decoded frame before
+    anything is read from it, so that a key the server echoes reaches no event.
 
     Returns "success" on ``execution_success`` (or ``executing`` with node null once execution
     has started), "error" on ``execution_error``, and "lost" when the connection fails, closes
     before the end, or ``timeout`` seconds pass. Exceptions raised by ``on_event`` propagate.
     """
     try:
-        return await asyncio.wait_for(_follow(url, session, on_event), timeout)
+        return await asyncio.wait_for(_follow(url, session, on_event, mask), timeout)
     except asyncio.TimeoutError:
         log.debug("websocket %s: no end within %s s", url, timeout)
         return "lost"
 
 
 async def _follow(
-    url: str, session: aiohttp.ClientSession, on_event: Callable[[ProgressEvent], None]
+    url: str,
+    session: aiohttp.ClientSession,
+    on_event: Callable[[ProgressEvent], None],
+    mask: Callable[[Any], Any] | None,
 ) -> FollowResult:
     ws = await _connect(session, url)
     if ws is None:
         return "lost"
     try:
-        return await _read(ws, on_event)
+        return await _read(ws, on_event, mask)
     finally:
         await _close(ws)
 
 
 async def _read(
-    ws: aiohttp.ClientWebSocketResponse[bool], on_event: Callable[[ProgressEvent], None]
+    ws: aiohttp.ClientWebSocketResponse[bool],
+    on_event: Callable[[ProgressEvent], None],
+    mask: Callable[[Any], Any] | None,
 ) -> FollowResult:
     started = False
     while True:
         frame = await _receive(ws)
         if frame is None:
             return "lost"
-        for event in events_from_frame(frame):
+        for event in events_from_frame(mask(frame) if mask else frame):
             on_event(event)
             if event.kind in ("success", "error"):
                 return "success" if event.kind == "success" else "error"
@@ -151,8 +160,12 @@ async def _close(ws: aiohttp.ClientWebSocketResponse[bool]) -> None:
 def decode_frame(data: str | bytes) -> dict[str, Any] | None:
     """A frame's JSON object, from text or bytes in utf-8, utf-16 or latin-1; None if not JSON.
 
-    As the official plugin does, a ``{...}`` block inside other text is found too.
+    As the official plugin does, a ``{...}`` block inside other text is found too. ComfyUI's
+    binary frames (a 4-byte big-endian event type such as 1 = PREVIEW_IMAGE, then image bytes)
+    are skipped: no JSON text starts with three zero bytes.
     """
+    if isinstance(data, bytes) and data[:3] == b"\0\0\0":
+        return None
     texts = [data] if isinstance(data, str) else list(_decodings(data))
     for text in texts:
         for candidate in (text, _braced(text)):

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from typing import Any
 
 from aiohttp import WSCloseCode, web
 
-from rhflow.emulator import v1, v2
+from rhflow.emulator import catalog, events, images, v1, v2
 from rhflow.emulator.config import EmulatorConfig
 from rhflow.emulator.events import Message
 from rhflow.emulator.faults import FaultError
@@ -17,6 +19,8 @@ from rhflow.emulator.state import STATE, Refused, State, reply, state_of
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CONTROL_PREFIXES = ("/emulator/", "/files/", "/ws/")
+#: The image of every binary preview frame (``--previews``): small, as ComfyUI's are.
+PREVIEW_PNG = images.render_png(64, 64, images.digest("preview"))
 
 
 @web.middleware
@@ -36,15 +40,30 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         return await handler(request)
     except Refused as refused:
         return reply(refused.code, refused.data, refused.msg)
-    except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as missing:
         if request.path.startswith(CONTROL_PREFIXES):
             raise
-        return reply(412, None, "TOKEN_INVALID")
+        return _no_endpoint(request, missing.status)
+
+
+def _no_endpoint(request: web.Request, status: int) -> web.Response:
+    """A path (or method) the service does not have: an HTTP error, as a Spring service answers,
+    never a business code (a 412 in a 200 answer reads as a bad key to many clients)."""
+    body = {
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        "status": status,
+        "error": "Not Found" if status == 404 else "Method Not Allowed",
+        "path": request.path,
+    }
+    return web.json_response(body, status=status)
 
 
 async def _fault_response(request: web.Request, fault: str) -> web.StreamResponse:
-    if fault == "code_1011":
-        return reply(1011)
+    if fault.startswith("code_"):
+        code = int(fault.removeprefix("code_"))
+        if request.path.startswith("/openapi/v2/"):
+            return v2.error(code)
+        return reply(code)
     if fault == "drop":
         await request.read()
         if request.transport is not None:
@@ -102,7 +121,12 @@ def _content_type(file_type: str) -> str:
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
-    """ComfyUI-style progress for one task; a late subscriber first gets what it missed."""
+    """ComfyUI-style progress for one task, as ComfyUI's server.py sends it.
+
+    ``status`` (with ``queue_remaining``) on connect, then what the task sent so far (a late
+    subscriber misses nothing) and what it sends next. The socket stays open after the end, as
+    a ComfyUI socket does, until the client closes it or ``ws_idle_seconds`` pass.
+    """
     state = state_of(request)
     board = state.board
     task = board.tasks.get(request.query.get("taskId", "")) or next(
@@ -114,33 +138,59 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     if task is None:
         await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"unknown task")
         return ws
+    state.sockets.add(ws)
+    closed = asyncio.ensure_future(_until_closed(ws))
     try:
+        await ws.send_str(json.dumps(events.status(0 if task.terminal else 1, task.client_id)))
         if task.terminal:
-            await _send_all(ws, task.final)
+            await _send_all(ws, task.final, state)
         else:
-            await _follow(ws, task)
+            await _follow(ws, task, closed, state)
+        await asyncio.wait({closed}, timeout=state.config.ws_idle_seconds)
     except (ConnectionError, RuntimeError):
         pass
+    finally:
+        closed.cancel()
+        state.sockets.discard(ws)
     await ws.close()
     return ws
 
 
-async def _follow(ws: web.WebSocketResponse, task: Task) -> None:
+async def _until_closed(ws: web.WebSocketResponse) -> None:
+    """Read (and ignore) what the client sends, until it closes the socket."""
+    async for _ in ws:
+        pass
+
+
+async def _follow(
+    ws: web.WebSocketResponse, task: Task, closed: asyncio.Future[None], state: State
+) -> None:
     queue: asyncio.Queue[Message | None] = asyncio.Queue()
     backlog = list(task.history)
     task.subscribers.append(queue)
     try:
-        await _send_all(ws, backlog)
-        while (item := await queue.get()) is not None:
-            await ws.send_str(json.dumps(item))
+        await _send_all(ws, backlog, state)
+        while True:
+            getter: asyncio.Future[Message | None] = asyncio.ensure_future(queue.get())
+            waiting: set[asyncio.Future[Any]] = {getter, closed}
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():
+                getter.cancel()
+                return
+            item = getter.result()
+            if item is None:
+                return
+            await _send_all(ws, [item], state)
     finally:
         if queue in task.subscribers:
             task.subscribers.remove(queue)
 
 
-async def _send_all(ws: web.WebSocketResponse, messages: list[Message]) -> None:
+async def _send_all(ws: web.WebSocketResponse, messages: list[Message], state: State) -> None:
     for msg in messages:
         await ws.send_str(json.dumps(msg))
+        if state.config.previews and msg["type"] == "progress":
+            await ws.send_bytes(events.preview_frame(PREVIEW_PNG))
 
 
 # -- control endpoints ----------------------------------------------------------------------
@@ -164,8 +214,9 @@ def make_app(config: EmulatorConfig) -> web.Application:
     """A fresh application (and State) for ``config``."""
     app = web.Application(middlewares=[api_middleware], client_max_size=8 * 1024 * 1024)
     app[STATE] = State(config)
-    for method, path, handler in [*v1.ROUTES, *v2.ROUTES]:
+    for method, path, handler in [*v1.ROUTES, *v2.ROUTES, *catalog.ROUTES]:
         app.router.add_route(method, path, handler)
+    app.router.add_put("/files/lora/{md5}", catalog.lora_put)
     app.router.add_get("/files/input/{name:.+}", input_file)
     app.router.add_get("/files/{task_id}/{name}", output_file)
     app.router.add_get("/ws/c_instance", websocket)
@@ -185,6 +236,8 @@ async def _mark_emulated(request: web.Request, response: web.StreamResponse) -> 
 
 
 async def _shutdown(app: web.Application) -> None:
+    for ws in list(app[STATE].sockets):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"emulator stopping")
     app[STATE].board.shutdown()
     app[STATE].renders.close()
     await app[STATE].webhooks.close()

@@ -9,6 +9,8 @@ from typing import Any
 from rhflow.errors import UsageError
 
 MIB = 1024 * 1024
+#: Section 1.3 of the API document: consumer keys run one task at a time, enterprise keys 50.
+ACCOUNT_SLOTS = {"consumer": 1, "enterprise": 50}
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,8 +24,9 @@ class EmulatorConfig:
     host: str = "127.0.0.1"
     port: int = 0
     task_seconds: tuple[float, float] = (2.0, 2.0)
-    queue_seconds: tuple[float, float] = (0.0, 0.0)
-    concurrency: int = 50
+    queue_seconds: tuple[float, float] = (0.2, 1.0)
+    account: str = "enterprise"
+    concurrency: int | None = None
     fail_rate: float = 0.0
     error_rate: float = 0.0
     latency: float = 0.0
@@ -35,6 +38,7 @@ class EmulatorConfig:
     api_keys: tuple[str, ...] = ()
     seed: int = 0
     coins: int = 100000
+    money: float = 1000.0
     outputs_style: str = "codes"
     traceback_style: str = "string"
     upload_limit: int = 30 * MIB
@@ -42,6 +46,10 @@ class EmulatorConfig:
     webhook_retries: int = 3
     webhook_retry_delay: float = 0.5
     webhook_timeout: float = 5.0
+    ws_idle_seconds: float = 30.0
+    previews: bool = False
+    workflow_id_check: str = "document"
+    cancel_unknown: int = 423
 
     def __post_init__(self) -> None:
         for name in ("task_seconds", "queue_seconds"):
@@ -51,6 +59,22 @@ class EmulatorConfig:
             object.__setattr__(self, name, _checked_range(name, tuple(value)))
         object.__setattr__(self, "api_keys", tuple(self.api_keys))
         _check(self)
+
+    @property
+    def slots(self) -> int:
+        """Tasks a key may have queued or running: ``concurrency``, else the account's own."""
+        if self.concurrency is not None:
+            return self.concurrency
+        return ACCOUNT_SLOTS.get(self.account, 1)
+
+    @property
+    def enterprise(self) -> bool:
+        return self.account == "enterprise"
+
+    @property
+    def api_type(self) -> str:
+        """accountStatus' apiType: NORMAL for consumer keys, EXCLUSIVE for enterprise ones."""
+        return "EXCLUSIVE" if self.enterprise else "NORMAL"
 
     @classmethod
     def from_cli(cls, **options: Any) -> EmulatorConfig:
@@ -63,6 +87,8 @@ class EmulatorConfig:
                 values[name] = parse_seconds(values[name], option="--" + name.replace("_", "-"))
         if values.get("api_keys") is not None:
             values["api_keys"] = tuple(values["api_keys"])
+        if isinstance(values.get("cancel_unknown"), str):
+            values["cancel_unknown"] = int(values["cancel_unknown"])
         unknown = sorted(set(values) - set(cls.__dataclass_fields__))
         if unknown:
             raise UsageError(f"unknown emulator option(s): {', '.join(unknown)}")
@@ -107,8 +133,23 @@ def _check(config: EmulatorConfig) -> None:
     for name in ("fail_rate", "error_rate"):
         if not 0.0 <= getattr(config, name) <= 1.0:
             problems.append(f"{_name(name)} must be between 0 and 1, got {getattr(config, name)}")
-    if config.concurrency < 1:
+    if config.concurrency is not None and config.concurrency < 1:
         problems.append(f"{_name('concurrency')} must be at least 1, got {config.concurrency}")
+    if config.account not in ACCOUNT_SLOTS:
+        problems.append(
+            f"{_name('account')} must be consumer or enterprise, got {config.account!r}"
+        )
+    if config.money < 0 or config.ws_idle_seconds <= 0:
+        problems.append("money must be >= 0 and ws_idle_seconds > 0")
+    if config.workflow_id_check not in ("document", "observed"):
+        problems.append(
+            f"{_name('workflow_id_check')} must be document or observed, "
+            f"got {config.workflow_id_check!r}"
+        )
+    if config.cancel_unknown not in (423, 807):
+        problems.append(
+            f"{_name('cancel_unknown')} must be 423 or 807, got {config.cancel_unknown}"
+        )
     if config.latency < 0:
         problems.append(f"{_name('latency')} must be >= 0 seconds, got {config.latency}")
     if not 0 <= config.port <= 65535:

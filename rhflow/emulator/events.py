@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import time
 from typing import Any
 
@@ -22,7 +23,7 @@ def _now_ms() -> int:
 
 
 def running_schedule(
-    graph: Graph, task_id: str, client_id: str, seconds: float, fail_node: str | None
+    graph: Graph, task_id: str, seconds: float, fail_node: str | None
 ) -> list[tuple[float, Message]]:
     """(offset seconds, message) pairs spread over the first 90% of the running time.
 
@@ -33,7 +34,6 @@ def running_schedule(
         nid for nid in order if graph[nid]["class_type"] in CACHED_CLASSES and nid != fail_node
     ]
     steps: list[Message] = [
-        message("status", status={"exec_info": {"queue_remaining": 1}}, sid=client_id),
         message("execution_start", prompt_id=task_id, timestamp=_now_ms()),
         message("execution_cached", nodes=cached, prompt_id=task_id, timestamp=_now_ms()),
     ]
@@ -73,10 +73,24 @@ def executed(node_id: str, task_id: str, files: list[tuple[str, str]]) -> Messag
     return message("executed", node=node_id, display_node=node_id, output=output, prompt_id=task_id)
 
 
+def status(queue_remaining: int, client_id: str | None = None) -> Message:
+    """ComfyUI's ``status`` frame: sent on connect (with the sid) and when its queue changes."""
+    data: dict[str, Any] = {"status": {"exec_info": {"queue_remaining": queue_remaining}}}
+    if client_id is not None:
+        data["sid"] = client_id
+    return {"type": "status", "data": data}
+
+
+def _finished(task_id: str) -> list[Message]:
+    """What ComfyUI's prompt worker (main.py) sends once a prompt is over, however it ended:
+    ``task_done`` announces the emptied queue (``status``), then ``executing`` with node null."""
+    return [status(0), message("executing", node=None, prompt_id=task_id)]
+
+
 def success(task_id: str) -> list[Message]:
     return [
-        message("executing", node=None, prompt_id=task_id),
         message("execution_success", prompt_id=task_id, timestamp=_now_ms()),
+        *_finished(task_id),
     ]
 
 
@@ -94,7 +108,8 @@ def failure(task_id: str, reason: dict[str, Any]) -> list[Message]:
             current_inputs={},
             current_outputs={},
             timestamp=_now_ms(),
-        )
+        ),
+        *_finished(task_id),
     ]
 
 
@@ -107,5 +122,17 @@ def interrupted(task_id: str, node_id: str | None, node_type: str | None) -> lis
             node_type=node_type,
             executed=[],
             timestamp=_now_ms(),
-        )
+        ),
+        *_finished(task_id),
     ]
+
+
+#: ComfyUI's binary frames (server.py BinaryEventTypes): a 4-byte big-endian event type, then
+#: for PREVIEW_IMAGE a 4-byte image type (1 JPEG, 2 PNG) and the image bytes.
+PREVIEW_IMAGE = 1
+PNG_IMAGE = 2
+
+
+def preview_frame(png: bytes) -> bytes:
+    """A binary ``PREVIEW_IMAGE`` frame carrying a PNG, as ComfyUI sends during sampling."""
+    return struct.pack(">II", PREVIEW_IMAGE, PNG_IMAGE) + png

@@ -1,29 +1,11 @@
-"""The failedReason of a task that fails: a missing input, an injected error, a cancel."""
+"""The failedReason of a task that fails: an injected error, a cancel."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from rhflow.emulator import outputs
-from rhflow.emulator.workflows import LOADER_FIELDS, Graph, topological_order
-
-
-def missing_input(graph: Graph, uploads: dict[str, bytes]) -> dict[str, Any] | None:
-    """The failure ComfyUI reports when a loader names a file that was never uploaded."""
-    for node_id in topological_order(graph):
-        node = graph[node_id]
-        name = LOADER_FIELDS.get(node["class_type"])
-        value = node["inputs"].get(name) if name else None
-        if isinstance(value, str) and not outputs.input_exists(value, uploads):
-            path = f"/workspace/ComfyUI/input/{value}"
-            return reason(
-                node_id,
-                node["class_type"],
-                "FileNotFoundError",
-                f"[Errno 2] No such file or directory: '{path}'",
-            )
-    return None
+from rhflow.emulator.workflows import Graph, topological_order
 
 
 def out_of_memory(graph: Graph) -> dict[str, Any]:

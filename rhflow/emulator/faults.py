@@ -8,6 +8,14 @@ import random
 FAULTS = {
     "http_500": "API request answered HTTP 500 with an HTML body",
     "code_1011": "API request answered code 1011 SYSTEM_BUSY",
+    "code_423": "API request answered code 423 TASK_NOT_FOUNED",
+    "code_435": "API request answered code 435 TASK_USER_EXCLAPI_INSTANCE_NOT_FOUND",
+    "code_436": "API request answered code 436 TASK_USER_EXCLAPI_REQUIRED",
+    "code_801": "API request answered code 801 APIKEY_UNSUPPORTED_FREE_USER",
+    "code_806": "API request answered code 806 APIKEY_USER_NOT_FOUND",
+    "code_810": "API request answered code 810 WORKFLOW_NOT_SAVED_OR_NOT_RUNNING",
+    "code_811": "API request answered code 811 CORPAPIKEY_INVALID",
+    "code_812": "API request answered code 812 CORPAPIKEY_INSUFFICIENT_FUNDS",
     "drop": "API request's connection closed without an answer",
     "create_busy": "task creation answered 421 TASK_QUEUE_MAXED",
     "instance_busy": "task creation answered 415 TASK_INSTANCE_MAXED",
@@ -17,6 +25,8 @@ FAULTS = {
     "download_truncate": "GET of an output file sends half the bytes, then closes",
 }
 TRANSIENT = ("http_500", "code_1011", "drop")
+#: Faults that answer an API request with a business code (only when asked for, never random).
+CODES = tuple(name for name in FAULTS if name.startswith("code_") and name not in TRANSIENT)
 
 
 class FaultError(ValueError):
@@ -54,7 +64,7 @@ class Faults:
 
     def transient(self, path: str) -> str | None:
         """The transient fault an API request meets, if any (counted first, then random)."""
-        for name in TRANSIENT:
+        for name in (*TRANSIENT, *CODES):
             if self.take(name, path):
                 return name
         if self.error_rate and self.rng.random() < self.error_rate:

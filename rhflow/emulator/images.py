@@ -1,4 +1,4 @@
-"""Deterministic output files: PNG images (zlib + struct), video-like and text files."""
+"""Deterministic output files: PNG images (zlib + struct), MP4 videos and text files."""
 
 from __future__ import annotations
 
@@ -6,8 +6,12 @@ import hashlib
 import struct
 import zlib
 
+from rhflow.emulator import video
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_SIDE = 4096
+#: Video frames are stored uncompressed (I_PCM): keep them small.
+MAX_VIDEO_SIDE = 512
 _IDENTITY = bytes(range(256))
 
 
@@ -62,19 +66,14 @@ def png_size(data: bytes) -> tuple[int, int] | None:
 
 
 def render_video(frames: int, width: int, height: int, key: bytes) -> bytes:
-    """An MP4-like file: an ``ftyp`` box and an ``mdat`` box of deterministic frame bytes."""
-    ftyp = b"isom\x00\x00\x02\x00isomiso2avc1mp41"
-    payload = b"".join(
-        hashlib.sha256(key + struct.pack(">I", i)).digest() * 8 for i in range(max(1, frames))
-    )
-    header = struct.pack(">II", width, height)
-    return _box(b"ftyp", ftyp) + _box(b"mdat", header + payload)
-
-
-def _box(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", 8 + len(data)) + kind + data
+    """A real MP4 (H.264 in ISO BMFF) of ``frames`` frames that any decoder opens."""
+    return video.mp4(frames, min(width, MAX_VIDEO_SIDE), min(height, MAX_VIDEO_SIDE), key)
 
 
 def render_text(text: str, key: bytes) -> bytes:
-    """A text output: the node's text and a fingerprint of the task's inputs."""
-    return f"{text}\n(emulator output {key.hex()[:16]})\n".encode()
+    """A text output holds only what a SaveText node writes: its text.
+
+    A text that comes from another node (a link, given here as "") is made up from the task's
+    inputs, so that it is still deterministic and differs between tasks.
+    """
+    return (text or f"emulated text {key.hex()[:16]}").encode("utf-8")

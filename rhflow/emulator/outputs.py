@@ -106,12 +106,38 @@ def _int(value: Any, default: int = DEFAULT_SIDE) -> int:
 # -- how the API reports a task -----------------------------------------------------------
 
 
+#: The 1000-1505 codes' identifiers, as the API document's table (section 11.1) gives them.
+DOCUMENT_NAMES = {
+    1000: "Unknown error, please retry or contact support",
+    1001: "Invalid URL, please check your link",
+    1002: "Invalid API Key, please check your credentials",
+    1003: "Rate limit exceeded, please slow down requests",
+    1004: "Task not found, please check the task ID",
+    1005: "Internal server error, please retry later",
+    1006: "Task execution timed out, please retry",
+    1007: "Invalid parameters, please check your input",
+    1008: "File size limit exceeded",
+    1009: "HTTP method not supported, please check documentation",
+    1010: "Service unavailable, please retry later",
+    1011: "System is currently busy, please retry later",
+    1012: "Service response exception, please contact support or retry later",
+    1013: "File processing failed, please check the URL or retry",
+    1014: "Access Denied: Standard Model API is restricted to Enterprise-Shared API Keys only.",
+    1015: "Generation failed, please try again.",
+    1101: "Node info error",
+    1501: "Content verification failed, please modify your prompt or images",
+    1504: "Model timed out, please retry later",
+    1505: "Photorealistic real people are prohibited, please modify your prompt or image",
+}
+
+
+def code_name(code: int) -> str:
+    """The identifier the service sends as ``msg`` / ``errorMessage`` for ``code``."""
+    return DOCUMENT_NAMES.get(code) or API_CODE_NAMES.get(code, "")
+
+
 def envelope(code: int, data: Any = None, msg: str | None = None) -> dict[str, Any]:
-    return {
-        "code": code,
-        "msg": msg if msg is not None else API_CODE_NAMES.get(code, ""),
-        "data": data,
-    }
+    return {"code": code, "msg": msg if msg is not None else code_name(code), "data": data}
 
 
 def failed_reason(task: Task, traceback_style: str) -> dict[str, Any]:
@@ -129,7 +155,7 @@ def file_items(task: Task, base_url: str) -> list[dict[str, Any]]:
             "taskCostTime": str(task.cost_seconds),
             "nodeId": item.node_id,
             "consumeCoins": str(task.coins),
-            "consumeMoney": None,
+            "consumeMoney": task.money_text,
             "thirdPartyConsumeMoney": None,
         }
         for item in task.files

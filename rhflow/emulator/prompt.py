@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rhflow.emulator.workflows import Graph, graph_problem, is_link, output_nodes
+from rhflow.emulator.workflows import LOADER_FIELDS, Graph, graph_problem, is_link, output_nodes
 
 #: Fields ComfyUI declares FLOAT although workflows often store them as whole numbers.
 FLOAT_FIELDS = frozenset({"cfg", "denoise", "strength", "guidance", "scale_by", "frame_rate"})
@@ -109,6 +110,29 @@ def prepare(stored: Graph, workflow_json: Any, node_info: Any) -> Prepared | Rej
             errors, "prompt_outputs_failed_validation", "Prompt outputs failed validation"
         )
     return Prepared(graph, _tips(True, None, outputs, {}), outputs)
+
+
+def check_files(graph: Graph, exists: Callable[[str], bool]) -> Rejection | None:
+    """433 when a loader names a file the server does not have, as ComfyUI validates a prompt
+    before queueing it (``LoadImage.VALIDATE_INPUTS``: "Invalid image file: NAME")."""
+    errors: dict[str, Any] = {}
+    for node_id, node in graph.items():
+        name = LOADER_FIELDS.get(node["class_type"], "")
+        value = node["inputs"].get(name) if name else None
+        if not isinstance(value, str) or exists(value):
+            continue
+        details = f"{name} - Invalid {name} file: {value}"
+        error = _error(
+            "custom_validation_failed", "Custom validation failed for node", details, name, value
+        )
+        errors[node_id] = {
+            "errors": [error],
+            "dependent_outputs": output_nodes(graph),
+            "class_type": node["class_type"],
+        }
+    if not errors:
+        return None
+    return _invalid(errors, "prompt_outputs_failed_validation", "Prompt outputs failed validation")
 
 
 def _parse_workflow(text: Any) -> Graph | Rejection:

@@ -98,10 +98,16 @@ class Task:
     subscribers: list[asyncio.Queue[events.Message | None]] = field(default_factory=list)
     handles: list[asyncio.TimerHandle] = field(default_factory=list)
     coins: int = 0
+    money: float | None = None
 
     @property
     def terminal(self) -> bool:
         return self.status not in ACTIVE
+
+    @property
+    def money_text(self) -> str | None:
+        """consumeMoney: a decimal string for an enterprise task, None for a consumer's."""
+        return None if self.money is None else f"{self.money:.2f}"
 
     @property
     def cost_seconds(self) -> int:

@@ -16,7 +16,13 @@ from rhflow.emulator.records import Task
 from rhflow.emulator.renders import Renders
 from rhflow.emulator.tasks import TaskBoard
 from rhflow.emulator.webhooks import Webhooks
-from rhflow.emulator.workflows import BUILTIN_APPS, Graph, folder_signature, load_workflows
+from rhflow.emulator.workflows import (
+    BUILTIN_APPS,
+    Graph,
+    folder_signature,
+    load_workflows,
+    loader_values,
+)
 from rhflow.errors import UsageError
 
 
@@ -39,6 +45,7 @@ class State:
         self.upload_count = 0
         self.upload_bytes = 0
         self.websocket_connections = 0
+        self.sockets: set[web.WebSocketResponse] = set()
 
     @property
     def workflows(self) -> dict[str, Graph]:
@@ -76,6 +83,10 @@ class State:
             f"&workflowId={target}"
         )
 
+    def has_input(self, name: str) -> bool:
+        """Whether a loader may name ``name``: uploaded, built in, in a served workflow, a URL."""
+        return outputs.input_exists(name, self.uploads) or name in loader_values(self.workflows)
+
     def outputs_of(self, task: Task) -> dict[str, Any]:
         return outputs.outputs_response(
             task,
@@ -99,6 +110,7 @@ class State:
             "uploads": self.upload_count,
             "upload_bytes": self.upload_bytes,
             "websocket_connections": self.websocket_connections,
+            "websockets_open": len(self.sockets),
             "files_rendered": self.renders.rendered,
             "webhooks": self.webhooks.stats(),
             "faults": self.faults.state(),
@@ -145,14 +157,21 @@ async def json_body(request: web.Request) -> dict[str, Any]:
 
 
 def bearer(request: web.Request) -> str:
+    """The key of ``Authorization: Bearer KEY`` (or of a bare ``Authorization: KEY``);
+    "" for ``Bearer`` with nothing after it, which is no key rather than the key "Bearer"."""
     header = request.headers.get("Authorization", "").strip()
-    return header[7:].strip() if header.lower().startswith("bearer ") else header
+    scheme, _, rest = header.partition(" ")
+    if scheme.lower() == "bearer":
+        return rest.strip()
+    return header
 
 
 def api_key(request: web.Request, body: dict[str, Any] | None = None) -> str:
-    """The key from the body (apiKey / apikey) or a Bearer header; 301 missing, 802 unknown."""
+    """The key from the body (apiKey / apikey) or else a Bearer header; 301 when missing or
+    empty (a body field sent empty is not made up for by the header), 802 when unknown."""
     body = body or {}
-    key = body.get("apiKey") or body.get("apikey") or bearer(request)
+    field = next((name for name in ("apiKey", "apikey") if name in body), None)
+    key = body[field] if field is not None else bearer(request)
     if not isinstance(key, str) or not key.strip():
         raise Refused(301, "apiKey is required (in the body or as Authorization: Bearer)")
     key = key.strip()

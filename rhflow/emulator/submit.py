@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-from rhflow.emulator.prompt import Prepared, Rejection, prepare
+from rhflow.emulator.prompt import Prepared, Rejection, check_files, prepare
 from rhflow.emulator.records import Task, TaskSpec
 from rhflow.emulator.state import State, flag
 
@@ -28,9 +28,14 @@ def submit(
     else:
         assert workflow_id is not None
         found = state.workflows.get(workflow_id)
-        if found is None:
+        # Section 4.2: with `workflow` given, "workflowId is ignored"; api-notes 3.1 saw the id
+        # still checked (workflow_id_check="observed").
+        ignored = body.get("workflow") not in (None, "") and state.config.workflow_id_check == (
+            "document"
+        )
+        if found is None and not ignored:
             return Rejection(380, "WORKFLOW_NOT_EXISTS")
-        stored = found
+        stored = found or {}
     if state.faults.take("create_busy"):
         return Rejection(421, "TASK_QUEUE_MAXED")
     if state.faults.take("instance_busy"):
@@ -43,6 +48,9 @@ def submit(
     )
     if isinstance(prepared, Rejection):
         return prepared
+    missing = check_files(prepared.graph, state.has_input)
+    if missing is not None:
+        return missing
     spec = _spec(key, body, prepared, workflow_id, webapp_id, webhook or None)
     return state.board.create(spec)
 

@@ -14,18 +14,25 @@ from typing import Any
 
 from rhflow.emulator import events, outputs
 from rhflow.emulator.config import EmulatorConfig
-from rhflow.emulator.failures import cancelled_reason, missing_input, out_of_memory
+from rhflow.emulator.failures import cancelled_reason, out_of_memory
 from rhflow.emulator.faults import Faults
 from rhflow.emulator.prompt import Rejection
 from rhflow.emulator.records import Task, TaskSpec, new_id
 from rhflow.emulator.renders import Renders
 from rhflow.emulator.workflows import topological_order
 
+#: What an enterprise key pays per second of running time (section 1.3: billed by run time).
+MONEY_PER_SECOND = 0.002
+
 
 @dataclass(slots=True)
 class Account:
+    """One key's balance, the slots its tasks hold (queued or running) and its personal queue."""
+
     coins: int
+    money: float
     slots: int = 0
+    running: int = 0
     waiting: deque[Task] = field(default_factory=deque)
 
 
@@ -56,25 +63,27 @@ class TaskBoard:
         self.peak_active = 0
 
     def account(self, key: str) -> Account:
-        return self.accounts.setdefault(key, Account(self.config.coins))
+        return self.accounts.setdefault(key, Account(self.config.coins, self.config.money))
 
     def find(self, key: str, task_id: Any) -> Task | None:
         task = self.tasks.get(str(task_id).strip())
         return task if task is not None and task.spec.key == key else None
 
-    def active_count(self, key: str) -> int:
-        """QUEUED + RUNNING tasks of ``key`` (personal queue included)."""
-        account = self.account(key)
-        return account.slots + len(account.waiting)
+    def running_count(self, key: str) -> int:
+        """RUNNING tasks of ``key`` (accountStatus' currentTaskCounts: "正在运行任务数量")."""
+        return self.account(key).running
 
     # -- create --------------------------------------------------------------------------
 
     def create(self, spec: TaskSpec) -> Task | Rejection:
         account = self.account(spec.key)
-        if account.coins <= 0:
+        if not self.config.enterprise and account.coins <= 0:
             return Rejection(416, "TASK_CREATE_FAILED_BY_NOT_ENOUGH_WALLET")
-        full = account.slots >= self.config.concurrency
-        if full and not spec.personal_queue:
+        if self.config.enterprise and account.money <= 0:
+            return Rejection(812, "CORPAPIKEY_INSUFFICIENT_FUNDS")
+        full = account.slots >= self.config.slots
+        # usePersonalQueue "only works for exclusive (enterprise) keys" (section 4.2).
+        if full and not (spec.personal_queue and self.config.enterprise):
             return Rejection(421, "TASK_QUEUE_MAXED")
         if full and len(account.waiting) >= self.config.personal_queue_limit:
             return Rejection(814, "PERSONAL_QUEUE_COUNT_LIMIT")
@@ -89,9 +98,9 @@ class TaskBoard:
         return task
 
     def _new_task(self, spec: TaskSpec) -> Task:
-        failure = missing_input(spec.graph, self.uploads)
+        failure = None
         unlucky = self.rng.random() < self.config.fail_rate
-        if failure is None and (self.faults.take("fail_tasks") or unlucky):
+        if self.faults.take("fail_tasks") or unlucky:
             failure = out_of_memory(spec.graph)
         task = Task(
             new_id(),
@@ -129,12 +138,13 @@ class TaskBoard:
             self.renders.prepare(task.planned)
         fail_node = task.failure["node_id"] if task.failure else None
         schedule = events.running_schedule(
-            task.spec.graph, task.task_id, task.client_id, task.run_seconds, fail_node
+            task.spec.graph, task.task_id, task.run_seconds, fail_node
         )
         for offset, msg in schedule:
             self._later(task, offset, self.emit, task, msg)
         self._later(task, task.run_seconds, self._finish, task)
         self.running += 1
+        self.account(task.spec.key).running += 1
         self.peak_running = max(self.peak_running, self.running)
 
     def _finish(self, task: Task) -> None:
@@ -150,9 +160,18 @@ class TaskBoard:
                 self.emit(task, events.executed(node_id, task.task_id, files))
             task.status = "SUCCESS"
             self.counts["succeeded"] += 1
-            task.coins = max(1, math.ceil(task.run_seconds / 5))
-            self.account(task.spec.key).coins -= task.coins
+            self._charge(task)
         self._end(task, final if task.failure else events.success(task.task_id))
+
+    def _charge(self, task: Task) -> None:
+        """Consumer keys pay RH coins, enterprise keys money by running time (section 1.3)."""
+        account = self.account(task.spec.key)
+        if self.config.enterprise:
+            task.money = round(max(0.01, task.run_seconds * MONEY_PER_SECOND), 2)
+            account.money = round(account.money - task.money, 2)
+        else:
+            task.coins = max(1, math.ceil(task.run_seconds / 5))
+            account.coins -= task.coins
 
     def cancel(self, task: Task) -> bool:
         """Cancel a queued or running task; False when it had already ended."""
@@ -175,6 +194,7 @@ class TaskBoard:
         self.active -= 1
         if task.started_at is not None:
             self.running -= 1
+            self.account(task.spec.key).running -= 1
         account = self.account(task.spec.key)
         if task.waiting:
             account.waiting.remove(task)
@@ -187,7 +207,7 @@ class TaskBoard:
         for queue in task.subscribers:
             queue.put_nowait(None)
         task.subscribers.clear()
-        while account.waiting and account.slots < self.config.concurrency:
+        while account.waiting and account.slots < self.config.slots:
             self._admit(account.waiting.popleft(), account)
         self.on_end(task)
 

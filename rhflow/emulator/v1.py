@@ -50,6 +50,8 @@ async def quick_ai_app_run(request: web.Request) -> web.Response:
     key = api_key(request, body)
     webapp_id = required_id(body, "webappId")
     required_id(body, "quickCreateCode")
+    if body.get("nodeInfoList") is None:  # section 7.1: required
+        raise Refused(301, "nodeInfoList is required")
     return _answer(request, submit(state_of(request), key, body, webapp_id=webapp_id))
 
 
@@ -63,13 +65,13 @@ async def get_json_api_format(request: web.Request) -> web.Response:
     return reply(0, {"prompt": json.dumps(graph, ensure_ascii=False)}, "SUCCESS")
 
 
-def _task(request: web.Request, body: dict[str, Any], key: str) -> Task:
+def _task(request: web.Request, body: dict[str, Any], key: str, missing: int = 807) -> Task:
     task_id = required_id(body, "taskId")
     if not task_id.isdigit() or int(task_id) <= 0:
         raise Refused(301, "taskId must be positive")
     task = state_of(request).board.find(key, task_id)
     if task is None:
-        raise Refused(807)
+        raise Refused(missing)
     return task
 
 
@@ -87,8 +89,10 @@ async def task_outputs(request: web.Request) -> web.Response:
 
 async def cancel(request: web.Request) -> web.Response:
     body = await json_body(request)
-    task = _task(request, body, api_key(request, body))
-    state_of(request).board.cancel(task)
+    state = state_of(request)
+    # Section 4.4 answers 423 TASK_NOT_FOUNED; api-notes 3.6 saw 807 (cancel_unknown=807).
+    task = _task(request, body, api_key(request, body), state.config.cancel_unknown)
+    state.board.cancel(task)
     return reply(0, None, "success")
 
 
@@ -96,14 +100,16 @@ async def account_status(request: web.Request) -> web.Response:
     body = await json_body(request)
     key = api_key(request, body)
     state = state_of(request)
+    account = state.board.account(key)
+    enterprise = state.config.enterprise
     return reply(
         0,
         {
-            "remainCoins": str(max(0, state.board.account(key).coins)),
-            "currentTaskCounts": str(state.board.active_count(key)),
-            "remainMoney": None,
-            "currency": None,
-            "apiType": "NORMAL",
+            "remainCoins": str(max(0, account.coins)),
+            "currentTaskCounts": str(state.board.running_count(key)),
+            "remainMoney": f"{max(0.0, account.money):.2f}" if enterprise else None,
+            "currency": "CNY" if enterprise else None,
+            "apiType": state.config.api_type,
         },
         "success",
     )
@@ -112,7 +118,7 @@ async def account_status(request: web.Request) -> web.Response:
 async def upload(request: web.Request) -> web.Response:
     state = state_of(request)
     form = await uploads.read_form(request, state.config.upload_limit)
-    api_key(request, {"apiKey": form.fields.get("apiKey", "")})
+    api_key(request, {k: v for k, v in form.fields.items() if k in ("apiKey", "apikey")})
     if form.problem:
         raise Refused(301, form.problem)
     if form.too_large:

@@ -11,7 +11,6 @@ from rhflow.emulator.prompt import Rejection
 from rhflow.emulator.records import Task
 from rhflow.emulator.state import Refused, bearer, json_body, state_of
 from rhflow.emulator.submit import submit
-from rhflow.errors import API_CODE_NAMES
 
 
 def _flat(
@@ -30,8 +29,11 @@ def _flat(
     return web.json_response(body)
 
 
-def _error(code: int, message: str = "") -> web.Response:
-    return _flat(code=str(code), message=message or API_CODE_NAMES.get(code, ""))
+def error(code: int, detail: str = "") -> web.Response:
+    """A v2 error: ``errorCode`` as a string, ``errorMessage`` the document's identifier for it
+    (section 11.1), then what exactly was wrong."""
+    name = outputs.code_name(code)
+    return _flat(code=str(code), message=f"{name}: {detail}" if detail else name)
 
 
 def _key(request: web.Request) -> str | None:
@@ -46,7 +48,7 @@ async def _body(request: web.Request) -> dict[str, Any] | web.Response:
     try:
         return await json_body(request)
     except Refused as refused:
-        return _error(1007, refused.msg or "")
+        return error(1007, refused.msg or "")
 
 
 async def run_workflow(request: web.Request) -> web.Response:
@@ -60,7 +62,7 @@ async def run_ai_app(request: web.Request) -> web.Response:
 async def _run(request: web.Request, **target: str) -> web.Response:
     key = _key(request)
     if key is None:
-        return _error(806, "APIKEY_USER_NOT_FOUND")
+        return error(806)
     body = await _body(request)
     if isinstance(body, web.Response):
         return body
@@ -77,16 +79,16 @@ async def _run(request: web.Request, **target: str) -> web.Response:
 async def query(request: web.Request) -> web.Response:
     key = _key(request)
     if key is None:
-        return _error(806, "APIKEY_USER_NOT_FOUND")
+        return error(806)
     body = await _body(request)
     if isinstance(body, web.Response):
         return body
     task_id = body.get("taskId")
     if task_id is None or str(task_id).strip() == "":
-        return _error(1007, "taskId is required")
+        return error(1007, "taskId is required")
     task = state_of(request).board.find(key, task_id)
     if task is None:
-        return _error(1004, "TASK_NOT_FOUND")
+        return error(1004)
     return web.json_response(_query_answer(request, task))
 
 
@@ -110,7 +112,7 @@ def _query_answer(request: web.Request, task: Task) -> dict[str, Any]:
         )
     elif task.status == "SUCCESS":
         answer["usage"] = {
-            "consumeMoney": None,
+            "consumeMoney": task.money_text,
             "consumeCoins": str(task.coins),
             "taskCostTime": str(task.cost_seconds),
             "thirdPartyConsumeMoney": None,
@@ -135,10 +137,14 @@ async def upload_binary(request: web.Request) -> web.Response:
             {"code": 401, "message": "ApiKey verification failed: API Key not found", "data": None}
         )
     if form.too_large:
-        return web.json_response({"code": 1008, "message": "FILE_TOO_LARGE", "data": None})
+        return web.json_response({"code": 1008, "message": outputs.code_name(1008), "data": None})
     if form.data is None:
         return web.json_response(
-            {"code": 1007, "message": "multipart field 'file' is required", "data": None}
+            {
+                "code": 1007,
+                "message": f"{outputs.code_name(1007)}: multipart field 'file' is required",
+                "data": None,
+            }
         )
     name = uploads.store(state, form, "openapi/")
     kind = "image" if name.rsplit(".", 1)[-1] in ("png", "jpg", "jpeg", "webp", "gif") else "file"

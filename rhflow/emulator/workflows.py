@@ -172,6 +172,17 @@ def demo_fields(app: App, graph: Graph) -> list[dict[str, Any]]:
     ]
 
 
+def loader_values(workflows: dict[str, Graph]) -> frozenset[str]:
+    """Every file name the loader nodes of ``workflows`` hold: files the server has."""
+    names = set()
+    for graph in workflows.values():
+        for node in graph.values():
+            value = node.get("inputs", {}).get(LOADER_FIELDS.get(node["class_type"], ""))
+            if isinstance(value, str):
+                names.add(value)
+    return frozenset(names)
+
+
 def load_workflows(directory: str | None) -> dict[str, Graph]:
     """The built-in workflows plus every ``<workflowId>.json`` in ``directory``."""
     workflows = copy.deepcopy(BUILTIN_WORKFLOWS)

@@ -84,6 +84,7 @@ class Watcher:
                 session=self._remote.session,
                 timeout=_remaining(deadline),
                 on_event=functools.partial(self._progress, task),
+                mask=getattr(self._remote.client, "mask", None),
             )
         )
         try:
@@ -135,12 +136,15 @@ class Watcher:
                 raise api_failure(err, doing, keep="running") from err
 
     async def _timed_out(self, task: PlannedTask, remote_id: str) -> None:
-        await self._remote.cancel_quietly(remote_id)
+        problem = await self._remote.cancel_quietly(remote_id)
+        cancelled = f"remote task {remote_id} cancelled"
+        if problem is not None:  # it may still run (and cost): say so
+            cancelled = f"cancelling remote task {remote_id} failed: {problem}"
         raise TaskFailure(
             {
                 "kind": "timeout",
-                "message": f"no result within the step's timeout of "
-                f"{task.timeout:g} s; remote task {remote_id} cancelled",
+                "message": f"no result within the step's timeout of {task.timeout:g} s; "
+                + cancelled,
             },
             retry=True,
         )
