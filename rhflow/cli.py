@@ -368,6 +368,11 @@ def lock(files: tuple[str, ...], **options: Any) -> int:
 )
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failed task.")
 @click.option(
+    "--no-websocket",
+    is_flag=True,
+    help="Follow tasks by polling their outputs only, never over their WebSocket.",
+)
+@click.option(
     "--frozen",
     is_flag=True,
     help="Fail (exit 2) before anything is sent when a workflow differs from rhflow.lock.",

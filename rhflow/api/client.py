@@ -521,9 +521,11 @@ class Client:
         started = time.monotonic()
         method = "GET" if query is not None else "POST"
         limit = timeout or self.timeout
+        answering = False  # the headers came: a body that does not is a server dripping it
         with deadline(limit) as watch:
             try:
                 resp = self._send_following(method, path, query, json_body, form, files, limit)
+                answering = True
                 with resp:
                     body = read_capped(resp, MAX_ANSWER_BYTES, watch)
             except requests.exceptions.InvalidJSONError as exc:
@@ -533,8 +535,10 @@ class Client:
             except (Expired, requests.RequestException) as exc:
                 if watch.expired:
                     _log_request(method, path, started, "timed out")
-                    raise TransportError(
+                    kind = RefusedAnswerError if answering else TransportError
+                    raise kind(
                         f"POST {path} timed out: no complete answer within {limit:g} s"
+                        + (" (the answer began but its body did not end)" if answering else "")
                     ) from None
                 assert isinstance(exc, requests.RequestException)
                 error = self._transport_error(path, exc)

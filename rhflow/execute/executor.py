@@ -123,7 +123,7 @@ class Executor:
         return self._status()
 
     def _status(self) -> str:
-        counts = self._journal.build("running").counts
+        counts = self._journal.counts()
         return run_status(counts, interrupted=self.interrupted, errors=bool(self._journal.errors))
 
     async def _journal_loop(self) -> None:
@@ -139,7 +139,10 @@ class Executor:
                         self._reporter.emit("run_error", message=str(err))
 
     def _journal_interval(self) -> float:
-        return max(0.2, min(2.0, 0.01 * len(self.graph.tasks)))
+        """A few writes a second for a small run, one every 2 s for a large one; never more
+        than a twentieth of the time spent writing, however large the manifest grows."""
+        usual = max(0.2, min(2.0, 0.01 * len(self.graph.tasks)))
+        return max(usual, 20 * self._journal.last_write)
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():

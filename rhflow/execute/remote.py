@@ -59,6 +59,7 @@ class Remote:
         self._store = store
         self._journal = journal
         self._reporter = reporter
+        self.shows_progress: bool = getattr(reporter, "shows_progress", True)
         self.options = options
         self.rand = rand
         self._server = server

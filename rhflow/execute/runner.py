@@ -122,6 +122,9 @@ def run_pipeline(
     pipeline = loading.load()  # every offline check first: an invalid file needs no key
     if shard:
         parse_shard(shard)  # a bad --shard is a usage error, found before any request
+    # planned offline too: more tasks than --max-tasks, a template past its limits or clashing
+    # output names stop the run before the server is asked for anything (workflow JSON, lock)
+    _plan(pipeline, limit=limit, only=only, shard=shard, max_tasks=max_tasks)
     limits = download_limits(max_output_size, download_timeout)
     if max_outputs is not None:
         execute_options = {**dict(execute_options or {}), "max_outputs": max_outputs}
@@ -198,6 +201,7 @@ class _Tally:
 
     def __init__(self, inner: Reporter) -> None:
         self._inner = inner
+        self.shows_progress = getattr(inner, "shows_progress", True)
         self.reused = 0
         self.followed: set[str] = set()
 

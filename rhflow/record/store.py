@@ -6,7 +6,10 @@ file; and, per server, which file contents were already uploaded (sha256 -> uplo
 here ever holds the API key.
 
 The connection is shared by the event loop and the worker threads (uploads render in threads), so
-every statement runs under one lock.
+every statement runs under one lock. A run holds the folder's lock, so this process is the only
+writer: each record written or read is kept in memory (written through, after the commit), so
+``get`` and ``update`` cost one transaction and no read, and the ids written since the last
+``take_changed`` tell the manifest which entries to rebuild.
 """
 
 from __future__ import annotations
@@ -135,6 +138,8 @@ class Store:
         self.path = path
         self._clock = clock
         self._lock = threading.RLock()
+        self._cache: dict[str, TaskRecord] = {}
+        self._changed: set[str] = set()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -233,11 +238,25 @@ class Store:
 
     def save_many(self, records: Sequence[TaskRecord]) -> None:
         """Insert or replace tasks and their outputs, all in one transaction."""
-        with self._tx() as db:
+        with self._lock:
+            written: dict[str, TaskRecord] = {}
+            with self._tx() as db:
+                for record in records:
+                    before = written.get(record.id) or self._cache.get(record.id)
+                    self._write(db, record, before)
+                    written[record.id] = record
             for record in records:
-                self._write(db, record)
+                self._cache[record.id] = record
+                self._changed.add(record.id)
 
-    def _write(self, db: sqlite3.Connection, record: TaskRecord) -> None:
+    def take_changed(self) -> set[str]:
+        """The ids of the tasks written or forgotten since the last call."""
+        with self._lock:
+            changed, self._changed = self._changed, set()
+            return changed
+
+    def _write(self, db: sqlite3.Connection, record: TaskRecord, before: TaskRecord | None) -> None:
+        """Write ``record``; ``before`` is what the database holds for it (None: unknown)."""
         db.execute(
             "INSERT OR REPLACE INTO tasks (id, step, status, remote_id, server, emulated, key, "
             "attempts, params, node_info_list, submitted_at, started_at, finished_at, "
@@ -245,6 +264,16 @@ class Store:
             "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             _task_row(record, self._clock()),
         )
+        if before is None or before.outputs != record.outputs:
+            self._write_outputs(db, record)
+        if record.remote_id and (before is None or before.remote_id != record.remote_id):
+            db.execute(
+                "INSERT OR IGNORE INTO remote_tasks (remote_id, task, server, created_at) "
+                "VALUES (?,?,?,?)",
+                (record.remote_id, record.id, record.server, self._clock()),
+            )
+
+    def _write_outputs(self, db: sqlite3.Connection, record: TaskRecord) -> None:
         db.execute("DELETE FROM outputs WHERE task = ?", (record.id,))
         db.executemany(
             "INSERT INTO outputs (task, idx, node_id, url, file_type, path, sha256, bytes) "
@@ -254,12 +283,6 @@ class Store:
                 for o in record.outputs
             ],
         )
-        if record.remote_id:
-            db.execute(
-                "INSERT OR IGNORE INTO remote_tasks (remote_id, task, server, created_at) "
-                "VALUES (?,?,?,?)",
-                (record.remote_id, record.id, record.server, self._clock()),
-            )
 
     def update(self, task_id: str, **changes: Any) -> TaskRecord:
         """Change some fields of a stored task and return the new record."""
@@ -272,24 +295,39 @@ class Store:
 
     def forget(self, task_ids: Sequence[str]) -> None:
         """Delete tasks and their outputs (``remote_ids`` keeps every remote task created)."""
-        with self._tx() as db:
+        with self._lock:
+            with self._tx() as db:
+                for task_id in task_ids:
+                    db.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
+                    db.execute("DELETE FROM outputs WHERE task = ?", (task_id,))
             for task_id in task_ids:
-                db.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
-                db.execute("DELETE FROM outputs WHERE task = ?", (task_id,))
+                self._cache.pop(task_id, None)
+                self._changed.add(task_id)
 
     def get(self, task_id: str) -> TaskRecord | None:
-        rows = self._query("SELECT * FROM tasks WHERE id = ?", (task_id,))
-        if not rows:
-            return None
-        return self._decode(rows[0], self._outputs_of([task_id]).get(task_id, ()))
+        with self._lock:
+            cached = self._cache.get(task_id)
+            if cached is not None:
+                return cached
+            rows = self._query("SELECT * FROM tasks WHERE id = ?", (task_id,))
+            if not rows:
+                return None
+            record = self._decode(rows[0], self._outputs_of([task_id]).get(task_id, ()))
+            self._cache[task_id] = record
+            return record
 
     def tasks(self, ids: Sequence[str] | None = None) -> dict[str, TaskRecord]:
         """Every stored task (or those of ``ids``), by id."""
-        rows = self._query("SELECT * FROM tasks ORDER BY id")
-        wanted = set(ids) if ids is not None else None
-        rows = [r for r in rows if wanted is None or r["id"] in wanted]
-        outputs = self._outputs_of(None)
-        return {r["id"]: self._decode(r, outputs.get(r["id"], ())) for r in rows}
+        with self._lock:
+            if ids is not None and all(i in self._cache for i in ids):
+                return {i: self._cache[i] for i in sorted(ids)}
+            rows = self._query("SELECT * FROM tasks ORDER BY id")
+            wanted = set(ids) if ids is not None else None
+            rows = [r for r in rows if wanted is None or r["id"] in wanted]
+            outputs = self._outputs_of(None)
+            found = {r["id"]: self._decode(r, outputs.get(r["id"], ())) for r in rows}
+            self._cache.update(found)
+            return found
 
     def _decode(self, row: sqlite3.Row, outputs: tuple[OutputRecord, ...]) -> TaskRecord:
         try:
