@@ -189,6 +189,7 @@ def run_pipeline(
             manifest=str(manifest_path),
             errors=list(result.errors),
             **finished,
+            maybe_twice=len(result.maybe_twice),
         )
     finally:
         reporter.close()
@@ -402,6 +403,7 @@ def _opened(output_dir: Path, manifest_path: Path, reporter: Reporter) -> Iterat
     with opened.store as store:
         if opened.message:
             reporter.emit("run_warning", message=opened.message)
+        store.reserve()  # room for the commit of a created task's id, should the disk fill
         yield store
 
 
