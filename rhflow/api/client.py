@@ -598,7 +598,9 @@ class Client:
         ):  # refused, DNS, TLS, connect timeout
             if not self.answered and _never_connected(exc):
                 return UnreachableError(self.host, self._scrub(_cause(exc)))
-            return TransportError(f"POST {path} failed: {self._scrub(_cause(exc))}")
+            failed = TransportError(f"POST {path} failed: {self._scrub(_cause(exc))}")
+            failed.sent = not _never_connected(exc)  # a dropped answer, not a refusal
+            return failed
         if isinstance(exc, requests.Timeout):
             return TransportError(f"POST {path} timed out: {self._scrub(str(exc))}")
         return TransportError(f"POST {path} failed: {self._scrub(str(exc))}")

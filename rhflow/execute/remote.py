@@ -20,17 +20,28 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from rhflow.api.client import BUILTIN_EMULATOR, TaskCreated
-from rhflow.errors import ApiError, RhflowError
+from rhflow.api.client import BUILTIN_EMULATOR, TaskCreated, TaskOutputs
+from rhflow.errors import ApiError, RhflowError, TransportError
 from rhflow.execute.failures import TaskFailure, api_failure
 from rhflow.execute.scheduling import ExecuteOptions
 from rhflow.execute.transfers import LazyUploads, UploadCache, UpstreamView
 from rhflow.model import PlannedTask
 from rhflow.progress import Reporter
 from rhflow.record.journal import Journal
-from rhflow.record.store import Store, TaskRecord
+from rhflow.record.store import OutputRecord, Store, TaskRecord
 
 T = TypeVar("T")
+
+
+UNANSWERED_NOTE = (
+    "a create request got no answer ({err}); RunningHub may have made the task anyway, under "
+    "an id rhflow cannot learn: if the task is created again, it may have been created twice"
+)
+
+
+def unanswered(err: ApiError) -> bool:
+    """The create may have reached the server and made the task, but no answer came."""
+    return isinstance(err, TransportError) and err.sent
 
 
 def active_status(remote_status: str) -> str:
@@ -63,6 +74,7 @@ class Remote:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self.started: dict[str, float] = {}  # task id -> monotonic time of its create
         self.dirty = False
+        self.no_more_creates: str | None = None  # why, once the state cannot be written
         self._uploads = UploadCache(
             lambda path: str(client.upload(path).file_name),
             store,
@@ -151,9 +163,14 @@ class Remote:
         entries = await self._node_info_list(task, needs)
         busy = errors = 0
         while True:
+            if self.no_more_creates:
+                detail = {"kind": "error", "message": self.no_more_creates}
+                raise TaskFailure(detail, retry=False, fatal=True)
             try:
                 return await self._create_recorded(task, entries)
             except ApiError as err:
+                if unanswered(err):
+                    self.emit("note", task, message=UNANSWERED_NOTE.format(err=err))
                 if err.busy:
                     delay = self.options.busy_backoff.delay(busy, self.rand)
                     busy += 1
@@ -188,9 +205,31 @@ class Remote:
     def _create_and_record(
         self, task: PlannedTask, entries: list[dict[str, Any]]
     ) -> tuple[TaskCreated, int]:
-        """In a pool thread: create, then commit the remote id at once, without waiting for
-        the event loop (this is the window in which a crash could lose a created task)."""
-        created = self._create(task, entries)
+        """In a pool thread: mark the create as sent, create, then commit the remote id (and
+        clear the mark) at once, without waiting for the event loop. A run killed in between
+        leaves the mark, so the next run knows the task may exist remotely under an id nobody
+        knows; a create whose answer never comes is counted the same way."""
+        self._store.update(task.id, sending=time.time())  # nothing is sent if this fails
+        try:
+            created = self._create(task, entries)
+        except ApiError as err:
+            self._create_failed(task, err)
+            raise
+        try:
+            return self._record_created(task, created, entries)
+        except RhflowError as err:
+            # A full disk: give back the room kept for this very commit, and create no more.
+            self.no_more_creates = f"{err}; no more tasks are created"
+            if not self._store.release_reserve():
+                raise self._unrecorded(created.task_id, err) from err
+        try:
+            return self._record_created(task, created, entries)
+        except RhflowError as err:
+            raise self._unrecorded(created.task_id, err) from err
+
+    def _record_created(
+        self, task: PlannedTask, created: TaskCreated, entries: list[dict[str, Any]]
+    ) -> tuple[TaskCreated, int]:
         record = self._store.get(task.id)
         attempts = (record.attempts if record else 0) + 1
         self._store.update(
@@ -205,8 +244,38 @@ class Remote:
             finished_at=None,
             failure=None,
             outputs=(),
+            sending=None,
         )
         return created, attempts
+
+    def _create_failed(self, task: PlannedTask, err: ApiError) -> None:
+        record = self._store.get(task.id)
+        if record is None:
+            return
+        if not unanswered(err):
+            self._store.update(task.id, sending=None)
+            return
+        self._store.update(
+            task.id,
+            sending=None,
+            unanswered=record.unanswered + 1,
+            notes=(*record.notes, UNANSWERED_NOTE.format(err=err)),
+        )
+
+    def _unrecorded(self, remote_id: str, err: object) -> TaskFailure:
+        """The task was created but its id cannot be recorded (a full disk): cancel it, so
+        that the next run, which will create it again, does not pay for it twice."""
+        try:
+            self.client.cancel(remote_id)
+            outcome = "it was cancelled so that it is not paid for twice"
+        except ApiError as problem:
+            outcome = f"cancelling it failed ({problem}): it may be paid for twice"
+        detail = {
+            "kind": "error",
+            "message": f"task created as {remote_id}, but its record could not be written "
+            f"({err}); {outcome}",
+        }
+        return TaskFailure(detail, retry=False, fatal=True)
 
     def _create(self, task: PlannedTask, entries: list[dict[str, Any]]) -> TaskCreated:
         target = task.target
@@ -306,11 +375,29 @@ class Remote:
             self.save(task, notes=notes)  # the caller says so, in one line per task
             return record.remote_id
         problem = await self.cancel_quietly(record.remote_id)
+        after = await self._state_after_cancel(record.remote_id)
+        if after is not None and after.succeeded and after.outputs:
+            self._keep_finished(task, record.remote_id, after)
+            return None
+        if problem and (after is None or not after.done):
+            # The cancel may not have reached it: the next run follows it, never re-creates it.
+            message = (
+                f"{reason}; cancelling remote task {record.remote_id} failed: {problem}; the "
+                "next run follows it instead of creating it again"
+            )
+            self.save(task, failure={"kind": "interrupted", "message": message})
+            return None
         message = f"{reason}; remote task {record.remote_id} cancelled"
         if problem:
-            message = f"{reason}; cancelling remote task {record.remote_id} failed: {problem}"
+            message = f"{reason}; remote task {record.remote_id} had ended ({problem})"
+        notes = (
+            *record.notes,
+            f"remote task {record.remote_id} was cancelled ({reason}) before it finished; "
+            "RunningHub may bill the time it ran; a later run creates the task again",
+        )
         self.save(
             task,
+            notes=notes,
             status="cancelled",
             finished_at=time.time(),
             failure={
@@ -319,6 +406,34 @@ class Remote:
             },
         )
         return None
+
+    async def _state_after_cancel(self, remote_id: str) -> TaskOutputs | None:
+        """The remote task's state once cancelled (None when the server does not say)."""
+        try:
+            return await asyncio.wait_for(self.call(self.client.outputs, remote_id), 15.0)
+        except (ApiError, asyncio.TimeoutError):
+            return None
+
+    def _keep_finished(self, task: PlannedTask, remote_id: str, outputs: TaskOutputs) -> None:
+        """The task had finished before the cancel took effect: it is paid for, so its files
+        are kept for the next run to download instead of creating it again."""
+        links = tuple(
+            OutputRecord(i, o.node_id, o.file_url or None, o.file_type)
+            for i, o in enumerate(outputs.outputs)
+        )
+        cost = next((o.task_cost_time for o in outputs.outputs if o.task_cost_time), None)
+        self.save(
+            task,
+            status="downloading",
+            outputs=links,
+            cost_time=cost,
+            coins=sum(o.consume_coins or 0.0 for o in outputs.outputs),
+            failure={
+                "kind": "interrupted",
+                "message": f"interrupted after remote task {remote_id} had finished; the next "
+                "run downloads its files (it is not created again)",
+            },
+        )
 
 
 def _with_values(graph: Mapping[str, Any], entries: list[dict[str, Any]]) -> str:

@@ -120,6 +120,9 @@ def run_pipeline(
     pipeline = loading.load()  # every offline check first: an invalid file needs no key
     if shard:
         parse_shard(shard)  # a bad --shard is a usage error, found before any request
+    # planned offline too: more tasks than --max-tasks, a template past its limits or clashing
+    # output names stop the run before the server is asked for anything (workflow JSON, lock)
+    _plan(pipeline, limit=limit, only=only, shard=shard, max_tasks=max_tasks)
     limits = download_limits(max_output_size, download_timeout)
     if max_outputs is not None:
         execute_options = {**dict(execute_options or {}), "max_outputs": max_outputs}
@@ -177,6 +180,7 @@ def run_pipeline(
             manifest=str(manifest_path),
             errors=list(result.errors),
             **finished,
+            maybe_twice=len(result.maybe_twice),
         )
     finally:
         reporter.close()
@@ -387,6 +391,7 @@ def _opened(output_dir: Path, manifest_path: Path, reporter: Reporter) -> Iterat
     with opened.store as store:
         if opened.message:
             reporter.emit("run_warning", message=opened.message)
+        store.reserve()  # room for the commit of a created task's id, should the disk fill
         yield store
 
 

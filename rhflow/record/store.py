@@ -15,6 +15,7 @@ writer: each record written or read is kept in memory (written through, after th
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -29,6 +30,8 @@ from rhflow.errors import DamagedStateError, StateError, StateUnusableError
 STATE_DIR = ".rhflow"
 DB_NAME = "state.db"
 SCHEMA_VERSION = 1
+RESERVE_NAME = "reserve"
+RESERVE_BYTES = 256 * 1024
 
 #: Task statuses kept in the store. ``submitted`` has a remote id whose fate is not known yet;
 #: ``downloading`` succeeded remotely but not every file is on disk yet.
@@ -136,6 +139,7 @@ class Store:
         self.path = path
         self._clock = clock
         self._lock = threading.RLock()
+        self._reserved = False
         self._cache: dict[str, TaskRecord] = {}
         self._changed: set[str] = set()
         try:
@@ -194,6 +198,35 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        self.release_reserve()
+
+    # -- room for the commits that must not fail ------------------------------------------------
+
+    def reserve(self, size: int = RESERVE_BYTES) -> bool:
+        """Hold ``size`` bytes of the folder's disk in ``.rhflow/reserve``, to be given back
+        when a write the run cannot lose (a created task's id) meets a full disk."""
+        path = self.path.with_name(RESERVE_NAME)
+        try:
+            with open(path, "wb") as handle:
+                handle.write(b"\0" * size)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError:
+            path.unlink(missing_ok=True)
+            return False
+        self._reserved = True
+        return True
+
+    def release_reserve(self) -> bool:
+        """Give the bytes this store reserved back to the disk; False when it held none."""
+        if not self._reserved:
+            return False
+        self._reserved = False
+        try:
+            self.path.with_name(RESERVE_NAME).unlink()
+        except OSError:
+            return False
+        return True
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
