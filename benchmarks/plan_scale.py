@@ -44,7 +44,7 @@ steps:
 """
 
 
-def _write(folder: Path, axes: list[int]) -> Path:
+def write_pipeline(folder: Path, axes: list[int]) -> Path:
     subjects = [f"subject{i}" for i in range(axes[0])]
     steps = list(range(1, axes[2] + 1))
     workflow = Path(__file__).resolve().parent.parent / "pipelines" / "workflows" / "t2i.json"
@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--trace", action="store_true", help="measure memory with tracemalloc")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        pipeline = load_pipeline(_write(Path(tmp), args.tasks_per_axis))
+        pipeline = load_pipeline(write_pipeline(Path(tmp), args.tasks_per_axis))
         sweep = pipeline.steps[0].sweep
         combos, baseline = _timed(lambda: list(expand_sweep(sweep)))
         count = len(combos)  # type: ignore[arg-type]

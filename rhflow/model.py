@@ -194,6 +194,7 @@ class Step:
     use_personal_queue: bool | None = None
     webhook_url: str | None = None
     where: Where | None = None
+    outputs_where: Where | None = None  # where ``outputs`` (or its default) is written
 
 
 @dataclass(frozen=True, slots=True)

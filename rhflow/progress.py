@@ -20,22 +20,20 @@ import json
 import sys
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any, Protocol, TextIO
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from rhflow.record.manifest import Manifest
 
+if TYPE_CHECKING:  # rich loads only for the live display, on a terminal
+    from rich.console import Console
+    from rich.progress import TaskID
+
 
 class Reporter(Protocol):
+    #: Whether ``task_progress`` and ``task_node`` events are shown; when not, the executor
+    #: does not make them. A reporter passed in without it is taken to show them.
+    shows_progress: bool
+
     def emit(self, event: str, **fields: Any) -> None: ...
 
     def close(self) -> None: ...
@@ -53,6 +51,8 @@ def now_iso() -> str:
 
 
 class QuietReporter:
+    shows_progress = False
+
     def emit(self, event: str, **fields: Any) -> None:
         return None
 
@@ -62,6 +62,8 @@ class QuietReporter:
 
 class JsonReporter:
     """One JSON event per line, flushed at once so a reader can follow along."""
+
+    shows_progress = True
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream or sys.stdout
@@ -133,7 +135,10 @@ def describe(event: str, fields: Mapping[str, Any]) -> str | None:
 
 
 class PlainReporter:
-    """Readable lines on stderr, for logs and pipes."""
+    """Readable lines on stderr, for logs and pipes (no progress: ``describe`` has no line
+    for it)."""
+
+    shows_progress = False
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream or sys.stderr
@@ -151,6 +156,8 @@ class PlainReporter:
 class LiveReporter:
     """A rich live display: one overall bar and a bar per task in flight."""
 
+    shows_progress = True
+
     _LINES = frozenset(
         {
             "run_started",
@@ -166,6 +173,15 @@ class LiveReporter:
     )
 
     def __init__(self, console: Console | None = None, *, auto_refresh: bool = True) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         self._console = console or Console(stderr=True)
         self._auto = auto_refresh
         self._progress = Progress(
@@ -238,6 +254,9 @@ class SafeReporter:
 
     def __init__(self, inner: Reporter) -> None:
         self._inner: Reporter | None = inner
+        #: whether anything shows ``task_progress`` and ``task_node`` events (a reporter
+        #: without the attribute is assumed to)
+        self.shows_progress: bool = getattr(inner, "shows_progress", True)
 
     def emit(self, event: str, **fields: Any) -> None:
         if self._inner is None:
@@ -246,6 +265,7 @@ class SafeReporter:
             self._inner.emit(event, **fields)
         except (OSError, ValueError):
             self._inner = None
+            self.shows_progress = False
 
     def close(self) -> None:
         if self._inner is not None:
@@ -290,7 +310,12 @@ def format_summary(
         head += f"; {_coins(run_coins)} this run, {_coins(coins)} in total"
     elif coins:
         head += f"; {_coins(coins)}"
+    twice = manifest.maybe_twice
+    if twice:
+        head += f"; {len(twice)} task{'' if len(twice) == 1 else 's'} may have been created twice"
     lines = [head]
+    for task in twice:
+        lines.append(f"  {task.step}/{task.id[:10]}: {(task.maybe_twice or {}).get('reason')}")
     for error in manifest.errors:
         lines.append(f"  error: {error}")
     for task in manifest.tasks:

@@ -157,7 +157,7 @@ def skeleton() -> str:  # pragma: no cover - a maintenance helper
 
 #: Each page, and a file its commands must have written, relative to their folder.
 RUNNABLE = {
-    "tutorial/first-sweep.md": "out/sweep/manifest.json",
+    "tutorial/first-sweep.md": "out/sweep/report.html",
     "how-to/results.md": "out/diff.html",
     "how-to/ci.md": "out/manifest.json",
 }
@@ -195,6 +195,47 @@ def test_the_page_runs_as_written(page: str, made: str, tmp_path: Path) -> None:
     assert lines, f"{page} has no sh block"
     run_lines(lines, tmp_path)
     assert (tmp_path / made).is_file(), f"{page} did not make {made}"
+
+
+# -- the README's tour ------------------------------------------------------------------------
+
+
+def tour_script() -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Five-minute tour", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"^```sh\n(.*?)^```$", section, re.M | re.S)
+    return block
+
+
+@pytest.mark.slow
+def test_the_readme_tour_works_literally_in_an_empty_folder(tmp_path: Path) -> None:
+    script = tour_script()
+    assert [line.split()[1] for line in script.splitlines()] == [
+        "init", "inspect", "inspect", "validate", "plan", "run", "grid", "report",
+    ]  # fmt: skip
+    bin_dir = str(Path(sys.executable).parent)
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "PYTHONPATH": str(ROOT),
+        "HOME": str(tmp_path / "home"),  # a fresh user: no cache, no key, no config
+        "LANG": "C.UTF-8",
+    }
+    work = tmp_path / "empty"
+    work.mkdir()
+    done = subprocess.run(
+        ["bash", "-e", "-c", script], cwd=work, env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    assert "Traceback" not in done.stderr
+    assert "pipeline.yaml: ok (4 tasks)\nmine.yaml: ok (1 task)\n" in done.stdout
+    out = work / "tour" / "out" / "first-sweep"
+    assert len(list((out / "picture").glob("*.png"))) == 4
+    from PIL import Image
+
+    with Image.open(out / "grid.png") as grid:
+        assert grid.width > 2 * 128 and grid.height > 2 * 128
+    assert (out / "report.html").read_text(encoding="utf-8").count("<img ") == 4
 
 
 if __name__ == "__main__":  # pragma: no cover

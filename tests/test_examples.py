@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from rhflow.cli import cli
 from rhflow.commands.validate import validate_files
 from rhflow.pipeline.loader import load_pipeline
 from rhflow.planning.planner import plan
+from rhflow.planning.summary import plan_json, plan_json_chunks
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = Path(__file__).parent / "examples"
@@ -210,3 +212,26 @@ def test_validate_shows_plan_warnings_on_stderr(tmp_path: Path) -> None:
     code, out, err = run("validate", str(path))
     assert (code, out) == (0, f"{path}: ok (2 tasks)\n")
     assert err.startswith(f"{path}: warning: step 'gen': 2 tasks send identical requests (")
+
+
+@pytest.mark.parametrize("name", ["sweep", "chain", "image-input"])
+def test_plan_json_is_written_in_pieces_a_task_per_line(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    graph = plan(load_pipeline(ROOT / "pipelines" / f"{name}.yaml"))
+    whole = "".join(plan_json_chunks(graph, batch=2))
+    assert json.loads(whole) == plan_json(graph)
+    assert len(list(plan_json_chunks(graph, batch=2))) == 3 + -(-len(graph.tasks) // 2)
+    lines = whole.splitlines()
+    assert lines[:2] == ["{", f'  "pipeline": "{graph.pipeline}",'] and lines[-2:] == ["  ]", "}"]
+    tasks = [json.loads(line.strip().rstrip(",")) for line in lines[3:-2]]
+    assert tasks == plan_json(graph)["tasks"]
+    code, out, _ = run("plan", f"pipelines/{name}.yaml", "--json")
+    assert (code, out) == (0, whole + "\n")
+    empty = replace(graph, tasks=())
+    assert json.loads("".join(plan_json_chunks(empty))) == {"pipeline": name, "tasks": []}
+    extra = {"estimate": {"coins": 1.5, "sources": ["a", "b"]}}
+    both = json.loads("".join(plan_json_chunks(graph, batch=2, extra=extra)))
+    assert both == {**plan_json(graph), **extra}
+    assert list(both) == ["pipeline", "tasks", "estimate"]

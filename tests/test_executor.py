@@ -18,6 +18,7 @@ from rhflow.emulator import Emulator
 from rhflow.errors import ConfigError, UsageError
 from rhflow.execute.runner import RunResult, run_pipeline
 from rhflow.execute.scheduling import Backoff, PollPolicy
+from rhflow.execute.watching import PROGRESS_EVERY
 
 T2I = "1904136902449209346"
 I2I = "1904136902449209347"
@@ -515,6 +516,51 @@ def test_a_queued_task_is_polled_then_followed_once_its_websocket_appears(
     assert any(e["event"] == "task_progress" for e in events)
     stats = emu.stats()
     assert stats["websocket_connections"] == 2
+
+
+def test_progress_events_are_spaced_and_left_out_when_nothing_shows_them(
+    make_emulator: Callable[..., Emulator], api_key: str, tmp_path: Path
+) -> None:
+    """The emulator sends about 30 frames per task; a reporter gets at most one progress event
+    per task every PROGRESS_EVERY seconds (and each node's last step), none when it shows
+    none, while the manifest still records how far each task got."""
+    emu = make_emulator(task_seconds=(1.0, 1.0), queue_seconds=0)
+    shown: list[dict[str, Any]] = []
+    result = run(emu, write(tmp_path, sweep_yaml(2)), api_key, shown)
+    assert result.manifest.status == "succeeded"
+    for task in result.manifest.tasks:
+        mine = [e for e in shown if e.get("task") == task.id]
+        progress = [e for e in mine if e["event"] in ("task_progress", "task_node")]
+        assert 1 <= len(progress) <= 1.0 / PROGRESS_EVERY + 3, progress
+        assert any(e["event"] == "task_progress" and e["value"] == e["max"] for e in mine)
+
+    class Unshown:
+        shows_progress = False
+
+        def __init__(self) -> None:
+            self.events: list[str] = []
+
+        def emit(self, event: str, **fields: Any) -> None:
+            self.events.append(event)
+
+        def close(self) -> None:
+            return None
+
+    quiet = Unshown()
+    again = write(tmp_path, sweep_yaml(2).replace("a cat", "a dog"), "other.yaml")
+    with Client(api_key, emu.url) as client:
+        result = run_pipeline(
+            again,
+            client=client,
+            reporter=quiet,
+            poll=QUICK_POLL,
+            execute_options=FAST,
+            out=tmp_path / "quiet",
+        )
+    assert result.manifest.status == "succeeded"
+    assert "task_succeeded" in quiet.events
+    assert not {"task_progress", "task_node"} & set(quiet.events)
+    assert all(task.progress == 1.0 for task in result.manifest.tasks)
 
 
 def test_a_local_workflow_is_sent_with_each_tasks_own_values_written_in(

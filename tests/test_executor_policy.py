@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import random
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from rhflow.errors import UsageError
 from rhflow.execute.scheduling import (
     Backoff,
     PollPolicy,
+    RunTimes,
     Shard,
     chain_keys,
     parse_shard,
@@ -39,10 +42,11 @@ def test_polling_starts_short_and_grows_to_a_cap_with_jitter() -> None:
 
 
 def test_a_known_duration_moves_the_first_poll_to_just_before_it() -> None:
-    policy = PollPolicy(first=1.0, factor=2.0, cap=15.0, jitter=0.0, lead=0.8, tail=0.25)
+    policy = PollPolicy(first=1.0, factor=2.0, cap=15.0, jitter=0.0, lead=0.8, tail=0.25, floor=1.0)
     polls = [policy.interval(n, lambda: 0.5, expected=20.0) for n in range(5)]
     assert polls == [16.0, 5.0, 10.0, 15.0, 15.0]
-    assert policy.interval(0, lambda: 0.5, expected=0.5) == 1.0  # never below first
+    assert policy.interval(0, lambda: 0.5, expected=0.5) == 1.0  # never below the floor
+    assert policy.interval(3, lambda: 0.5, expected=0.5) == 4.0
     assert policy.interval(0, lambda: 0.5, expected=1000.0) == 120.0  # longest_first
 
 
@@ -64,9 +68,41 @@ def test_a_simulated_task_costs_fewer_polls_than_a_fixed_5_s_poller(duration: fl
     assert _polls_until(policy, duration, expected=None) <= max(fixed, 5)
 
 
+def _learn(policy: PollPolicy, duration: float, tasks: int) -> tuple[float, float, float]:
+    """Tasks of ``duration`` s polled one after another on a fake clock, each planned by what
+    the earlier ones taught: (expected at the end, median lag, mean polls per task)."""
+    rand = random.Random(5).random
+    times, lags, polls = RunTimes(), [], []
+    for _ in range(tasks):
+        clock, pending, count = 0.0, 0.0, 0
+        while True:
+            clock += policy.interval(count, rand, expected=times.expected())
+            count += 1
+            if clock >= duration:
+                break
+            pending = clock
+        times.add(0.0, pending, clock)
+        lags.append(clock - duration)
+        polls.append(count)
+    expected = times.expected()
+    assert expected is not None
+    return expected, statistics.median(lags[20:]), statistics.mean(polls[20:])
+
+
+@pytest.mark.parametrize("duration", [1.0, 30.0])
+def test_the_learned_run_time_does_not_include_the_time_to_notice_the_end(
+    duration: float,
+) -> None:
+    expected, lag, polls = _learn(PollPolicy(), duration, 200)
+    assert expected == pytest.approx(duration, rel=0.06)
+    assert lag <= 0.1 * duration
+    assert polls <= 3
+
+
 def test_scaled_divides_every_duration() -> None:
     quick = PollPolicy().scaled(20)
-    assert quick.first == 0.1 and quick.cap == 0.75 and quick.longest_first == 6.0
+    assert quick.first == 0.05 and quick.cap == 0.75 and quick.longest_first == 6.0
+    assert quick.floor == pytest.approx(0.0075)
     assert quick.factor == PollPolicy().factor
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from rhflow.errors import PlanError, UsageError
+from rhflow.errors import ConfigError, PlanError, UsageError
 from rhflow.model import DeferredValue, TaskGraph
 from rhflow.pipeline.loader import load_pipeline
 from rhflow.pipeline.needs import order_steps
@@ -503,7 +503,7 @@ def test_an_exploding_join_is_refused_with_its_size(tmp_path: Path) -> None:
         steps:
           a: {workflow: "1", matrix: {x: {range: [0, 400]}}}
           b: {workflow: "1", matrix: {y: {range: [0, 400]}}}
-          c: {workflow: "1", needs: [a, b]}
+          c: {workflow: "1", needs: [a, b], outputs: "c/{{ x }}-{{ y }}.{{ ext }}"}
     """
     path = write(tmp_path, text)
     with pytest.raises(PlanError) as info:
@@ -552,24 +552,77 @@ def test_a_join_on_shared_parameters_keeps_the_nested_loop_order(tmp_path: Path)
     ]
 
 
-def test_outputs_that_would_overwrite_each_other_are_warned_about(tmp_path: Path) -> None:
+def test_outputs_that_would_overwrite_each_other_are_refused(tmp_path: Path) -> None:
     text = """
         version: 1
         steps:
           gen:
             workflow: "1"
-            matrix: {seed: [1, 2]}
+            matrix: {seed: [1, 2, 3]}
             nodes: {"3": {seed: "{{ seed }}"}}
             outputs: "{{ step }}-{{ index }}.{{ ext }}"
     """
-    graph = plan_text(tmp_path, text)
-    a, b = (t.id for t in graph.tasks)
-    assert graph.warnings == (
-        f"step 'gen': tasks {a} and {b} would both write 'gen-0.png'; add {{{{ task }}}} or a "
-        "parameter that differs to its outputs template",
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        plan(load_pipeline(path))
+    a, b, c = _ids(tmp_path, text)
+    assert str(info.value) == (
+        f"{path}:8:14: steps.gen.outputs: tasks {a} and {b} would both write 'gen-0.png'; add "
+        "{{ task }} or a parameter that differs to its outputs template\n"
+        f"{path}:8:14: steps.gen.outputs: tasks {a} and {c} would both write 'gen-0.png'; add "
+        "{{ task }} or a parameter that differs to its outputs template"
     )
-    assert plan_text(tmp_path, text.replace("{{ step }}-", "{{ seed }}-")).warnings == ()
-    assert plan_text(tmp_path, text.replace("{{ step }}-", "{{ task }}-")).warnings == ()
+    assert plan_text(tmp_path, text.replace("{{ step }}-", "{{ seed }}-")).tasks
+    assert plan_text(tmp_path, text.replace("{{ step }}-", "{{ task }}-")).tasks
+
+
+def _ids(tmp_path: Path, text: str) -> list[str]:
+    """The task ids of ``text`` planned with an outputs template that tells them apart."""
+    fixed = text.replace("{{ step }}-", "{{ task }}-")
+    return [t.id for t in plan_text(tmp_path, fixed).tasks]
+
+
+def test_names_that_escape_for_some_tasks_only_are_refused_for_each(tmp_path: Path) -> None:
+    text = """
+        version: 1
+        steps:
+          gen:
+            workflow: "1"
+            matrix: {n: [ok, /etc/passwd, ../up, .rhflow/state.db, manifest, "a\\0b", LONG]}
+            outputs: "{{ n }}{{ '.json' if n == 'manifest' else '.png' }}"
+    """
+    path = write(tmp_path, text.replace("LONG", "x" * 300))
+    with pytest.raises(ConfigError) as info:
+        plan(load_pipeline(path))
+    messages = [p.message.split(": ", 1)[1] for p in info.value.problems]
+    assert [(p.line, p.col, p.path) for p in info.value.problems] == [
+        (7, 14, "steps.gen.outputs")
+    ] * 6
+    assert messages == [
+        "output name '/etc/passwd.png' is absolute; outputs must stay under the output folder",
+        "output name '../up.png' contains '..'; outputs must stay under the output folder",
+        "output name '.rhflow/state.db.png' is inside .rhflow/, where rhflow keeps its state and "
+        "staging files; choose another folder",
+        "output name 'manifest.json' would overwrite the run's manifest.json",
+        "output name 'a\\x00b.png' contains a NUL character; no file name can",
+        f"output name '{'x' * 60}'... (304 characters) has a part of 304 bytes; file systems take "
+        "names of at most 255 bytes (and paths of 4,096)",
+    ]
+
+
+def test_two_steps_writing_one_name_are_refused(tmp_path: Path) -> None:
+    text = """
+        version: 1
+        defaults: {outputs: "{{ n }}.png"}
+        steps:
+          a: {workflow: "1", matrix: {n: [1, 2]}}
+          b: {workflow: "1", matrix: {n: [2, 3]}}
+    """
+    path = write(tmp_path, text)
+    with pytest.raises(
+        ConfigError, match=r"tasks \w+ of step 'a' and \w+ would both write '2.png'"
+    ):
+        plan(load_pipeline(path))
 
 
 @pytest.mark.parametrize(
@@ -585,9 +638,10 @@ def test_outputs_that_would_overwrite_each_other_are_warned_about(tmp_path: Path
 def test_every_clash_of_output_names_is_found(
     tmp_path: Path, axes: str, outputs: str, clash: str
 ) -> None:
-    graph = plan_text(
-        tmp_path,
-        f"""
+    with pytest.raises(ConfigError) as info:
+        plan_text(
+            tmp_path,
+            f"""
         version: 1
         steps:
           gen:
@@ -596,7 +650,17 @@ def test_every_clash_of_output_names_is_found(
             nodes: {{"3": {{seed: "{{{{ params }}}}"}}}}
             outputs: "{outputs}"
         """,
-    )
-    assert [w.split("would both write ")[-1] for w in graph.warnings if "write" in w] == [
+        )
+    assert [p.message.split("would both write ")[-1] for p in info.value.problems] == [
         f"'{clash}'; add {{{{ task }}}} or a parameter that differs to its outputs template"
     ]
+
+
+def test_the_reserved_output_names_are_what_rhflow_keeps_in_the_folder() -> None:
+    from rhflow.execute.downloads import STAGING
+    from rhflow.execute.runner import MANIFEST_NAME
+    from rhflow.pipeline.paths import RESERVED_FILE, RESERVED_FOLDER
+    from rhflow.record.store import STATE_DIR
+
+    assert (RESERVED_FOLDER, RESERVED_FILE) == (STATE_DIR, MANIFEST_NAME)
+    assert STAGING.startswith(f"{RESERVED_FOLDER}/")

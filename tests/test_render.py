@@ -159,27 +159,3 @@ def test_is_template() -> None:
     assert is_template("{% if x %}{% endif %}")
     assert not is_template("plain")
     assert not is_template(3)
-
-
-@pytest.mark.parametrize(
-    ("source", "values", "apart"),
-    [
-        ("{{ s }}/{{ n | zpad(5) }}-s{{ k }}-{{ index }}.{{ ext }}",
-         {"s": {"cat", "owl"}, "n": {1, 20}, "k": {1, 2}}, True),
-        ("{{ step }}/{{ n }}.png", {"n": {1, 2}}, True),
-        ("{{ n }}", {"n": {1, 2}}, True),
-        ("{{ step }}.png", {"n": {1, 2}}, False),  # n is not in the name
-        ("{{ s }}{{ n }}.png", {"s": {"a", "a1"}, "n": {1, 11}}, False),  # side by side
-        ("{{ s }}-{{ n }}.png", {"s": {"x-y", "x"}, "n": {1, 2}}, False),  # '-' inside a value
-        ("{{ n | zpad(3) }}.png", {"n": {"7", "007"}}, False),  # both '007'
-        ("{{ n }}.png", {"n": {1, "1"}}, False),
-        ("{{ s | slug }}.png", {"s": {"Red Fox", "red fox"}}, False),
-        ("{{ n + 1 }}.png", {"n": {1, 2}}, False),
-        ("{% if n %}{{ n }}{% endif %}.png", {"n": {1, 2}}, False),
-    ],
-)  # fmt: skip
-def test_renders_apart_only_when_it_can_prove_it(
-    source: str, values: dict[str, set[object]], apart: bool
-) -> None:
-    fixed = {"step": "gen", "index": 0, "ext": "png"}
-    assert compile_template(source).renders_apart(fixed, values) is apart

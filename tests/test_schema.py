@@ -84,5 +84,5 @@ def test_every_error_is_reported_at_once() -> None:
 def test_type_messages() -> None:
     (issue,) = check({"version": 1, "steps": {"a": {"workflow": "1", "needs": 3}}})
     assert issue == Issue(("steps", "a", "needs"), "needs is a step name or a list of step names")
-    (issue,) = check({"version": 1, "vars": [], "steps": {"a": {"app": 5}}})
+    (issue,) = check({"version": 1, "vars": [], "steps": {"a": {"app": "5"}}})
     assert issue == Issue(("vars",), "[] is not a mapping")

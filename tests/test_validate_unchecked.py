@@ -139,7 +139,8 @@ def test_json_lists_problems_and_unchecked_steps_as_objects(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cloud_step(tmp_path)
-    (tmp_path / "bad.yaml").write_text("version: 1\nsteps:\n  a:\n    workflow: 1\n    nedds: b\n")
+    bad = "version: 1\nsteps:\n  a:\n    workflow: '1'\n    nedds: b\n"
+    (tmp_path / "bad.yaml").write_text(bad)
     code, out, _ = validate(capsys, "--json", "p.yaml", "bad.yaml")
     assert code == 1
     report = json.loads(out)

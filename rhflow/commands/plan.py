@@ -3,7 +3,6 @@ manifests in the output folder give figures, an estimate of coins and time too."
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 
 import click
@@ -13,7 +12,7 @@ from rhflow.pipeline.loader import load_pipeline
 from rhflow.pipeline.render import template_limits
 from rhflow.planning.planner import MAX_TASKS
 from rhflow.planning.planner import plan as plan_graph
-from rhflow.planning.summary import plan_json, plan_table
+from rhflow.planning.summary import plan_json_chunks, plan_table
 
 
 def plan(
@@ -32,10 +31,10 @@ def plan(
         graph = plan_graph(pipeline, limit=limit, only=only, max_tasks=max_tasks)
     cost = estimate(graph)
     if as_json:
-        data = plan_json(graph)
-        if cost.sources:
-            data["estimate"] = cost.to_dict()
-        click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+        extra = {"estimate": cost.to_dict()} if cost.sources else {}
+        for chunk in plan_json_chunks(graph, extra=extra):  # written as it is made: a large
+            click.echo(chunk, nl=False)  # plan is never held whole in memory
+        click.echo()
     else:
         click.echo(plan_table(graph))
         if cost.sources:

@@ -20,14 +20,22 @@ def run(
     quiet: bool,
     as_json: bool,
     use_emulator: bool,
+    no_websocket: bool = False,
     template_limit: Iterable[str] = (),
     **options: Any,
 ) -> int:
     """Run ``file`` with a reporter for the chosen output mode; the exit code of the outcome."""
     reporter = make_reporter(quiet=quiet, as_json=as_json)
+    options["api_key"] = tuple(options.get("api_key") or ()) or None
     try:
         with template_limits(template_limit):
-            result = run_pipeline(file, emulator=use_emulator, reporter=reporter, **options)
+            result = run_pipeline(
+                file,
+                emulator=use_emulator,
+                reporter=reporter,
+                websocket=not no_websocket,
+                **options,
+            )
     except RhflowError as err:
         if as_json:  # a machine reading stdout learns why the run stopped, not just silence
             JsonReporter().emit("run_error", **error_fields(err))

@@ -13,11 +13,10 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
-from rhflow.api.client import Client
 from rhflow.errors import ConfigError, LockError, PlanError
 from rhflow.execute.locking import check_lock
 from rhflow.model import Pipeline, Step
@@ -27,6 +26,9 @@ from rhflow.pipeline.render import template_limits
 from rhflow.pipeline.workflows import CachedWorkflows, WorkflowSource, why_unchecked
 from rhflow.planning.planner import MAX_TASKS, plan
 from rhflow.planning.summary import count_tasks
+
+if TYPE_CHECKING:
+    from rhflow.api.client import Client
 
 Kind = Literal["error", "not_checked", "warning"]
 
@@ -72,6 +74,8 @@ def _client(*, api_key: str | None = None, base_url: str | None = None) -> Clien
     key = api_key or os.environ.get("RH_API_KEY", "")
     if not key.strip():
         return None
+    from rhflow.api.client import Client  # requests loads only when a server may be asked
+
     return Client.from_env(api_key=key, base_url=base_url)
 
 

@@ -88,6 +88,7 @@ class Downloads:
             failure=None,
         )
         done: list[OutputRecord] = []
+        downloading = time.monotonic()
         for index, output in enumerate(outputs):
             if index in kept:
                 done.append(replace(kept[index], url=links[index].url))
@@ -98,7 +99,13 @@ class Downloads:
         record = remote.save(
             task, status="succeeded", outputs=tuple(done), finished_at=time.time(), failure=None
         )
-        remote.emit("task_succeeded", task, task_id=record.remote_id, outputs=len(done))
+        remote.emit(
+            "task_succeeded",
+            task,
+            task_id=record.remote_id,
+            outputs=len(done),
+            download_seconds=round(time.monotonic() - downloading, 4),
+        )
 
     def _kept(self, task: PlannedTask) -> dict[int, OutputRecord]:
         """The outputs an earlier run already put on disk, still intact, by index."""

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import statistics
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -46,41 +48,62 @@ class PollPolicy:
     ``[1 - jitter, 1 + jitter)``.
 
     With nothing known: ``first`` seconds, growing by ``factor`` per poll up to ``cap``.
-    With ``expected`` (the median remote run time of the tasks finished so far in this run):
-    the first poll waits ``lead`` of it (at most ``longest_first``), when the task is likely to
-    be nearly done; later polls start from ``expected * tail`` and grow to ``cap``.
+    With ``expected`` (the median remote run time of the tasks finished so far in this run,
+    without the time it took to notice their end): the first poll waits ``lead`` of it (at most
+    ``longest_first``), when the task is likely to be nearly done; later polls start from
+    ``expected * tail`` and grow to ``cap``. No interval is shorter than ``floor``.
     """
 
-    first: float = 2.0
-    factor: float = 1.6
+    first: float = 1.0
+    factor: float = 1.8
     cap: float = 15.0
     jitter: float = 0.2
-    lead: float = 0.8
-    tail: float = 0.25
+    lead: float = 0.9
+    tail: float = 0.1
     longest_first: float = 120.0
+    floor: float = 0.15
 
     def interval(self, poll: int, rand: Rand, *, expected: float | None = None) -> float:
         return self._raw(max(0, poll), expected) * (1.0 - self.jitter + 2.0 * self.jitter * rand())
 
     def _raw(self, poll: int, expected: float | None) -> float:
         if expected is None:
-            return min(self.cap, self.first * self.factor**poll)
+            return max(self.floor, min(self.cap, self.first * self.factor**poll))
         if poll == 0:
-            return max(self.first, min(self.longest_first, expected * self.lead))
-        start = max(self.first, expected * self.tail)
+            return max(self.floor, min(self.longest_first, expected * self.lead))
+        start = max(self.floor, expected * self.tail)
         return min(self.cap, start * self.factor ** (poll - 1))
 
     def scaled(self, divisor: float) -> PollPolicy:
         """The same policy with every duration divided by ``divisor`` (for quick runs)."""
-        return PollPolicy(
+        return replace(
+            self,
             first=self.first / divisor,
-            factor=self.factor,
             cap=self.cap / divisor,
-            jitter=self.jitter,
-            lead=self.lead,
-            tail=self.tail,
             longest_first=self.longest_first / divisor,
+            floor=self.floor / divisor,
         )
+
+
+class RunTimes:
+    """The remote run times of the last ``keep`` tasks that ended, for ``PollPolicy``.
+
+    A polled task ended somewhere between the last answer that said "not done" and the one
+    that said "done"; the middle of that gap is counted, not the moment the end was noticed.
+    Counting the latter would make each wait longer than the last: the first poll, planned by
+    the median, lands later, notices later, and lengthens the median again.
+    """
+
+    def __init__(self, keep: int = 20) -> None:
+        self._seen: deque[float] = deque(maxlen=keep)
+
+    def add(self, started: float, pending: float, noticed: float) -> None:
+        """A task created at ``started``, last seen running at ``pending``, seen done at
+        ``noticed`` (one clock, in seconds)."""
+        self._seen.append(max(0.0, (pending + noticed) / 2 - started))
+
+    def expected(self) -> float | None:
+        return statistics.median(self._seen) if self._seen else None
 
 
 RETRY_BACKOFF = Backoff(base=2.0, cap=60.0)  # a FAILED task, before it is submitted again

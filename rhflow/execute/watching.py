@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import statistics
 import time
-from collections import deque
 
 from rhflow.api.client import Output, TaskOutputs
 from rhflow.api.follow import ProgressEvent, follow
 from rhflow.errors import ApiError, TaskNotFoundError
 from rhflow.execute.failures import Lost, TaskFailure, api_failure
 from rhflow.execute.remote import Remote, active_status
+from rhflow.execute.scheduling import RunTimes
 from rhflow.model import PlannedTask
 from rhflow.record.journal import Journal
 from rhflow.record.store import Store
+
+#: seconds between two progress events of one task (a node's last step is always shown)
+PROGRESS_EVERY = 0.25
 
 
 class Watcher:
@@ -32,7 +34,8 @@ class Watcher:
         self._remote = remote
         self._store = store
         self._journal = journal
-        self._durations: deque[float] = deque(maxlen=20)
+        self._run_times = RunTimes()
+        self._shown: dict[str, float] = {}  # task id -> when its last progress event went out
 
     async def wait_end(self, task: PlannedTask, wss: str | None, *, fresh: bool) -> TaskOutputs:
         """Follow the remote task until it is done (or its timeout passes)."""
@@ -45,14 +48,16 @@ class Watcher:
         started = self._remote.started[task.id]
         deadline = None if task.timeout is None else started + task.timeout
         polls, tried_ws = (0, False) if fresh else (-1, False)
+        pending = started  # when the task was last known not to be done
         while True:
             outputs = None
             if wss and self._remote.options.websocket and not tried_ws:
                 tried_ws = True
                 outputs = await self._watch(task, remote_id, wss, deadline)
+                pending = time.monotonic()  # the socket saw the end as it came
             elif polls >= 0:
                 interval = self._remote.options.poll.interval(
-                    polls, self._remote.rand, expected=self._expected()
+                    polls, self._remote.rand, expected=self._run_times.expected()
                 )
                 polls += 1
                 left = _remaining(deadline)
@@ -64,8 +69,10 @@ class Watcher:
                     await self._timed_out(task, remote_id)
                 outputs = await self.outputs(task, remote_id)
             if outputs.done:
-                self._durations.append(time.monotonic() - started)
+                self._run_times.add(started, pending, time.monotonic())
+                self._shown.pop(task.id, None)
                 return outputs
+            pending = time.monotonic()
             state = active_status(outputs.state)
             if state != record.status:
                 record = self._remote.save(task, status=state)
@@ -105,24 +112,35 @@ class Watcher:
             socket.cancel()
             await asyncio.gather(socket, return_exceptions=True)
 
-    def _expected(self) -> float | None:
-        return statistics.median(self._durations) if self._durations else None
-
     def _progress(self, task: PlannedTask, event: ProgressEvent) -> None:
-        if event.kind == "progress" and event.max:
-            fraction = min(1.0, (event.value or 0) / event.max)
-            self._journal.progress[task.id] = round(fraction, 3)
+        """A frame of the task's WebSocket: its progress for the manifest, and an event for
+        whoever shows them, at most one per ``PROGRESS_EVERY`` seconds and task (the last
+        step of a node always), so that their number does not grow with the frames sent."""
+        steps = event.kind == "progress" and bool(event.max)
+        if steps:
+            fraction = min(1.0, (event.value or 0) / (event.max or 1))
+            self._journal.set_progress(task.id, round(fraction, 3))
+        node = event.kind in ("executing", "cached", "start") and event.node is not None
+        if not self._remote.shows_progress or not (steps or node):
+            return
+        now = time.monotonic()
+        last = self._shown.get(task.id)
+        node_done = steps and (event.value or 0) >= (event.max or 0)
+        if last is not None and now - last < PROGRESS_EVERY and not node_done:
+            return
+        self._shown[task.id] = now
+        if steps:
             self._remote.emit(
                 "task_progress", task, node=event.node, value=event.value, max=event.max
             )
-        elif event.kind in ("executing", "cached", "start") and event.node is not None:
+        else:
             self._remote.emit("task_node", task, node=event.node, kind=event.kind)
 
     async def outputs(self, task: PlannedTask, remote_id: str) -> TaskOutputs:
         errors = 0
         while True:
             try:
-                return await self._remote.call(self._remote.client.outputs, remote_id)
+                return await self._remote.call(self._remote.client_for(task).outputs, remote_id)
             except TaskNotFoundError as err:
                 message = f"the server no longer knows task {remote_id}"
                 raise Lost(message) from err

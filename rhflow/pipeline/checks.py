@@ -27,6 +27,7 @@ from rhflow.model import (
     Step,
     Target,
 )
+from rhflow.pipeline.files import MAX_DATA, MAX_INPUT, read_capped
 from rhflow.pipeline.needs import order_steps, sample_needs
 from rhflow.pipeline.paths import check_output_path
 from rhflow.pipeline.render import RenderError, Template, compile_template, is_template, render_text
@@ -118,6 +119,7 @@ class _Builder(SweepChecker):
             use_personal_queue=fields["use_personal_queue"],
             webhook_url=fields["webhook_url"],
             where=self.where(base),
+            outputs_where=self.where((*origin, "outputs")),
         )
 
     def target(
@@ -139,7 +141,7 @@ class _Builder(SweepChecker):
     def workflow_file(self, at: tuple[str | int, ...], relpath: str) -> Mapping[str, Any] | None:
         path = self.base / relpath
         try:
-            nodes = workflow_nodes(json.loads(path.read_text(encoding="utf-8")))
+            nodes = workflow_nodes(json.loads(read_capped(path, MAX_DATA)))
         except OSError as exc:
             self.report(at, unreadable(relpath, exc))
             return None
@@ -230,7 +232,7 @@ class _Builder(SweepChecker):
     def file_ref(self, at: tuple[str | int, ...], relpath: str) -> FileRef | None:
         path = (self.base / relpath).absolute()
         try:
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            digest = hashlib.sha256(read_capped(path, MAX_INPUT)).hexdigest()
         except OSError as exc:
             self.report((*at, "file"), unreadable(relpath, exc))
             return None

@@ -19,6 +19,7 @@ from rhflow.errors import ConfigError, Problem, UsageError
 from rhflow.model import Pipeline
 from rhflow.pipeline import schema
 from rhflow.pipeline.checks import build_pipeline
+from rhflow.pipeline.files import MAX_PIPELINE, read_text
 from rhflow.pipeline.rows import read_rows
 from rhflow.pipeline.schema import did_you_mean
 from rhflow.pipeline.sweeps import MAX_AXIS, RESERVED
@@ -32,6 +33,8 @@ from rhflow.pipeline.yamlfile import (
     parse_value,
 )
 
+#: Most tasks in flight at once a pipeline or --concurrency may ask for.
+MAX_CONCURRENCY = 1000
 _EMPTY_FILE = "the file is empty; a pipeline needs at least `version: 1` and `steps:`"
 
 __all__ = [
@@ -58,10 +61,14 @@ def load_pipeline(
 ) -> Pipeline:
     """Load, validate and check a pipeline file; ConfigError lists every problem found."""
     path = Path(path)
+    if concurrency is not None and not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise UsageError(f"--concurrency must be 1 to {MAX_CONCURRENCY}, got {concurrency}")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, MAX_PIPELINE)
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        if isinstance(exc, UnicodeDecodeError):
+            reason = f"it is not UTF-8 text (byte {exc.start}); save it as UTF-8"
         raise ConfigError(
             [Problem(str(path), 1, 1, "", f"cannot read the file: {reason}")]
         ) from exc

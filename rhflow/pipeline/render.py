@@ -41,10 +41,6 @@ _SINGLE_EXPRESSION = re.compile(r"\A\s*\{\{(?P<expr>(?:(?!\{\{|\}\}|\{%|\{#).)*)
 _MARKERS = ("{{", "{%", "{#")
 
 
-#: A piece of a template: literal text, or a parameter's name and the template of its piece.
-_Piece = str | tuple[str, jinja2.Template]
-
-
 class RenderError(PlanError):
     """A template cannot be compiled or rendered; ``str()`` says why, without location."""
 
@@ -88,13 +84,13 @@ class Template:
     avoids Jinja2's per-call merge and keeps large sweeps fast.
     """
 
-    __slots__ = ("_ast", "_is_expr", "_needs", "_template", "names", "source")
+    __slots__ = ("_is_expr", "_needs", "_template", "names", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
         try:
             check_source(ENV, source)
-            ast = self._ast = ENV.parse(source)
+            ast = ENV.parse(source)
             check_tree(ast)
             self.names = frozenset(meta.find_undeclared_variables(ast))
             self._needs = _needs_references(ast)
@@ -130,33 +126,6 @@ class Template:
         except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
             raise RenderError(f"template error: {exc}") from exc
 
-    def renders_apart(self, fixed: Mapping[str, Any], values: Mapping[str, set[Any]]) -> bool:
-        """True if every combination of ``values`` (name -> its values), with ``fixed`` names
-        constant, provably renders to a different text, without rendering each combination.
-
-        That holds when the template is literal text and ``{{ name }}`` or ``{{ name |
-        zpad(n) }}`` pieces, every name of ``values`` has a piece, each piece gives a different
-        text for each value, and a piece's text never holds the first character of the literal
-        text after it (so the text splits back into the values). Otherwise False: not proven.
-        """
-        pieces: list[_Piece] = []
-        body = _output_nodes(self._ast)
-        if body is None:
-            return False
-        try:
-            for node in body:
-                name = _piece_name(node)
-                if isinstance(node, nodes.TemplateData):
-                    pieces.append(node.data)
-                elif name is not None and (name in fixed or name in values):
-                    piece = ENV.from_string(nodes.Template([nodes.Output([node])]))
-                    pieces.append(piece.render(fixed) if name in fixed else (name, piece))
-                else:
-                    return False
-            return _pieces_apart(pieces, values)
-        except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError, LookupError):
-            return False  # rendering each task tells what is wrong
-
     def _render(self, context: Mapping[str, Any]) -> Any:
         ctx = self._template.new_context({**_GLOBALS, **context}, shared=True)
         if not self._is_expr:
@@ -184,44 +153,6 @@ def _concat(pieces: Iterator[str]) -> str:
             raise TooLarge(f"the output is over {cap:,} characters")
         out.append(piece)
     return "".join(out)
-
-
-def _output_nodes(ast: nodes.Template) -> list[nodes.Node] | None:
-    """The nodes of a template that is one output statement (no tags), else None."""
-    if len(ast.body) == 1 and isinstance(ast.body[0], nodes.Output):
-        return list(ast.body[0].nodes)
-    return None
-
-
-def _piece_name(node: nodes.Node) -> str | None:
-    """``name`` for ``{{ name }}`` and ``{{ name | zpad(<constants>) }}``, else None."""
-    if isinstance(node, nodes.Filter) and node.name == "zpad" and not node.kwargs:
-        constant = all(isinstance(arg, nodes.Const) for arg in node.args)
-        if constant and not node.dyn_args and not node.dyn_kwargs and node.node is not None:
-            node = node.node
-    return node.name if isinstance(node, nodes.Name) else None
-
-
-def _pieces_apart(pieces: list[_Piece], values: Mapping[str, set[Any]]) -> bool:
-    merged: list[_Piece] = []
-    for piece in pieces:
-        if isinstance(piece, str) and merged and isinstance(merged[-1], str):
-            merged[-1] += piece
-        else:
-            merged.append(piece)
-    named: set[str] = set()
-    for index, piece in enumerate(merged):
-        if isinstance(piece, str):
-            continue
-        name, template = piece
-        after = merged[index + 1] if index + 1 < len(merged) else None
-        if after is not None and (not isinstance(after, str) or not after):
-            return False  # two values side by side: where one ends is unknown
-        texts = {template.render({name: value}) for value in values[name]}
-        if len(texts) < len(values[name]) or (after and any(after[0] in t for t in texts)):
-            return False
-        named.add(name)
-    return named >= set(values)
 
 
 def _expression_ast(expr: str) -> nodes.Template:

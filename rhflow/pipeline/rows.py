@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rhflow.pipeline.files import MAX_DATA, read_text
 from rhflow.pipeline.yamlfile import load_data
 
 
@@ -16,7 +17,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
     Raises ValueError with a message for malformed content, OSError if unreadable.
     """
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, MAX_DATA)
     suffix = path.suffix.lower()
     if suffix == ".csv":
         try:

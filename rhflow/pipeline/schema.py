@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -62,6 +63,8 @@ def check(document: Any) -> list[Issue]:
     for error in _validator().iter_errors(document):
         issues.extend(_issues(error))
     issues.extend(_non_string_names(document))
+    seen = {issue.path for issue in issues}
+    issues.extend(i for i in _non_finite_numbers(document) if i.path not in seen)
     return [Issue(_keys_as_text(document, i.path), i.message, i.at_key) for i in issues]
 
 
@@ -95,6 +98,20 @@ def _non_string_names(document: Any) -> Iterator[Issue]:
         for key in table if isinstance(table, dict) else ():
             if not isinstance(key, str):
                 yield Issue((*path, key), _name_message(key), at_key=True)
+
+
+def _non_finite_numbers(document: Any) -> Iterator[Issue]:
+    """``.nan``, ``.inf`` and ``-.inf`` anywhere: JSON Schema's ranges cannot see NaN, and no
+    field of a pipeline means anything with them."""
+    stack: list[tuple[tuple[str | int, ...], Any]] = [((), document)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            yield Issue(path, f"{value} is not a finite number; give a number such as 600")
+        elif isinstance(value, dict):
+            stack.extend(((*path, key), item) for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend(((*path, number), item) for number, item in enumerate(value))
 
 
 def _issues(error: Any) -> Iterator[Issue]:
@@ -135,6 +152,9 @@ def _name_message(key: object) -> str:
 def _message(error: Any) -> str:
     validator, value = error.validator, error.validator_value
     instance = error.instance
+    custom = isinstance(error.schema, dict) and "errorMessage" in error.schema
+    if validator in ("pattern", "type") and custom:
+        return str(error.schema["errorMessage"])
     if validator == "required":
         missing = [k for k in value if k not in instance]
         return f"missing required key '{missing[0]}'" if missing else error.message
@@ -148,8 +168,6 @@ def _message(error: Any) -> str:
             return f"'{missing[0][0]}' needs '{missing[0][1]}' beside it"
     if validator == "const":
         return f"must be {json.dumps(value)}, not {_show(instance)}"
-    if validator == "pattern" and isinstance(error.schema, dict) and "errorMessage" in error.schema:
-        return str(error.schema["errorMessage"])
     if validator == "minProperties":
         return "must not be empty"
     if validator in ("minItems", "maxItems"):

@@ -12,10 +12,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from rhflow.errors import PlanError, UsageError
+from rhflow.errors import ConfigError, PlanError, Problem, UsageError
 from rhflow.model import (
     ID_LENGTH,
     DeferredValue,
@@ -25,9 +25,12 @@ from rhflow.model import (
     PlannedTask,
     Step,
     TaskGraph,
+    Where,
 )
 from rhflow.pipeline.paths import check_output_path
 from rhflow.pipeline.render import RenderError, compile_template, is_template, render_text
+from rhflow.pipeline.sandbox import limits as template_limits_now
+from rhflow.pipeline.sandbox import weight
 from rhflow.pipeline.sweeps import expand_sweep, sweep_size
 from rhflow.pipeline.yamlfile import parse_assignments
 
@@ -66,10 +69,12 @@ def plan(
     cap = _Cap(max_tasks)
     legacy: dict[str, str] = {}  # task id -> its id without the server copy's hash
     for step in pipeline.steps:
-        maker = _TaskMaker(pipeline, step, legacy)
+        maker = _TaskMaker(pipeline, step, legacy, cap)
         tasks[step.name] = _plan_step(maker, tasks, limit, wanted, cap)
         warnings += _duplicates(step.name, maker.requests.values())
-        warnings += _clashing_outputs(step, tasks[step.name])
+    problems = _check_outputs(pipeline.steps, tasks)
+    if problems:
+        raise ConfigError(problems)
     flat = tuple(task for step in pipeline.steps for task in tasks[step.name])
     return TaskGraph(
         pipeline=pipeline.name,
@@ -82,45 +87,52 @@ def plan(
     )
 
 
-def _clashing_outputs(step: Step, tasks: list[PlannedTask]) -> list[str]:
-    """A warning when two tasks' first outputs would get the same file name."""
-    template = compile_template(step.outputs)
-    if "task" in template.names or len(tasks) < 2:
-        return []
-    fixed = {"index": 0, "ext": "png", "node_id": "0", "task": ""}
-    values = _distinct_values(tasks)
-    if values is not None:
-        constant = {name: next(iter(v)) for name, v in values.items() if len(v) == 1}
-        varying = {name: v for name, v in values.items() if len(v) > 1}
-        if template.renders_apart({**fixed, **constant, "step": step.name}, varying):
-            return []  # each task's parameters are spelt out in its name
-    seen: dict[str, str] = {}
-    for task in tasks:
-        try:
-            name = str(template.render({**task.context, **fixed}))
-        except RenderError:
-            return []  # reported when the task runs
-        if name in seen:
-            return [
-                f"step '{step.name}': tasks {seen[name]} and {task.id} would both write "
-                f"'{name}'; add {{{{ task }}}} or a parameter that differs to its outputs template"
-            ]
-        seen[name] = task.id
-    return []
+#: Problems shown per step for output names, before "and N more".
+_NAMES_SHOWN = 10
+#: What an output name is checked with before the run knows the real index and extension.
+_SAMPLE_OUTPUT = {"index": 0, "ext": "png", "node_id": "9"}
 
 
-def _distinct_values(tasks: list[PlannedTask]) -> dict[str, set[Any]] | None:
-    """Each parameter's values, if every task has the same names, distinct combinations and
-    hashable values; else None."""
-    names = tuple(tasks[0].params)
+def _check_outputs(steps: Sequence[Step], tasks: Mapping[str, list[PlannedTask]]) -> list[Problem]:
+    """Every task's first output name (index 0, ext png), rendered and checked: names that are
+    absolute, climb out, hold NUL, are too long, land in rhflow's own files, or that two tasks
+    share; a problem per task, at the ``outputs`` template's line."""
+    problems: list[Problem] = []
+    seen: dict[str, PlannedTask] = {}
+    for step in steps:
+        where = step.outputs_where or step.where or Where(str(step.name), 1, 1, "")
+        found: list[str] = []
+        for task in tasks[step.name]:
+            message = _name_problem(step, task, seen)
+            if message:
+                found.append(message)
+        more = len(found) - _NAMES_SHOWN
+        if more > 0:
+            found[_NAMES_SHOWN:] = [f"and {more:,} more tasks of step '{step.name}' like these"]
+        problems += [Problem(where.file, where.line, where.col, where.path, m) for m in found]
+    return problems
+
+
+def _name_problem(step: Step, task: PlannedTask, seen: dict[str, PlannedTask]) -> str:
+    """What is wrong with ``task``'s output name, or ""; records the name in ``seen``."""
+    context = {**task.context, **_SAMPLE_OUTPUT, "task": task.id[:8]}
     try:
-        combos = {tuple(map(task.params.__getitem__, names)) for task in tasks}
-    except (KeyError, TypeError):  # another name, or a list or mapping value
-        return None
-    if len(combos) < len(tasks) or any(len(task.params) != len(names) for task in tasks):
-        return None
-    columns = zip(*combos, strict=True)
-    return {name: set(column) for name, column in zip(names, columns, strict=True)}
+        name = check_output_path(render_text(step.outputs, context))
+    except (RenderError, PlanError) as exc:
+        return f"task {task.id} ({_params_text(task)}): {exc}"
+    other = seen.setdefault(name.casefold(), task)
+    if other is task:
+        return ""
+    whose = "" if other.step == task.step else f" of step '{other.step}'"
+    return (
+        f"tasks {other.id}{whose} and {task.id} would both write '{name}'; add {{{{ task }}}} or "
+        "a parameter that differs to its outputs template"
+    )
+
+
+def _params_text(task: PlannedTask) -> str:
+    text = ", ".join(f"{k}={v}" for k, v in task.params.items()) or "no parameters"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _only(pipeline: Pipeline, only: Mapping[str, Any] | Iterable[str] | None) -> dict[str, Any]:
@@ -157,6 +169,7 @@ class _Cap:
     def __init__(self, max_tasks: int) -> None:
         self.max_tasks = max_tasks
         self.planned = 0
+        self.rendered = 0  # characters rendered by templates, over every task
 
     def check(self, step: Step, upstream: int, own: int, *, joining: str = "") -> None:
         """PlanError if ``upstream`` x ``own`` more tasks would pass the cap; ``joining``: the
@@ -177,6 +190,16 @@ class _Cap:
             f"{self.max_tasks:,}; split the sweep, plan a part of it with --limit or --only, or "
             "raise --max-tasks"
         )
+
+    def count_rendered(self, value: Any, where: object) -> None:
+        """Add a rendered value's size to the pipeline's; PlanError past the ``total`` limit."""
+        self.rendered += weight(value)
+        total = template_limits_now().total
+        if self.rendered > total:
+            raise PlanError(
+                f"{where}: template too large: the templates of this pipeline render more than "
+                f"{total:,} characters together; raise it with --template-limit total=N"
+            )
 
     def admit(self, step: Step, upstream: int, own: int) -> None:
         self.check(step, upstream, own)
@@ -285,9 +308,10 @@ class _TaskMaker:
     (overrides, input files, upstream tasks), taken from the text its id is hashed from.
     """
 
-    def __init__(self, pipeline: Pipeline, step: Step, legacy: dict[str, str]) -> None:
+    def __init__(self, pipeline: Pipeline, step: Step, legacy: dict[str, str], cap: _Cap) -> None:
         self.pipeline = pipeline
         self.legacy = legacy
+        self.cap = cap
         self.step = step
         target = step.target
         workflow_hash = None
@@ -319,6 +343,7 @@ class _TaskMaker:
                 deferred.append(DeferredValue(index, value))
             elif is_template(value):
                 value = _render(value, context, override.where)
+                self.cap.count_rendered(value, override.where)
             node_info.append(
                 {"nodeId": override.node_id, "fieldName": override.field, "fieldValue": value}
             )

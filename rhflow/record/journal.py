@@ -6,6 +6,7 @@ atomically after changes (the executor decides how often) and once more at the e
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -21,7 +22,7 @@ from rhflow.record.manifest import (
     TaskEntry,
     count_statuses,
     total_cost,
-    write_manifest,
+    write_atomic,
 )
 from rhflow.record.store import ACTIVE, Store, TaskRecord
 from rhflow.version import __version__
@@ -109,12 +110,19 @@ def task_entry(
         notes=record.notes,
         server=record.server,
         emulated=record.emulated,
+        key=record.key,
         maybe_twice=maybe_twice(record, remote_ids),
     )
 
 
 class Journal:
-    """Writes the manifest of one run to ``path`` from ``store`` (throttled by ``interval``)."""
+    """Writes the manifest of one run to ``path`` from ``store``.
+
+    Each task's entry is kept with its JSON text and rebuilt only when the store says the task
+    was written (``Store.take_changed``) or its progress moved, so a write costs the joining of
+    the texts, not a rebuild of every entry: the run's cost stays linear in its tasks. The
+    bytes are those ``write_manifest`` would write for the same manifest.
+    """
 
     def __init__(
         self,
@@ -133,38 +141,77 @@ class Journal:
         self._writing = threading.Lock()
         self._closed = False
         self._started = time.time()
+        self._base = path.parent.resolve()
+        self._tasks = {t.id: t for t in graph.tasks}
+        self._entries: dict[str, TaskEntry] = {}
+        self._texts: dict[str, str] = {}
+        self._moved: set[str] = set()  # tasks whose progress changed since the last build
         self.errors: list[str] = []
         self.progress: dict[str, float] = {}
         #: ``{"max_coins", "estimate", "estimate_basis", "spent", "stopped"}`` of this run.
         self.budget: dict[str, Any] | None = None
+        #: seconds the last manifest write took (the executor spaces writes by it)
+        self.last_write = 0.0
+
+    def set_progress(self, task_id: str, fraction: float) -> None:
+        """A task's progress as its WebSocket reports it, for the next write."""
+        if self.progress.get(task_id) != fraction:
+            self.progress[task_id] = fraction
+            self._moved.add(task_id)
+
+    def _refresh(self) -> None:
+        """Rebuild the entries of the tasks written since the last build."""
+        changed = self._store.take_changed()
+        moved, self._moved = self._moved, set()
+        if not self._entries:
+            wanted = [t.id for t in self._graph.tasks]
+        else:
+            wanted = [i for i in changed | moved if i in self._tasks]
+        records = self._store.tasks(wanted) if wanted else {}
+        for task_id in wanted:
+            record = records.get(task_id)
+            remote = self._store.remote_ids_of(task_id) if record and record.unanswered else ()
+            entry = task_entry(
+                self._tasks[task_id], record, self._base, self.progress.get(task_id), remote
+            )
+            self._entries[task_id] = entry
+            self._texts[task_id] = _entry_text(entry)
+
+    def counts(self) -> dict[str, int]:
+        """Tasks per manifest status, as of the store now."""
+        self._refresh()
+        return count_statuses(tuple(self._entries[t.id] for t in self._graph.tasks))
 
     def build(self, status: str, *, finished: bool = False) -> Manifest:
-        records = self._store.tasks([t.id for t in self._graph.tasks])
-        base = self.path.parent.resolve()
-        remote: dict[str, list[str]] = {}
-        if any(r.unanswered for r in records.values()):
-            for remote_id, task_id in self._store.remote_ids().items():
-                remote.setdefault(task_id, []).append(remote_id)
-        tasks = tuple(
-            task_entry(t, records.get(t.id), base, self.progress.get(t.id), remote.get(t.id, ()))
-            for t in self._graph.tasks
-        )
-        return Manifest(
-            rhflow_version=__version__,
-            pipeline=self._graph.pipeline,
-            pipeline_hash=self._graph.pipeline_hash,
-            status=status,
-            started_at=iso(self._started) or "",
-            finished_at=iso(time.time()) if finished else None,
-            source=str(self._graph.source),
-            shard=self._shard,
-            server=self.server,
-            budget=None if self.budget is None else dict(self.budget),
-            counts=count_statuses(tasks),
-            cost=total_cost(tasks),
-            errors=tuple(self.errors),
-            tasks=tasks,
-        )
+        self._refresh()
+        tasks = tuple(self._entries[t.id] for t in self._graph.tasks)
+        return Manifest(tasks=tasks, **self._head(status, tasks, finished=finished))
+
+    def _head(self, status: str, tasks: tuple[TaskEntry, ...], *, finished: bool) -> dict[str, Any]:
+        return {
+            "rhflow_version": __version__,
+            "pipeline": self._graph.pipeline,
+            "pipeline_hash": self._graph.pipeline_hash,
+            "status": status,
+            "started_at": iso(self._started) or "",
+            "finished_at": iso(time.time()) if finished else None,
+            "source": str(self._graph.source),
+            "shard": self._shard,
+            "server": self.server,
+            "budget": None if self.budget is None else dict(self.budget),
+            "counts": count_statuses(tasks),
+            "cost": total_cost(tasks),
+            "errors": tuple(self.errors),
+        }
+
+    def _text(self, manifest: Manifest) -> str:
+        """``manifest`` as ``write_manifest`` writes it, from the entries' kept texts (the
+        tasks come last in a manifest's JSON)."""
+        head = json.dumps(manifest.head_dict(), indent=2, ensure_ascii=False, default=str)
+        if not manifest.tasks:
+            return head[: -len("\n}")] + ',\n  "tasks": []\n}\n'
+        body = ",\n".join(self._texts[t.id] for t in manifest.tasks)
+        return head[: -len("\n}")] + ',\n  "tasks": [\n' + body + "\n  ]\n}\n"
 
     def write(self, status: str = "running", *, finished: bool = False) -> Manifest | None:
         """Rewrite the manifest. After the final write (``finished``), progress writes still
@@ -172,9 +219,11 @@ class Journal:
         with self._writing:
             if self._closed and not finished:
                 return None
+            started = time.perf_counter()
             manifest = self.build(status, finished=finished)
-            write_manifest(self.path, manifest)
+            write_atomic(self.path, self._text(manifest).encode("utf-8"))
             self._closed = self._closed or finished
+            self.last_write = time.perf_counter() - started
             return manifest
 
     def finish(self, status: str) -> Manifest:
@@ -182,6 +231,12 @@ class Journal:
         manifest = self.write(status, finished=True)
         assert manifest is not None
         return manifest
+
+
+def _entry_text(entry: TaskEntry) -> str:
+    """One task's entry as it stands inside the manifest's ``tasks`` list."""
+    text = json.dumps(entry.to_dict(), indent=2, ensure_ascii=False, default=str)
+    return "    " + text.replace("\n", "\n    ")
 
 
 def run_status(counts: Mapping[str, int], *, interrupted: bool, errors: bool) -> str:

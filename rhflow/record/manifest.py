@@ -82,6 +82,7 @@ class TaskEntry:
     notes: tuple[str, ...] = ()
     server: str | None = None
     emulated: bool = False
+    key: str | None = None  # fingerprint of the API key that created the task
     #: ``{"task_ids": [...], "unanswered": n, "reason": "..."}`` when the task may have been
     #: created (and paid for) twice: a create whose answer never came, with every remote id
     #: known for it; None otherwise.
@@ -109,6 +110,7 @@ class TaskEntry:
             "notes": list(self.notes),
             "server": self.server,
             "emulated": self.emulated,
+            "key": self.key,
             "maybe_twice": None if self.maybe_twice is None else dict(self.maybe_twice),
         }
 
@@ -135,6 +137,7 @@ class TaskEntry:
             notes=tuple(data.get("notes", ())),
             server=data.get("server"),
             emulated=bool(data.get("emulated", False)),
+            key=data.get("key"),
             maybe_twice=data.get("maybe_twice"),
         )
 
@@ -176,6 +179,10 @@ class Manifest:
         return tuple(t for t in self.tasks if t.status == "failed")
 
     def to_dict(self) -> dict[str, Any]:
+        return {**self.head_dict(), "tasks": [t.to_dict() for t in self.tasks]}
+
+    def head_dict(self) -> dict[str, Any]:
+        """Every key but ``tasks``, which comes after them in ``to_dict``."""
         return {
             "manifest_version": self.manifest_version,
             "rhflow_version": self.rhflow_version,
@@ -192,7 +199,6 @@ class Manifest:
             "budget": None if self.budget is None else dict(self.budget),
             "errors": list(self.errors),
             "maybe_twice": len(self.maybe_twice),
-            "tasks": [t.to_dict() for t in self.tasks],
         }
 
     @classmethod
@@ -230,6 +236,11 @@ def count_statuses(tasks: tuple[TaskEntry, ...]) -> dict[str, int]:
     return counts
 
 
+def manifest_text(manifest: Manifest) -> str:
+    """The manifest file's text: indented JSON, UTF-8 characters as they are."""
+    return json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n"
+
+
 def total_cost(tasks: tuple[TaskEntry, ...]) -> dict[str, float]:
     """``{"coins": ..., "cost_time": ...}`` summed over ``tasks`` (unknown counts as 0)."""
     coins = sum(t.coins or 0.0 for t in tasks)
@@ -239,8 +250,7 @@ def total_cost(tasks: tuple[TaskEntry, ...]) -> dict[str, float]:
 
 def write_manifest(path: Path, manifest: Manifest) -> None:
     """Replace ``path`` with ``manifest`` atomically (temp + fsync + os.replace)."""
-    text = json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n"
-    write_atomic(path, text.encode("utf-8"))
+    write_atomic(path, manifest_text(manifest).encode("utf-8"))
 
 
 def write_atomic(path: Path, data: bytes) -> None:

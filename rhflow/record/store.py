@@ -6,12 +6,16 @@ file; and, per server, which file contents were already uploaded (sha256 -> uplo
 here ever holds the API key.
 
 The connection is shared by the event loop and the worker threads (uploads render in threads), so
-every statement runs under one lock.
+every statement runs under one lock. A run holds the folder's lock, so this process is the only
+writer: each record written or read is kept in memory (written through, after the commit), so
+``get`` and ``update`` cost one transaction and no read, and the ids written since the last
+``take_changed`` tell the manifest which entries to rebuild.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -26,6 +30,8 @@ from rhflow.errors import DamagedStateError, StateError, StateUnusableError
 STATE_DIR = ".rhflow"
 DB_NAME = "state.db"
 SCHEMA_VERSION = 1
+RESERVE_NAME = "reserve"
+RESERVE_BYTES = 256 * 1024
 
 #: Task statuses kept in the store. ``submitted`` has a remote id whose fate is not known yet;
 #: ``downloading`` succeeded remotely but not every file is on disk yet.
@@ -43,6 +49,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     remote_id TEXT,
     server TEXT,
     emulated INTEGER NOT NULL DEFAULT 0,
+    key TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     params TEXT NOT NULL DEFAULT '{}',
     node_info_list TEXT,
@@ -107,6 +114,7 @@ class TaskRecord:
     remote_id: str | None = None
     server: str | None = None  # the API base URL the task was created on
     emulated: bool = False  # that server was an emulator: the outputs are placeholders
+    key: str | None = None  # fingerprint of the API key that created it (never the key)
     attempts: int = 0
     params: Mapping[str, Any] = field(default_factory=dict)
     node_info_list: tuple[Mapping[str, Any], ...] | None = None
@@ -133,6 +141,9 @@ class Store:
         self.path = path
         self._clock = clock
         self._lock = threading.RLock()
+        self._reserved = False
+        self._cache: dict[str, TaskRecord] = {}
+        self._changed: set[str] = set()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -189,6 +200,35 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        self.release_reserve()
+
+    # -- room for the commits that must not fail ------------------------------------------------
+
+    def reserve(self, size: int = RESERVE_BYTES) -> bool:
+        """Hold ``size`` bytes of the folder's disk in ``.rhflow/reserve``, to be given back
+        when a write the run cannot lose (a created task's id) meets a full disk."""
+        path = self.path.with_name(RESERVE_NAME)
+        try:
+            with open(path, "wb") as handle:
+                handle.write(b"\0" * size)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError:
+            path.unlink(missing_ok=True)
+            return False
+        self._reserved = True
+        return True
+
+    def release_reserve(self) -> bool:
+        """Give the bytes this store reserved back to the disk; False when it held none."""
+        if not self._reserved:
+            return False
+        self._reserved = False
+        try:
+            self.path.with_name(RESERVE_NAME).unlink()
+        except OSError:
+            return False
+        return True
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -231,18 +271,42 @@ class Store:
 
     def save_many(self, records: Sequence[TaskRecord]) -> None:
         """Insert or replace tasks and their outputs, all in one transaction."""
-        with self._tx() as db:
+        with self._lock:
+            written: dict[str, TaskRecord] = {}
+            with self._tx() as db:
+                for record in records:
+                    before = written.get(record.id) or self._cache.get(record.id)
+                    self._write(db, record, before)
+                    written[record.id] = record
             for record in records:
-                self._write(db, record)
+                self._cache[record.id] = record
+                self._changed.add(record.id)
 
-    def _write(self, db: sqlite3.Connection, record: TaskRecord) -> None:
+    def take_changed(self) -> set[str]:
+        """The ids of the tasks written or forgotten since the last call."""
+        with self._lock:
+            changed, self._changed = self._changed, set()
+            return changed
+
+    def _write(self, db: sqlite3.Connection, record: TaskRecord, before: TaskRecord | None) -> None:
+        """Write ``record``; ``before`` is what the database holds for it (None: unknown)."""
         db.execute(
-            "INSERT OR REPLACE INTO tasks (id, step, status, remote_id, server, emulated, "
+            "INSERT OR REPLACE INTO tasks (id, step, status, remote_id, server, emulated, key, "
             "attempts, params, node_info_list, submitted_at, started_at, finished_at, "
             "cost_time, coins, failure, notes, updated_at, sending, unanswered) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             _task_row(record, self._clock()),
         )
+        if before is None or before.outputs != record.outputs:
+            self._write_outputs(db, record)
+        if record.remote_id and (before is None or before.remote_id != record.remote_id):
+            db.execute(
+                "INSERT OR IGNORE INTO remote_tasks (remote_id, task, server, created_at) "
+                "VALUES (?,?,?,?)",
+                (record.remote_id, record.id, record.server, self._clock()),
+            )
+
+    def _write_outputs(self, db: sqlite3.Connection, record: TaskRecord) -> None:
         db.execute("DELETE FROM outputs WHERE task = ?", (record.id,))
         db.executemany(
             "INSERT INTO outputs (task, idx, node_id, url, file_type, path, sha256, bytes) "
@@ -252,12 +316,6 @@ class Store:
                 for o in record.outputs
             ],
         )
-        if record.remote_id:
-            db.execute(
-                "INSERT OR IGNORE INTO remote_tasks (remote_id, task, server, created_at) "
-                "VALUES (?,?,?,?)",
-                (record.remote_id, record.id, record.server, self._clock()),
-            )
 
     def update(self, task_id: str, **changes: Any) -> TaskRecord:
         """Change some fields of a stored task and return the new record."""
@@ -270,24 +328,39 @@ class Store:
 
     def forget(self, task_ids: Sequence[str]) -> None:
         """Delete tasks and their outputs (``remote_ids`` keeps every remote task created)."""
-        with self._tx() as db:
+        with self._lock:
+            with self._tx() as db:
+                for task_id in task_ids:
+                    db.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
+                    db.execute("DELETE FROM outputs WHERE task = ?", (task_id,))
             for task_id in task_ids:
-                db.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
-                db.execute("DELETE FROM outputs WHERE task = ?", (task_id,))
+                self._cache.pop(task_id, None)
+                self._changed.add(task_id)
 
     def get(self, task_id: str) -> TaskRecord | None:
-        rows = self._query("SELECT * FROM tasks WHERE id = ?", (task_id,))
-        if not rows:
-            return None
-        return self._decode(rows[0], self._outputs_of([task_id]).get(task_id, ()))
+        with self._lock:
+            cached = self._cache.get(task_id)
+            if cached is not None:
+                return cached
+            rows = self._query("SELECT * FROM tasks WHERE id = ?", (task_id,))
+            if not rows:
+                return None
+            record = self._decode(rows[0], self._outputs_of([task_id]).get(task_id, ()))
+            self._cache[task_id] = record
+            return record
 
     def tasks(self, ids: Sequence[str] | None = None) -> dict[str, TaskRecord]:
         """Every stored task (or those of ``ids``), by id."""
-        rows = self._query("SELECT * FROM tasks ORDER BY id")
-        wanted = set(ids) if ids is not None else None
-        rows = [r for r in rows if wanted is None or r["id"] in wanted]
-        outputs = self._outputs_of(None)
-        return {r["id"]: self._decode(r, outputs.get(r["id"], ())) for r in rows}
+        with self._lock:
+            if ids is not None and all(i in self._cache for i in ids):
+                return {i: self._cache[i] for i in sorted(ids)}
+            rows = self._query("SELECT * FROM tasks ORDER BY id")
+            wanted = set(ids) if ids is not None else None
+            rows = [r for r in rows if wanted is None or r["id"] in wanted]
+            outputs = self._outputs_of(None)
+            found = {r["id"]: self._decode(r, outputs.get(r["id"], ())) for r in rows}
+            self._cache.update(found)
+            return found
 
     def _decode(self, row: sqlite3.Row, outputs: tuple[OutputRecord, ...]) -> TaskRecord:
         try:
@@ -365,6 +438,7 @@ class Store:
 #: Columns added after the first release of the store: (table, column, declaration).
 _ADDED_COLUMNS = (
     ("tasks", "emulated", "INTEGER NOT NULL DEFAULT 0"),
+    ("tasks", "key", "TEXT"),
     ("tasks", "sending", "REAL"),
     ("tasks", "unanswered", "INTEGER NOT NULL DEFAULT 0"),
 )
@@ -498,6 +572,7 @@ def _task_row(r: TaskRecord, now: float) -> tuple[Any, ...]:
         r.remote_id,
         r.server,
         int(r.emulated),
+        r.key,
         r.attempts,
         _dump(dict(r.params)),
         _dump(nil),
@@ -525,6 +600,7 @@ def _task_from_row(row: sqlite3.Row, outputs: tuple[OutputRecord, ...]) -> TaskR
         remote_id=row["remote_id"],
         server=row["server"],
         emulated=bool(row["emulated"]),
+        key=row["key"],
         attempts=row["attempts"],
         params=_object(json.loads(row["params"]), "params"),
         node_info_list=None if nil is None else tuple(nil),

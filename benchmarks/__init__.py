@@ -1,0 +1,1 @@
+"""rhflow's benchmarks: ``python -m benchmarks`` (see ``benchmarks/__main__.py``)."""
