@@ -560,7 +560,11 @@ def open_client(
     from rhflow.emulator import Emulator, EmulatorConfig
 
     served = emulated_workflows(pipeline) if pipeline is not None else {}
-    config = EmulatorConfig(task_seconds=(1.0, 2.0), workflows=served)
+    # A key that pays RH coins (as the costs, --max-coins and balance checks count), with an
+    # enterprise key's 50 tasks at once so that runs keep their speed.
+    config = EmulatorConfig(
+        task_seconds=(1.0, 2.0), workflows=served, account="consumer", concurrency=50
+    )
     with Emulator(config) as emu, Client(EMULATOR_KEY, emu.url, **limits) as made:
         yield made
 
