@@ -43,7 +43,10 @@ async def one_task(
                 if '"execution_success"' in message.data:
                     break
     ask = {"apiKey": key, "taskId": data["taskId"]}
-    while not (answer := await post(session, base + "/task/openapi/outputs", ask))["data"]:
+    # 813 (queued) has data null, 804 (running) data {"netWssUrl"}: done is a list of files
+    while not isinstance(
+        (answer := await post(session, base + "/task/openapi/outputs", ask))["data"], list
+    ):
         await asyncio.sleep(0.05)
     for i, item in enumerate(answer["data"]):
         async with session.get(item["fileUrl"]) as response:
