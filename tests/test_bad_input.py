@@ -87,6 +87,9 @@ CORPUS: dict[str, tuple[str | bytes, str]] = {
                           "invalid YAML: the file holds more than 100,000 values"),
     "million-item-axis": (step("matrix: {x: {range: [0, 1000000]}}"),
                           "steps.x: step 'x' would make 1,000,000 tasks, more than --max-tasks"),
+    "cap-with-overrides": (step("matrix: {x: {range: [0, 1000000]}}",
+                                'nodes: {"6": {text: "{{ x }}"}}'),
+                           "steps.x: step 'x' would make 1,000,000 tasks, more than --max-tasks"),
     "axes-multiply": (step("matrix: {a: {range: [0, 1000]}, b: {range: [0, 1000]}, "
                            "c: {range: [0, 1000]}}"),
                       "steps.x: step 'x' would make 1,000,000,000 tasks"),
@@ -199,7 +202,7 @@ def test_plan_refuses_each_file_without_a_traceback(
 
 
 #: The files ``rhflow run`` is tried on in every test run; all of them with ``-m soak``.
-RUN_SAMPLE = ["deep-flow-list", "nul-byte", "input-fifo", "join-explodes", "timeout-nan",
+RUN_SAMPLE = ["deep-flow-list", "nul-byte", "input-fifo", "cap-with-overrides", "timeout-nan",
               "template-bomb"]  # fmt: skip
 
 

@@ -157,7 +157,7 @@ def skeleton() -> str:  # pragma: no cover - a maintenance helper
 
 #: Each page, and a file its commands must have written, relative to their folder.
 RUNNABLE = {
-    "tutorial/first-sweep.md": "out/sweep/manifest.json",
+    "tutorial/first-sweep.md": "out/sweep/report.html",
     "how-to/results.md": "out/diff.html",
     "how-to/ci.md": "out/manifest.json",
 }

@@ -213,3 +213,50 @@ def test_wrong_limit_names_and_values_are_refused(items: list[str], message: str
     with pytest.raises(ValueError) as info:
         TemplateLimits.parse(items)
     assert str(info.value) == message
+
+
+def test_the_templates_of_a_pipeline_are_bounded_together(tmp_path: Path) -> None:
+    from rhflow.errors import PlanError
+    from rhflow.pipeline.loader import load_pipeline
+    from rhflow.planning.planner import plan
+
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        'version: 1\nsteps:\n  x:\n    workflow: "1"\n    matrix: {n: {range: [0, 20]}}\n'
+        '    nodes:\n      "6": {text: "{{ \'x\' * 99990 }}{{ n }}"}\n',
+        encoding="utf-8",
+    )
+    assert len(plan(load_pipeline(path)).tasks) == 20  # 2,000,000 characters in all
+    with use_limits(TemplateLimits.parse(["total=1000000"])), pytest.raises(PlanError) as info:
+        plan(load_pipeline(path))
+    assert str(info.value) == (
+        f"{path}:7:19: steps.x.nodes.6.text: template too large: the templates of this pipeline "
+        "render more than 1,000,000 characters together; raise it with --template-limit total=N"
+    )
+
+
+def test_the_limit_options_reach_validate_plan_and_run(
+    tmp_path: Path, make_emulator: Callable[..., Emulator], api_key: str
+) -> None:
+    (tmp_path / "p.yaml").write_text(
+        'version: 1\nsteps:\n  x:\n    workflow: "1"\n    matrix: {n: {range: [0, 30]}}\n'
+        '    nodes:\n      "6": {text: "{% for i in range(50) %}{{ n }}{% endfor %}"}\n',
+        encoding="utf-8",
+    )
+    low = ("--max-tasks", "10")
+    result = rhflow("validate", "p.yaml", *low, cwd=tmp_path, timeout=30)
+    assert result.returncode == 1
+    assert "steps.x: step 'x' would make 30 tasks, more than --max-tasks 10;" in result.stdout
+    steps = ("--template-limit", "steps=20")
+    result = rhflow("plan", "p.yaml", *steps, cwd=tmp_path, timeout=30)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.startswith("Error: p.yaml:7:19: steps.x.nodes.6.text: template too large")
+    emu = make_emulator()
+    result = rhflow("run", "p.yaml", *low, "--base-url", emu.url, "--api-key", api_key,
+                    cwd=tmp_path, timeout=30)  # fmt: skip
+    assert result.returncode == 2 and "more than --max-tasks 10" in result.stderr
+    result = rhflow("validate", "p.yaml", "--template-limit", "speed=1", cwd=tmp_path, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.startswith("Error: --template-limit unknown template limit 'speed'")
+    assert emu.stats()["requests"] == {}
+    assert rhflow("validate", "p.yaml", cwd=tmp_path, timeout=30).returncode == 0

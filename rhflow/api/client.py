@@ -205,11 +205,17 @@ class Client:
     def from_env(
         cls, *, api_key: str | None = None, base_url: str | None = None, **kw: Any
     ) -> Client:
-        """A client with the key from ``api_key`` or RH_API_KEY (UsageError when neither)."""
-        key = api_key or os.environ.get("RH_API_KEY")
-        if not key or not key.strip():
+        """A client with the key from ``api_key`` or RH_API_KEY (UsageError when neither);
+        of a comma-separated pool of keys, the first."""
+        keys = split_keys(api_key or os.environ.get("RH_API_KEY"))
+        if not keys:
             raise UsageError(NO_KEY_MESSAGE)
-        return cls(key, base_url, **kw)
+        return cls(keys[0], base_url, **kw)
+
+    @property
+    def fingerprint(self) -> str:
+        """The key's short, non-reversible name for records: see ``key_fingerprint``."""
+        return key_fingerprint(self._api_key)
 
     def __repr__(self) -> str:
         return f"Client(base_url={self.base_url!r}, api_key='***')"
@@ -515,9 +521,11 @@ class Client:
         started = time.monotonic()
         method = "GET" if query is not None else "POST"
         limit = timeout or self.timeout
+        answering = False  # the headers came: a body that does not is a server dripping it
         with deadline(limit) as watch:
             try:
                 resp = self._send_following(method, path, query, json_body, form, files, limit)
+                answering = True
                 with resp:
                     body = read_capped(resp, MAX_ANSWER_BYTES, watch)
             except requests.exceptions.InvalidJSONError as exc:
@@ -527,8 +535,10 @@ class Client:
             except (Expired, requests.RequestException) as exc:
                 if watch.expired:
                     _log_request(method, path, started, "timed out")
-                    raise TransportError(
+                    kind = RefusedAnswerError if answering else TransportError
+                    raise kind(
                         f"POST {path} timed out: no complete answer within {limit:g} s"
+                        + (" (the answer began but its body did not end)" if answering else "")
                     ) from None
                 assert isinstance(exc, requests.RequestException)
                 error = self._transport_error(path, exc)
@@ -594,7 +604,9 @@ class Client:
         ):  # refused, DNS, TLS, connect timeout
             if not self.answered and _never_connected(exc):
                 return UnreachableError(self.host, self._scrub(_cause(exc)))
-            return TransportError(f"POST {path} failed: {self._scrub(_cause(exc))}")
+            failed = TransportError(f"POST {path} failed: {self._scrub(_cause(exc))}")
+            failed.sent = not _never_connected(exc)  # a dropped answer, not a refusal
+            return failed
         if isinstance(exc, requests.Timeout):
             return TransportError(f"POST {path} timed out: {self._scrub(str(exc))}")
         return TransportError(f"POST {path} failed: {self._scrub(str(exc))}")
@@ -661,6 +673,22 @@ def _without_query(url: str) -> str:
     """``url`` without its query and fragment (signed download links carry tokens there)."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.netloc else parts.path
+
+
+def split_keys(value: str | Iterable[str] | None) -> list[str]:
+    """The keys of a pool: ``RH_API_KEY`` may hold several separated by commas, and
+    ``--api-key`` may be repeated; blanks dropped, each key once, in order."""
+    if value is None:
+        return []
+    parts = value.split(",") if isinstance(value, str) else [p for v in value for p in v.split(",")]
+    return list(dict.fromkeys(p.strip() for p in parts if p.strip()))
+
+
+def key_fingerprint(api_key: str) -> str:
+    """``key-`` and 12 hex characters of a salted sha256 of the key: names the key that ran a
+    task in manifests and state without revealing it (no prefix of the key is kept)."""
+    digest = hashlib.sha256(f"rhflow key fingerprint\0{api_key.strip()}".encode()).hexdigest()
+    return f"key-{digest[:12]}"
 
 
 def _write_error(dest: Path, exc: OSError) -> OutputWriteError:

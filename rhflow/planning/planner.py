@@ -29,6 +29,8 @@ from rhflow.model import (
 )
 from rhflow.pipeline.paths import check_output_path
 from rhflow.pipeline.render import RenderError, compile_template, is_template, render_text
+from rhflow.pipeline.sandbox import limits as template_limits_now
+from rhflow.pipeline.sandbox import weight
 from rhflow.pipeline.sweeps import expand_sweep, sweep_size
 from rhflow.pipeline.yamlfile import parse_assignments
 
@@ -67,7 +69,7 @@ def plan(
     cap = _Cap(max_tasks)
     legacy: dict[str, str] = {}  # task id -> its id without the server copy's hash
     for step in pipeline.steps:
-        maker = _TaskMaker(pipeline, step, legacy)
+        maker = _TaskMaker(pipeline, step, legacy, cap)
         tasks[step.name] = _plan_step(maker, tasks, limit, wanted, cap)
         warnings += _duplicates(step.name, maker.requests.values())
     problems = _check_outputs(pipeline.steps, tasks)
@@ -167,6 +169,7 @@ class _Cap:
     def __init__(self, max_tasks: int) -> None:
         self.max_tasks = max_tasks
         self.planned = 0
+        self.rendered = 0  # characters rendered by templates, over every task
 
     def check(self, step: Step, upstream: int, own: int, *, joining: str = "") -> None:
         """PlanError if ``upstream`` x ``own`` more tasks would pass the cap; ``joining``: the
@@ -187,6 +190,16 @@ class _Cap:
             f"{self.max_tasks:,}; split the sweep, plan a part of it with --limit or --only, or "
             "raise --max-tasks"
         )
+
+    def count_rendered(self, value: Any, where: object) -> None:
+        """Add a rendered value's size to the pipeline's; PlanError past the ``total`` limit."""
+        self.rendered += weight(value)
+        total = template_limits_now().total
+        if self.rendered > total:
+            raise PlanError(
+                f"{where}: template too large: the templates of this pipeline render more than "
+                f"{total:,} characters together; raise it with --template-limit total=N"
+            )
 
     def admit(self, step: Step, upstream: int, own: int) -> None:
         self.check(step, upstream, own)
@@ -295,9 +308,10 @@ class _TaskMaker:
     (overrides, input files, upstream tasks), taken from the text its id is hashed from.
     """
 
-    def __init__(self, pipeline: Pipeline, step: Step, legacy: dict[str, str]) -> None:
+    def __init__(self, pipeline: Pipeline, step: Step, legacy: dict[str, str], cap: _Cap) -> None:
         self.pipeline = pipeline
         self.legacy = legacy
+        self.cap = cap
         self.step = step
         target = step.target
         workflow_hash = None
@@ -329,6 +343,7 @@ class _TaskMaker:
                 deferred.append(DeferredValue(index, value))
             elif is_template(value):
                 value = _render(value, context, override.where)
+                self.cap.count_rendered(value, override.where)
             node_info.append(
                 {"nodeId": override.node_id, "fieldName": override.field, "fieldValue": value}
             )
