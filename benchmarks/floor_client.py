@@ -1,7 +1,7 @@
 """The floor: a plain asyncio client with no records, retries or checks. Per task it creates,
 polls every 0.1 s while the task is queued, follows the WebSocket to ``execution_success``,
-asks for the outputs and downloads the files; ``--concurrency`` tasks at a time. What it takes beyond the ideal is the emulator's
-share and the machine's, which rhflow cannot beat.
+asks for the outputs and downloads the files; ``--concurrency`` tasks at a time. What it
+takes beyond the ideal is the emulator's share and the machine's, which rhflow cannot beat.
 
     python benchmarks/floor_client.py --base-url http://127.0.0.1:8800 --tasks 500 \\
         --concurrency 50 --out /tmp/floor
