@@ -205,11 +205,17 @@ class Client:
     def from_env(
         cls, *, api_key: str | None = None, base_url: str | None = None, **kw: Any
     ) -> Client:
-        """A client with the key from ``api_key`` or RH_API_KEY (UsageError when neither)."""
-        key = api_key or os.environ.get("RH_API_KEY")
-        if not key or not key.strip():
+        """A client with the key from ``api_key`` or RH_API_KEY (UsageError when neither);
+        of a comma-separated pool of keys, the first."""
+        keys = split_keys(api_key or os.environ.get("RH_API_KEY"))
+        if not keys:
             raise UsageError(NO_KEY_MESSAGE)
-        return cls(key, base_url, **kw)
+        return cls(keys[0], base_url, **kw)
+
+    @property
+    def fingerprint(self) -> str:
+        """The key's short, non-reversible name for records: see ``key_fingerprint``."""
+        return key_fingerprint(self._api_key)
 
     def __repr__(self) -> str:
         return f"Client(base_url={self.base_url!r}, api_key='***')"
@@ -667,6 +673,22 @@ def _without_query(url: str) -> str:
     """``url`` without its query and fragment (signed download links carry tokens there)."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.netloc else parts.path
+
+
+def split_keys(value: str | Iterable[str] | None) -> list[str]:
+    """The keys of a pool: ``RH_API_KEY`` may hold several separated by commas, and
+    ``--api-key`` may be repeated; blanks dropped, each key once, in order."""
+    if value is None:
+        return []
+    parts = value.split(",") if isinstance(value, str) else [p for v in value for p in v.split(",")]
+    return list(dict.fromkeys(p.strip() for p in parts if p.strip()))
+
+
+def key_fingerprint(api_key: str) -> str:
+    """``key-`` and 12 hex characters of a salted sha256 of the key: names the key that ran a
+    task in manifests and state without revealing it (no prefix of the key is kept)."""
+    digest = hashlib.sha256(f"rhflow key fingerprint\0{api_key.strip()}".encode()).hexdigest()
+    return f"key-{digest[:12]}"
 
 
 def _write_error(dest: Path, exc: OSError) -> OutputWriteError:

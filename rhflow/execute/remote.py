@@ -23,6 +23,7 @@ import aiohttp
 from rhflow.api.client import BUILTIN_EMULATOR, TaskCreated, TaskOutputs
 from rhflow.errors import ApiError, RhflowError, TransportError
 from rhflow.execute.failures import TaskFailure, api_failure
+from rhflow.execute.keys import KeyPool, PoolKey
 from rhflow.execute.scheduling import ExecuteOptions
 from rhflow.execute.transfers import LazyUploads, UploadCache, UpstreamView
 from rhflow.model import PlannedTask
@@ -62,7 +63,9 @@ class Remote:
         options: ExecuteOptions,
         server: str,
         rand: Callable[[], float],
+        keys: KeyPool | None = None,
     ) -> None:
+        self.keys = keys if keys is not None else KeyPool([client], options.concurrency)
         self.client = client
         self._store = store
         self._journal = journal
@@ -76,7 +79,7 @@ class Remote:
         self.dirty = False
         self.no_more_creates: str | None = None  # why, once the state cannot be written
         self._uploads = UploadCache(
-            lambda path: str(client.upload(path).file_name),
+            lambda path: str(self.keys.primary.upload(path).file_name),
             store,
             getattr(client, "base_url", server),  # uploads live on this very process/port
             backoff=options.api_backoff,
@@ -158,16 +161,25 @@ class Remote:
             ) from err
         return [dict(e) for e in entries]
 
-    async def submit(self, task: PlannedTask, needs: Mapping[str, UpstreamView]) -> TaskCreated:
-        """Create the remote task, waiting out busy answers and retrying transient errors."""
+    def client_for(self, task: PlannedTask) -> Any:
+        """The client of the key that created ``task`` (following, cancelling it)."""
+        record = self._store.get(task.id)
+        return self.keys.client_for(record.key if record else None)
+
+    async def submit(
+        self, task: PlannedTask, needs: Mapping[str, UpstreamView], key: PoolKey | None = None
+    ) -> TaskCreated:
+        """Create the remote task with ``key`` (the pool's first by default), waiting out busy
+        answers and retrying transient errors."""
         entries = await self._node_info_list(task, needs)
+        key = key or self.keys.keys[0]
         busy = errors = 0
         while True:
             if self.no_more_creates:
                 detail = {"kind": "error", "message": self.no_more_creates}
                 raise TaskFailure(detail, retry=False, fatal=True)
             try:
-                return await self._create_recorded(task, entries)
+                return await self._create_recorded(task, entries, key)
             except ApiError as err:
                 if unanswered(err):
                     self.emit("note", task, message=UNANSWERED_NOTE.format(err=err))
@@ -184,10 +196,10 @@ class Remote:
                 raise api_failure(err, "submitting the task failed") from err
 
     async def _create_recorded(
-        self, task: PlannedTask, entries: list[dict[str, Any]]
+        self, task: PlannedTask, entries: list[dict[str, Any]], key: PoolKey
     ) -> TaskCreated:
         future = self._loop.run_in_executor(
-            self._pool, functools.partial(self._create_and_record, task, entries)
+            self._pool, functools.partial(self._create_and_record, task, entries, key)
         )
         try:
             created, attempts = await asyncio.shield(future)
@@ -203,7 +215,7 @@ class Remote:
         return created
 
     def _create_and_record(
-        self, task: PlannedTask, entries: list[dict[str, Any]]
+        self, task: PlannedTask, entries: list[dict[str, Any]], key: PoolKey
     ) -> tuple[TaskCreated, int]:
         """In a pool thread: mark the create as sent, create, then commit the remote id (and
         clear the mark) at once, without waiting for the event loop. A run killed in between
@@ -211,24 +223,28 @@ class Remote:
         knows; a create whose answer never comes is counted the same way."""
         self._store.update(task.id, sending=time.time())  # nothing is sent if this fails
         try:
-            created = self._create(task, entries)
+            created = self._create(key.client, task, entries)
         except ApiError as err:
             self._create_failed(task, err)
             raise
         try:
-            return self._record_created(task, created, entries)
+            return self._record_created(task, created, entries, key)
         except RhflowError as err:
             # A full disk: give back the room kept for this very commit, and create no more.
             self.no_more_creates = f"{err}; no more tasks are created"
             if not self._store.release_reserve():
-                raise self._unrecorded(created.task_id, err) from err
+                raise self._unrecorded(created.task_id, err, key.client) from err
         try:
-            return self._record_created(task, created, entries)
+            return self._record_created(task, created, entries, key)
         except RhflowError as err:
-            raise self._unrecorded(created.task_id, err) from err
+            raise self._unrecorded(created.task_id, err, key.client) from err
 
     def _record_created(
-        self, task: PlannedTask, created: TaskCreated, entries: list[dict[str, Any]]
+        self,
+        task: PlannedTask,
+        created: TaskCreated,
+        entries: list[dict[str, Any]],
+        key: PoolKey,
     ) -> tuple[TaskCreated, int]:
         record = self._store.get(task.id)
         attempts = (record.attempts if record else 0) + 1
@@ -236,7 +252,8 @@ class Remote:
             task.id,
             remote_id=created.task_id,
             server=self._server,
-            emulated=self._server == BUILTIN_EMULATOR or bool(getattr(self.client, "emulated", 0)),
+            emulated=self._server == BUILTIN_EMULATOR or bool(getattr(key.client, "emulated", 0)),
+            key=key.fingerprint,
             status=active_status(created.status),
             attempts=attempts,
             node_info_list=tuple(entries),
@@ -262,11 +279,11 @@ class Remote:
             notes=(*record.notes, UNANSWERED_NOTE.format(err=err)),
         )
 
-    def _unrecorded(self, remote_id: str, err: object) -> TaskFailure:
+    def _unrecorded(self, remote_id: str, err: object, client: Any) -> TaskFailure:
         """The task was created but its id cannot be recorded (a full disk): cancel it, so
         that the next run, which will create it again, does not pay for it twice."""
         try:
-            self.client.cancel(remote_id)
+            client.cancel(remote_id)
             outcome = "it was cancelled so that it is not paid for twice"
         except ApiError as problem:
             outcome = f"cancelling it failed ({problem}): it may be paid for twice"
@@ -277,16 +294,16 @@ class Remote:
         }
         return TaskFailure(detail, retry=False, fatal=True)
 
-    def _create(self, task: PlannedTask, entries: list[dict[str, Any]]) -> TaskCreated:
+    def _create(self, client: Any, task: PlannedTask, entries: list[dict[str, Any]]) -> TaskCreated:
         target = task.target
         if target.kind == "app":
-            return self.client.run_ai_app(
+            return client.run_ai_app(
                 target.id, entries, webhook_url=task.webhook_url, instance_type=task.instance_type
             )
         if target.kind == "quick_app":
-            return self.client.run_quick_ai_app(target.id, target.quick_create_code or "", entries)
+            return client.run_quick_ai_app(target.id, target.quick_create_code or "", entries)
         workflow = _with_values(target.workflow_json, entries) if target.workflow_json else None
-        return self.client.create_task(
+        return client.create_task(
             target.id,
             entries,
             workflow=workflow,
@@ -340,9 +357,11 @@ class Remote:
         self.emit("task_retry", task, reason=failure.message, delay=delay, attempt=attempt + 1)
         await asyncio.sleep(delay)
 
-    async def cancel_quietly(self, remote_id: str) -> str | None:
+    async def cancel_quietly(self, remote_id: str, key: str | None = None) -> str | None:
+        """Cancel with the key that created the task (``key``: its fingerprint)."""
+        client = self.keys.client_for(key)
         try:
-            await asyncio.wait_for(self.call(self.client.cancel, remote_id), 15.0)
+            await asyncio.wait_for(self.call(client.cancel, remote_id), 15.0)
         except (ApiError, asyncio.TimeoutError) as err:
             return str(err) or "no answer"
         return None
@@ -374,8 +393,8 @@ class Remote:
             notes = (*record.notes, f"left running remotely (--detach) as task {record.remote_id}")
             self.save(task, notes=notes)  # the caller says so, in one line per task
             return record.remote_id
-        problem = await self.cancel_quietly(record.remote_id)
-        after = await self._state_after_cancel(record.remote_id)
+        problem = await self.cancel_quietly(record.remote_id, record.key)
+        after = await self._state_after_cancel(record.remote_id, record.key)
         if after is not None and after.succeeded and after.outputs:
             self._keep_finished(task, record.remote_id, after)
             return None
@@ -407,10 +426,14 @@ class Remote:
         )
         return None
 
-    async def _state_after_cancel(self, remote_id: str) -> TaskOutputs | None:
-        """The remote task's state once cancelled (None when the server does not say)."""
+    async def _state_after_cancel(
+        self, remote_id: str, key: str | None = None
+    ) -> TaskOutputs | None:
+        """The remote task's state once cancelled (None when the server does not say), asked
+        with the key that created it."""
+        client = self.keys.client_for(key)
         try:
-            return await asyncio.wait_for(self.call(self.client.outputs, remote_id), 15.0)
+            return await asyncio.wait_for(self.call(client.outputs, remote_id), 15.0)
         except (ApiError, asyncio.TimeoutError):
             return None
 

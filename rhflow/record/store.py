@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     remote_id TEXT,
     server TEXT,
     emulated INTEGER NOT NULL DEFAULT 0,
+    key TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     params TEXT NOT NULL DEFAULT '{}',
     node_info_list TEXT,
@@ -113,6 +114,7 @@ class TaskRecord:
     remote_id: str | None = None
     server: str | None = None  # the API base URL the task was created on
     emulated: bool = False  # that server was an emulator: the outputs are placeholders
+    key: str | None = None  # fingerprint of the API key that created it (never the key)
     attempts: int = 0
     params: Mapping[str, Any] = field(default_factory=dict)
     node_info_list: tuple[Mapping[str, Any], ...] | None = None
@@ -289,10 +291,10 @@ class Store:
     def _write(self, db: sqlite3.Connection, record: TaskRecord, before: TaskRecord | None) -> None:
         """Write ``record``; ``before`` is what the database holds for it (None: unknown)."""
         db.execute(
-            "INSERT OR REPLACE INTO tasks (id, step, status, remote_id, server, emulated, "
+            "INSERT OR REPLACE INTO tasks (id, step, status, remote_id, server, emulated, key, "
             "attempts, params, node_info_list, submitted_at, started_at, finished_at, "
             "cost_time, coins, failure, notes, updated_at, sending, unanswered) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             _task_row(record, self._clock()),
         )
         if before is None or before.outputs != record.outputs:
@@ -436,6 +438,7 @@ class Store:
 #: Columns added after the first release of the store: (table, column, declaration).
 _ADDED_COLUMNS = (
     ("tasks", "emulated", "INTEGER NOT NULL DEFAULT 0"),
+    ("tasks", "key", "TEXT"),
     ("tasks", "sending", "REAL"),
     ("tasks", "unanswered", "INTEGER NOT NULL DEFAULT 0"),
 )
@@ -569,6 +572,7 @@ def _task_row(r: TaskRecord, now: float) -> tuple[Any, ...]:
         r.remote_id,
         r.server,
         int(r.emulated),
+        r.key,
         r.attempts,
         _dump(dict(r.params)),
         _dump(nil),
@@ -596,6 +600,7 @@ def _task_from_row(row: sqlite3.Row, outputs: tuple[OutputRecord, ...]) -> TaskR
         remote_id=row["remote_id"],
         server=row["server"],
         emulated=bool(row["emulated"]),
+        key=row["key"],
         attempts=row["attempts"],
         params=_object(json.loads(row["params"]), "params"),
         node_info_list=None if nil is None else tuple(nil),
