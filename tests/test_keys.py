@@ -192,4 +192,3 @@ def test_reattach_and_cancel_use_the_key_that_created_each_task(
     assert main(["cancel", "out", "--base-url", emu.url]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "cancelled 2 task(s)"
     assert emu.stats()["tasks"]["cancelled"] == 4 and len(submitted) == 4
-
