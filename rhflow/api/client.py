@@ -418,7 +418,7 @@ class Client:
             ) from None
         try:
             with replacing(dest) as out:
-                digest, size = self._stream_into(url, out)
+                digest, size = self._stream_into(url, out, chunk_size)
         except ApiError:
             raise
         except OSError as exc:
@@ -427,7 +427,7 @@ class Client:
 
     # -- plumbing -----------------------------------------------------------------------------
 
-    def _stream_into(self, url: str, out: BinaryIO) -> tuple[str, int]:
+    def _stream_into(self, url: str, out: BinaryIO, chunk_size: int) -> tuple[str, int]:
         where = self._scrub(_short_url(url))
         digest, size = hashlib.sha256(), 0
         started = time.monotonic()
@@ -444,7 +444,7 @@ class Client:
                             name=f"HTTP_{resp.status_code}",
                         )
                     expected = announced_length(resp)
-                    for chunk in chunks(resp, self.max_output_bytes, watch):
+                    for chunk in chunks(resp, self.max_output_bytes, watch, chunk_size):
                         out.write(chunk)
                         digest.update(chunk)
                         size += len(chunk)
