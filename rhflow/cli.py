@@ -21,15 +21,24 @@ from rhflow.version import __version__
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _api_options(func: F) -> F:
-    """--base-url and --api-key, shared by every command that talks to RunningHub."""
+def _api_options(func: F | None = None, *, keys: bool = False) -> Any:
+    """--base-url and --api-key, shared by every command that talks to RunningHub; with
+    ``keys`` --api-key may be repeated (a pool of keys)."""
+    if func is None:
+        return lambda f: _api_options(f, keys=keys)
     func = click.option(
         "--api-key",
         envvar="RH_API_KEY",
         default=None,
+        multiple=keys,
         show_default=False,
         show_envvar=True,
-        help="RunningHub API key (prefer the RH_API_KEY environment variable).",
+        help=(
+            "RunningHub API key; repeat it (or separate keys with commas) for a pool of keys "
+            "(prefer the RH_API_KEY environment variable)."
+            if keys
+            else "RunningHub API key (prefer the RH_API_KEY environment variable)."
+        ),
     )(func)
     func = click.option(
         "--base-url",
@@ -387,7 +396,7 @@ def lock(files: tuple[str, ...], **options: Any) -> int:
     help="Run against an in-process RunningHub emulator (no key needed).",
 )
 @_limit_options
-@_api_options
+@_api_options(keys=True)
 @click.option(
     "--max-output-size",
     metavar="SIZE",

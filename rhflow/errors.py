@@ -177,10 +177,14 @@ def _rebuild_api_error(cls: type[ApiError], message: str, code: int, name: str) 
 
 
 class TransportError(ApiError):
+    """No answer. ``sent`` says whether the request may have reached the server first (a
+    connection dropped or timed out after sending): a create may then have been made."""
+
     code = 0
     name = "CONNECTION_ERROR"
     hint = "the server could not be reached; check --base-url and the network"
     retryable = True
+    sent: bool = True
 
 
 class UnreachableError(TransportError):
@@ -191,6 +195,7 @@ class UnreachableError(TransportError):
     retryable = False
     fatal = True
     exit_code = 2
+    sent = False
 
     def __init__(self, host: str, cause: str) -> None:
         self.host = host

@@ -310,7 +310,12 @@ def format_summary(
         head += f"; {_coins(run_coins)} this run, {_coins(coins)} in total"
     elif coins:
         head += f"; {_coins(coins)}"
+    twice = manifest.maybe_twice
+    if twice:
+        head += f"; {len(twice)} task{'' if len(twice) == 1 else 's'} may have been created twice"
     lines = [head]
+    for task in twice:
+        lines.append(f"  {task.step}/{task.id[:10]}: {(task.maybe_twice or {}).get('reason')}")
     for error in manifest.errors:
         lines.append(f"  error: {error}")
     for task in manifest.tasks:

@@ -74,7 +74,7 @@ def test_plan_shows_no_estimate_without_earlier_manifests(
 def test_plan_estimates_the_tasks_still_to_run_from_earlier_manifests(
     make_emulator: Callable[..., Emulator], api_key: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    emu = make_emulator()
+    emu = make_emulator(account="consumer", concurrency=50)  # a key that pays coins
     assert run(emu, api_key, "--only", "subject=cat", "--quiet") == 0
     capsys.readouterr()
     assert main(["plan", "p.yaml"]) == 0
@@ -98,7 +98,7 @@ def test_plan_estimates_the_tasks_still_to_run_from_earlier_manifests(
 def test_max_coins_refuses_a_run_estimated_over_it_and_sends_nothing(
     make_emulator: Callable[..., Emulator], api_key: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    emu = make_emulator()
+    emu = make_emulator(account="consumer", concurrency=50)  # a key that pays coins
     assert run(emu, api_key, "--only", "subject=cat", "--quiet") == 0
     capsys.readouterr()
     before = creates(emu)
@@ -123,7 +123,7 @@ def test_max_coins_refuses_a_run_estimated_over_it_and_sends_nothing(
 def test_max_coins_stops_submitting_once_spent_and_a_rerun_finishes(
     make_emulator: Callable[..., Emulator], api_key: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    emu = make_emulator()
+    emu = make_emulator(account="consumer", concurrency=50)  # a key that pays coins
     assert run(emu, api_key, "--max-coins", "2", "--quiet") == 1
     out = capsys.readouterr().out
     assert out.splitlines()[1] == (
@@ -143,7 +143,7 @@ def test_max_coins_stops_submitting_once_spent_and_a_rerun_finishes(
 def test_tasks_in_flight_finish_when_the_cap_is_reached(
     make_emulator: Callable[..., Emulator], api_key: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    emu = make_emulator()
+    emu = make_emulator(account="consumer", concurrency=50)  # a key that pays coins
     assert run(emu, api_key, "--max-coins", "1", "--concurrency", "2", "--quiet") == 1
     data = manifest()
     assert creates(emu) == 2  # two were in flight when the first coin was spent
@@ -154,7 +154,7 @@ def test_tasks_in_flight_finish_when_the_cap_is_reached(
 def test_a_run_warns_when_the_balance_is_below_the_estimate(
     make_emulator: Callable[..., Emulator], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    emu = make_emulator(coins=3)
+    emu = make_emulator(coins=3, account="consumer", concurrency=50)
     key = "a-key-with-three-coins-0123456789"
     assert run(emu, key, "--only", "subject=cat", "--quiet") == 0
     capsys.readouterr()
@@ -169,7 +169,7 @@ def test_a_run_warns_when_the_balance_is_below_the_estimate(
 def test_no_warning_when_the_balance_covers_the_estimate(
     make_emulator: Callable[..., Emulator], api_key: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    emu = make_emulator()
+    emu = make_emulator(account="consumer", concurrency=50)  # a key that pays coins
     assert run(emu, api_key, "--only", "subject=cat", "--quiet") == 0
     assert run(emu, api_key) == 0
     assert "balance" not in capsys.readouterr().err
@@ -178,7 +178,7 @@ def test_no_warning_when_the_balance_covers_the_estimate(
 def test_max_coins_must_be_positive(
     make_emulator: Callable[..., Emulator], api_key: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    emu = make_emulator()
+    emu = make_emulator(account="consumer", concurrency=50)  # a key that pays coins
     assert run(emu, api_key, "--max-coins", "0") == 2
     assert capsys.readouterr().err == "Error: --max-coins must be more than 0, got 0\n"
     assert creates(emu) == 0

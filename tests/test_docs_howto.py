@@ -83,19 +83,20 @@ def test_costs_examples_run(tmp_path: Path, emulator: Emulator) -> None:
     runs = {
         done.args[-1]: done for done in run_page(HOWTO / "costs.md", tmp_path, emulator, api_key)
     }
+    spent = 2 + 3  # the two cats, then three tasks up to --max-coins 3
     assert runs["rhflow account"].stdout == (
         f"server:        {emulator.url}\n"
-        "coins:         100000\n"
+        f"coins:         {100000 - spent}\n"
         "running tasks: 0\n"
         "key type:      NORMAL\n"
     )
-    assert json.loads(runs["rhflow account --json"].stdout)["remain_coins"] == 100000
+    assert json.loads(runs["rhflow account --json"].stdout)["remain_coins"] == 100000 - spent
     plan = runs["rhflow plan pipelines/sweep.yaml --set style=ink"].stdout
     assert re.search(r"^portrait +6 +0 +6 coins +\d+ s$", plan, re.M), plan
     assert "from out/sweep/manifest.json; time with 4 at a time)" in plan
     capped = json.loads((tmp_path / "out" / "capped" / "manifest.json").read_text())
     assert capped["budget"]["spent"] == 3 and capped["counts"]["pending"] == 3
-    refused = runs["rhflow run pipelines/sweep.yaml --emulator --quiet --max-coins 3"]
+    refused = runs["rhflow run pipelines/sweep.yaml --quiet --max-coins 3"]
     assert refused.stderr.startswith("Error: this run is estimated at 4 coins, over --max-coins 3")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ from rhflow.emulator import Emulator
 from rhflow.record.manifest import read_manifest
 from rhflow.view import images
 from rhflow.view.grid import COLORS, TEXT, Sheet, arrange, draw
-from tests.sweep_runs import fail_next_tasks, run_sweep, write_sweep
+from tests.sweep_runs import failed_first_sweep, run_sweep, write_sweep
 
 
 def mean_difference(a: Image.Image, b: Image.Image) -> float:
@@ -27,25 +27,22 @@ def label_as_drawn(text: str, box: tuple[int, int, int, int]) -> Image.Image:
     return expected
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def failed_first(
-    make_emulator: Callable[..., Emulator], api_key: str, tmp_path: Path
-) -> tuple[Path, Sheet, Image.Image]:
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Path, Sheet, Image.Image]]:
     """A 3 x 2 sweep whose first task (cat, seed 1) failed, gridded by the command line."""
-    emu = make_emulator(seed=3)
-    fail_next_tasks(emu)
-    manifest = run_sweep(write_sweep(tmp_path), tmp_path / "out", emu, api_key)
-    assert [t.status for t in manifest.tasks].count("failed") == 1
-    png = tmp_path / "grid.png"
-    path = tmp_path / "out" / "manifest.json"
-    args = ["grid", str(path), "--x", "seed", "--y", "subject", "-o", str(png)]
-    assert main(args) == 0
-    sheet = draw(
-        arrange(read_manifest(path), path.parent, "seed", "subject"), tmp_path / "again.png"
-    )
-    assert png.read_bytes() == (tmp_path / "again.png").read_bytes()
-    with Image.open(png) as opened:
-        return tmp_path / "out", sheet, opened.convert("RGB")
+    tmp_path = tmp_path_factory.mktemp("grid")
+    with failed_first_sweep(tmp_path, seed=3) as out:
+        png = tmp_path / "grid.png"
+        path = out / "manifest.json"
+        args = ["grid", str(path), "--x", "seed", "--y", "subject", "-o", str(png)]
+        assert main(args) == 0
+        laid_out = arrange(read_manifest(path), path.parent, "seed", "subject")
+        sheet = draw(laid_out, tmp_path / "again.png")
+        assert png.read_bytes() == (tmp_path / "again.png").read_bytes()
+        with Image.open(png) as opened:
+            yield out, sheet, opened.convert("RGB")
 
 
 def test_each_image_is_in_the_cell_of_its_parameters(

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from rhflow.cli import main
-from rhflow.emulator import Emulator
-from tests.sweep_runs import fail_next_tasks, run_sweep, write_sweep
+from tests.sweep_runs import failed_first_sweep
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -27,7 +26,14 @@ def browser_path() -> str | None:
     return next((found for name in BROWSERS if (found := shutil.which(name))), None)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A 3 x 2 sweep whose first task (cat, seed 1) failed."""
+    with failed_first_sweep(tmp_path_factory.mktemp("report"), seed=5) as out:
+        yield out
+
+
+@pytest.fixture(scope="module")
 def browser(run_folder: Path) -> Iterator[Any]:
     """Chromium, started after the sweep ran: Playwright's sync API holds an event loop on this
     thread while it is open, and ``rhflow run`` needs its own."""
@@ -42,15 +48,6 @@ def browser(run_folder: Path) -> Iterator[Any]:
         launched = play.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         yield launched
         launched.close()
-
-
-@pytest.fixture
-def run_folder(make_emulator: Callable[..., Emulator], api_key: str, tmp_path: Path) -> Path:
-    """A 3 x 2 sweep whose first task (cat, seed 1) failed."""
-    emu = make_emulator(seed=5, account="consumer")  # its tasks pay coins
-    fail_next_tasks(emu)
-    run_sweep(write_sweep(tmp_path), tmp_path / "out", emu, api_key)
-    return tmp_path / "out"
 
 
 def load(browser: Any, page_path: Path) -> tuple[Any, list[str], list[str]]:

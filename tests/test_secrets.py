@@ -142,3 +142,20 @@ def test_the_key_echoed_by_the_server_reaches_no_output_event_file_or_log(
         shown = [where for where, text in streams.items() if "***" in text]
         shown += [str(p) for p in files if b"***" in p.read_bytes()]
         assert shown != []
+
+
+def test_redact_all_masks_every_string_at_any_depth() -> None:
+    from rhflow.errors import redact_all
+
+    deep: list[object] = [f"x{KEY}y"]
+    for _ in range(20000):  # deeper than any recursion would go
+        deep = [deep]
+    value = {KEY: [{"k": KEY, "n": 1, "b": None}], "deep": deep, "short": "abc"}
+    masked = redact_all(value, KEY)
+    inner = masked["deep"]
+    while isinstance(inner, list) and isinstance(inner[0], list):
+        inner = inner[0]
+    assert inner == ["x***y"]
+    assert masked["***"] == [{"k": "***", "n": 1, "b": None}] and masked["short"] == "abc"
+    assert KEY in value  # the answer given is left as it was
+    assert redact_all(value, "abc") is value  # a key too short to tell from words: untouched

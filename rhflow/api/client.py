@@ -205,11 +205,17 @@ class Client:
     def from_env(
         cls, *, api_key: str | None = None, base_url: str | None = None, **kw: Any
     ) -> Client:
-        """A client with the key from ``api_key`` or RH_API_KEY (UsageError when neither)."""
-        key = api_key or os.environ.get("RH_API_KEY")
-        if not key or not key.strip():
+        """A client with the key from ``api_key`` or RH_API_KEY (UsageError when neither);
+        of a comma-separated pool of keys, the first."""
+        keys = split_keys(api_key or os.environ.get("RH_API_KEY"))
+        if not keys:
             raise UsageError(NO_KEY_MESSAGE)
-        return cls(key, base_url, **kw)
+        return cls(keys[0], base_url, **kw)
+
+    @property
+    def fingerprint(self) -> str:
+        """The key's short, non-reversible name for records: see ``key_fingerprint``."""
+        return key_fingerprint(self._api_key)
 
     def __repr__(self) -> str:
         return f"Client(base_url={self.base_url!r}, api_key='***')"
@@ -412,7 +418,7 @@ class Client:
             ) from None
         try:
             with replacing(dest) as out:
-                digest, size = self._stream_into(url, out)
+                digest, size = self._stream_into(url, out, chunk_size)
         except ApiError:
             raise
         except OSError as exc:
@@ -421,7 +427,7 @@ class Client:
 
     # -- plumbing -----------------------------------------------------------------------------
 
-    def _stream_into(self, url: str, out: BinaryIO) -> tuple[str, int]:
+    def _stream_into(self, url: str, out: BinaryIO, chunk_size: int) -> tuple[str, int]:
         where = self._scrub(_short_url(url))
         digest, size = hashlib.sha256(), 0
         started = time.monotonic()
@@ -438,7 +444,7 @@ class Client:
                             name=f"HTTP_{resp.status_code}",
                         )
                     expected = announced_length(resp)
-                    for chunk in chunks(resp, self.max_output_bytes, watch):
+                    for chunk in chunks(resp, self.max_output_bytes, watch, chunk_size):
                         out.write(chunk)
                         digest.update(chunk)
                         size += len(chunk)
@@ -598,7 +604,9 @@ class Client:
         ):  # refused, DNS, TLS, connect timeout
             if not self.answered and _never_connected(exc):
                 return UnreachableError(self.host, self._scrub(_cause(exc)))
-            return TransportError(f"POST {path} failed: {self._scrub(_cause(exc))}")
+            failed = TransportError(f"POST {path} failed: {self._scrub(_cause(exc))}")
+            failed.sent = not _never_connected(exc)  # a dropped answer, not a refusal
+            return failed
         if isinstance(exc, requests.Timeout):
             return TransportError(f"POST {path} timed out: {self._scrub(str(exc))}")
         return TransportError(f"POST {path} failed: {self._scrub(str(exc))}")
@@ -665,6 +673,22 @@ def _without_query(url: str) -> str:
     """``url`` without its query and fragment (signed download links carry tokens there)."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.netloc else parts.path
+
+
+def split_keys(value: str | Iterable[str] | None) -> list[str]:
+    """The keys of a pool: ``RH_API_KEY`` may hold several separated by commas, and
+    ``--api-key`` may be repeated; blanks dropped, each key once, in order."""
+    if value is None:
+        return []
+    parts = value.split(",") if isinstance(value, str) else [p for v in value for p in v.split(",")]
+    return list(dict.fromkeys(p.strip() for p in parts if p.strip()))
+
+
+def key_fingerprint(api_key: str) -> str:
+    """``key-`` and 12 hex characters of a salted sha256 of the key: names the key that ran a
+    task in manifests and state without revealing it (no prefix of the key is kept)."""
+    digest = hashlib.sha256(f"rhflow key fingerprint\0{api_key.strip()}".encode()).hexdigest()
+    return f"key-{digest[:12]}"
 
 
 def _write_error(dest: Path, exc: OSError) -> OutputWriteError:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from rhflow.api.client import BUILTIN_EMULATOR, Client
+from rhflow.api.client import BUILTIN_EMULATOR, NO_KEY_MESSAGE, Client, split_keys
 from rhflow.commands.status import manifest_of, open_store
-from rhflow.errors import ApiError, StateError
+from rhflow.errors import ApiError, StateError, UsageError
 from rhflow.record.lock import RunLock
 from rhflow.record.manifest import Manifest, TaskEntry, count_statuses, write_manifest
 from rhflow.record.store import REMOTE_ACTIVE
@@ -89,7 +91,9 @@ def cancel_with_key(
 ) -> int:
     """``rhflow cancel``: cancel with a client built from the key; the exit code."""
     with open_store(directory) as store:
-        servers = [r.server for r in store.tasks().values() if r.status in REMOTE_ACTIVE]
+        live = [r for r in store.tasks().values() if r.status in REMOTE_ACTIVE]
+    servers = [r.server for r in live]
+    made_with = {r.remote_id: r.key for r in live if r.remote_id}
     if not servers:
         report(f"nothing of the run in {directory} is running remotely")
         return 0
@@ -99,8 +103,24 @@ def cancel_with_key(
             "ended with its run; nothing is running"
         )
         return 0
-    with Client.from_env(api_key=api_key, base_url=base_url or servers[0]) as client:
-        cancelled, problems = cancel_run(directory, client.cancel, report=report)
+    keys = split_keys(api_key or os.environ.get("RH_API_KEY"))
+    if not keys:
+        raise UsageError(NO_KEY_MESSAGE)
+    with contextlib.ExitStack() as stack:
+        clients = [stack.enter_context(Client(key, base_url or servers[0])) for key in keys]
+        by_key = {client.fingerprint: client for client in clients}
+
+        def cancel(remote_id: str) -> None:
+            """With the key that created the task (of the keys given)."""
+            made = made_with.get(remote_id)
+            if made is not None and made not in by_key:
+                raise ApiError(
+                    f"it was created with API key {made}, which is not among the keys given "
+                    "(RH_API_KEY may hold several, separated by commas)"
+                )
+            by_key.get(made or "", clients[0]).cancel(remote_id)
+
+        cancelled, problems = cancel_run(directory, cancel, report=report)
     for problem in problems:
         report(f"could not cancel {problem}")
     report(f"cancelled {len(cancelled)} task(s)")

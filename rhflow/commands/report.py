@@ -16,5 +16,6 @@ def report(manifest: str, *, output: str | None, report: Callable[[str], None] =
     loaded = read_manifest(path)
     page = Path(output) if output else path.parent / "report.html"
     write_report(loaded, path.parent, page)
-    report(f"{page}: {len(loaded.tasks)} tasks of {loaded.pipeline!r}")
+    count = len(loaded.tasks)
+    report(f"{page}: {count} task{'' if count == 1 else 's'} of {loaded.pipeline!r}")
     return 0

@@ -26,6 +26,7 @@ def run(
 ) -> int:
     """Run ``file`` with a reporter for the chosen output mode; the exit code of the outcome."""
     reporter = make_reporter(quiet=quiet, as_json=as_json)
+    options["api_key"] = tuple(options.get("api_key") or ()) or None
     try:
         with template_limits(template_limit):
             result = run_pipeline(

@@ -21,7 +21,7 @@ import click
 from rhflow.api.client import origin_of
 from rhflow.errors import StateError, UsageError
 from rhflow.execute.folder import stale_outputs
-from rhflow.record.journal import manifest_status
+from rhflow.record.journal import manifest_status, maybe_twice
 from rhflow.record.manifest import Manifest, read_manifest
 from rhflow.record.store import DB_NAME, REMOTE_ACTIVE, STATE_DIR, Store, TaskRecord
 
@@ -41,6 +41,7 @@ class Summary:
     manifest: str | None
     server: dict[str, Any] | None = None
     stale: list[dict[str, Any]] = field(default_factory=list)
+    maybe_twice: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -63,6 +64,7 @@ class Summary:
             "failed": self.failed,
             "running": self.running,
             "stale": self.stale,
+            "maybe_twice": self.maybe_twice,
             "manifest": self.manifest,
             "exit_code": self.exit_code,
         }
@@ -96,6 +98,9 @@ def summarize(directory: Path) -> Summary:
         path, manifest = manifest_of(store, directory)
         everything = records = store.tasks()
         pipeline = store.meta("pipeline")
+        remote: dict[str, list[str]] = {}
+        for remote_id, task_id in store.remote_ids().items():
+            remote.setdefault(task_id, []).append(remote_id)
     stale = []
     if manifest is not None:
         records = {t.id: records[t.id] for t in manifest.tasks if t.id in records}
@@ -124,6 +129,11 @@ def summarize(directory: Path) -> Summary:
         manifest=None if path is None else str(path),
         server=_server(manifest, records.values()),
         stale=stale,
+        maybe_twice=[
+            {"id": r.id, "step": r.step, **twice}
+            for r in records.values()
+            if (twice := maybe_twice(r, remote.get(r.id, ()))) is not None
+        ],
     )
 
 
@@ -183,6 +193,10 @@ def format_summary(summary: Summary) -> str:
         lines.extend(
             f"  {item['step']}/{item['id'][:10]}: {item['path']}" for item in summary.stale
         )
+    for task in summary.maybe_twice:
+        lines.append(f"  {task['step']}/{task['id'][:10]}: {task['reason']}")
+    if summary.maybe_twice:
+        lines.append(f"{len(summary.maybe_twice)} task(s) may have been created twice")
     if summary.manifest:
         lines.append(f"manifest: {summary.manifest}")
     return "\n".join(lines)

@@ -32,15 +32,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
 
-from rhflow.api.client import Client, TaskOutputs
+from rhflow.api.client import Client, TaskCreated, TaskOutputs
 from rhflow.errors import RhflowError, StateError
 from rhflow.execute.caching import CacheUse
 from rhflow.execute.downloads import Downloads
 from rhflow.execute.failures import Lost, TaskFailure, failure_of
+from rhflow.execute.keys import KeyPool, PoolKey, key_out_message
 from rhflow.execute.lineup import Lineup, Live
 from rhflow.execute.remote import Remote
 from rhflow.execute.resume import decide
 from rhflow.execute.scheduling import ExecuteOptions
+from rhflow.execute.transfers import UpstreamView
 from rhflow.execute.watching import Watcher
 from rhflow.model import PlannedTask, TaskGraph
 from rhflow.progress import Reporter
@@ -68,6 +70,7 @@ class Executor:
         server: str,
         rand: Callable[[], float] = random.random,
         cache: TaskCache | None = None,
+        keys: KeyPool | None = None,
     ) -> None:
         self.graph = graph
         self._server = server
@@ -76,8 +79,10 @@ class Executor:
         self._options = options
         self._reporter = reporter  # the runner's SafeReporter: a closed pipe cannot stop a run
         self._remote = Remote(
-            client, store, journal, reporter, options=options, server=server, rand=rand
+            client, store, journal, reporter, options=options, server=server, rand=rand, keys=keys
         )
+        self._keys = self._remote.keys
+        self._held: dict[str, PoolKey] = {}  # task id -> the key whose slot it holds
         self._watcher = Watcher(self._remote, store, journal)
         self._downloads = Downloads(self._remote, graph.output_dir)
         self._cache = None
@@ -87,7 +92,7 @@ class Executor:
         self._workers: list[asyncio.Task[None]] = []
         self._stop_reason: str | None = None
         self._to_save: list[TaskRecord] = []
-        self._superseded: list[tuple[PlannedTask, str]] = []
+        self._superseded: list[tuple[PlannedTask, str, str | None]] = []
         self._spent = 0.0  # coins of the tasks this run ran
         self._over_budget = False  # --max-coins reached: no new create (tasks in flight end)
         self.interrupted = False
@@ -107,7 +112,7 @@ class Executor:
                 await self._cancel_superseded()
                 self._workers = [
                     asyncio.create_task(self._worker())
-                    for _ in range(max(1, self._options.concurrency))
+                    for _ in range(max(1, self._keys.total_slots))
                 ]
                 await asyncio.gather(*self._workers, return_exceptions=True)
                 self._budget_note()
@@ -197,7 +202,7 @@ class Executor:
             to_run=self._line.remaining,
             reused=len(done),
             skipped=len(done),  # the same count, under its older name
-            concurrency=self._options.concurrency,
+            concurrency=self._keys.total_slots,
             output=str(self.graph.output_dir),
         )
         for live in done:
@@ -226,13 +231,13 @@ class Executor:
         if decision.changed:
             self._to_save.append(decision.record)
         if decision.supersedes:
-            self._superseded.append((task, decision.supersedes))
+            self._superseded.append((task, decision.supersedes, record.key if record else None))
         return Live(task, decision.record, mode=decision.mode)
 
     async def _cancel_superseded(self) -> None:
         """--force: cancel the remote tasks earlier runs left going, before running anew."""
-        for task, remote_id in self._superseded:
-            problem = await self._remote.cancel_quietly(remote_id)
+        for task, remote_id, key in self._superseded:
+            problem = await self._remote.cancel_quietly(remote_id, key)
             outcome = f"could not be cancelled ({problem})" if problem else "cancelled"
             message = f"--force: remote task {remote_id} of an earlier run {outcome}"
             self._remote.note(task, message)
@@ -266,6 +271,14 @@ class Executor:
         return "stopped by --fail-fast after a failure"
 
     async def _run_task(self, live: Live) -> None:
+        try:
+            await self._run_task_held(live)
+        finally:
+            key = self._held.pop(live.task.id, None)
+            if key is not None:
+                await self._keys.release(key)
+
+    async def _run_task_held(self, live: Live) -> None:
         task = live.task
         if await self._from_cache(live):
             self._finish(task, succeeded=True)
@@ -319,7 +332,7 @@ class Executor:
         if live.mode == "fresh":
             live.run_attempts += 1
             needs = self._remote.upstream_views(task, self._upstream_records(task))
-            created = await self._remote.submit(task, needs)
+            created = await self._submit(task, needs)
             return await self._watcher.wait_end(task, created.net_wss_url, fresh=True)
         live.run_attempts = max(live.run_attempts, 1)  # an earlier run created it: one attempt
         self._remote.emit(
@@ -329,6 +342,31 @@ class Executor:
             params=dict(task.params),
         )
         return await self._watcher.wait_end(task, None, fresh=False)
+
+    async def _submit(self, task: PlannedTask, needs: dict[str, UpstreamView]) -> TaskCreated:
+        """Create the task with a key of the pool that has a free slot; a key the server
+        refuses (bad key, no balance) is taken out and the task goes to another."""
+        while True:
+            held = self._held.pop(task.id, None)
+            if held is not None:
+                await self._keys.release(held)
+            key = await self._keys.acquire()
+            if key is None:  # every key is out: the last refusal is the run's fatal error
+                raise TaskFailure(
+                    {"kind": "api_error", "message": "every API key of the pool was refused"},
+                    retry=False,
+                    fatal=True,
+                )
+            self._held[task.id] = key
+            try:
+                return await self._remote.submit(task, needs, key)
+            except TaskFailure as failure:
+                if not failure.fatal or len(self._keys.active) < 2:
+                    raise
+                message = key_out_message(key.fingerprint, failure.message)
+                if await self._keys.retire(key, failure.message):
+                    self._reporter.emit("run_warning", message=message)
+                self._remote.note(task, f"{message}; submitting with another key")
 
     def _upstream_records(self, task: PlannedTask) -> dict[str, TaskRecord]:
         found = {up: self._store.get(up) for up in task.upstream_ids}
@@ -420,6 +458,7 @@ def execute(
     server: str,
     rand: Callable[[], float] = random.random,
     cache: TaskCache | None = None,
+    keys: KeyPool | None = None,
 ) -> str:
     """Run the graph on a fresh event loop; return the run status."""
     executor = Executor(
@@ -432,5 +471,6 @@ def execute(
         server=server,
         rand=rand,
         cache=cache,
+        keys=keys,
     )
     return asyncio.run(executor.run())

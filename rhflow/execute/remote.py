@@ -20,17 +20,29 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from rhflow.api.client import BUILTIN_EMULATOR, TaskCreated
-from rhflow.errors import ApiError, RhflowError
+from rhflow.api.client import BUILTIN_EMULATOR, TaskCreated, TaskOutputs
+from rhflow.errors import ApiError, RhflowError, TransportError
 from rhflow.execute.failures import TaskFailure, api_failure
+from rhflow.execute.keys import KeyPool, PoolKey
 from rhflow.execute.scheduling import ExecuteOptions
 from rhflow.execute.transfers import LazyUploads, UploadCache, UpstreamView
 from rhflow.model import PlannedTask
 from rhflow.progress import Reporter
 from rhflow.record.journal import Journal
-from rhflow.record.store import Store, TaskRecord
+from rhflow.record.store import OutputRecord, Store, TaskRecord
 
 T = TypeVar("T")
+
+
+UNANSWERED_NOTE = (
+    "a create request got no answer ({err}); RunningHub may have made the task anyway, under "
+    "an id rhflow cannot learn: if the task is created again, it may have been created twice"
+)
+
+
+def unanswered(err: ApiError) -> bool:
+    """The create may have reached the server and made the task, but no answer came."""
+    return isinstance(err, TransportError) and err.sent
 
 
 def active_status(remote_status: str) -> str:
@@ -51,7 +63,9 @@ class Remote:
         options: ExecuteOptions,
         server: str,
         rand: Callable[[], float],
+        keys: KeyPool | None = None,
     ) -> None:
+        self.keys = keys if keys is not None else KeyPool([client], options.concurrency)
         self.client = client
         self._store = store
         self._journal = journal
@@ -63,8 +77,9 @@ class Remote:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self.started: dict[str, float] = {}  # task id -> monotonic time of its create
         self.dirty = False
+        self.no_more_creates: str | None = None  # why, once the state cannot be written
         self._uploads = UploadCache(
-            lambda path: str(client.upload(path).file_name),
+            lambda path: str(self.keys.primary.upload(path).file_name),
             store,
             getattr(client, "base_url", server),  # uploads live on this very process/port
             backoff=options.api_backoff,
@@ -146,14 +161,28 @@ class Remote:
             ) from err
         return [dict(e) for e in entries]
 
-    async def submit(self, task: PlannedTask, needs: Mapping[str, UpstreamView]) -> TaskCreated:
-        """Create the remote task, waiting out busy answers and retrying transient errors."""
+    def client_for(self, task: PlannedTask) -> Any:
+        """The client of the key that created ``task`` (following, cancelling it)."""
+        record = self._store.get(task.id)
+        return self.keys.client_for(record.key if record else None)
+
+    async def submit(
+        self, task: PlannedTask, needs: Mapping[str, UpstreamView], key: PoolKey | None = None
+    ) -> TaskCreated:
+        """Create the remote task with ``key`` (the pool's first by default), waiting out busy
+        answers and retrying transient errors."""
         entries = await self._node_info_list(task, needs)
+        key = key or self.keys.keys[0]
         busy = errors = 0
         while True:
+            if self.no_more_creates:
+                detail = {"kind": "error", "message": self.no_more_creates}
+                raise TaskFailure(detail, retry=False, fatal=True)
             try:
-                return await self._create_recorded(task, entries)
+                return await self._create_recorded(task, entries, key)
             except ApiError as err:
+                if unanswered(err):
+                    self.emit("note", task, message=UNANSWERED_NOTE.format(err=err))
                 if err.busy:
                     delay = self.options.busy_backoff.delay(busy, self.rand)
                     busy += 1
@@ -167,10 +196,10 @@ class Remote:
                 raise api_failure(err, "submitting the task failed") from err
 
     async def _create_recorded(
-        self, task: PlannedTask, entries: list[dict[str, Any]]
+        self, task: PlannedTask, entries: list[dict[str, Any]], key: PoolKey
     ) -> TaskCreated:
         future = self._loop.run_in_executor(
-            self._pool, functools.partial(self._create_and_record, task, entries)
+            self._pool, functools.partial(self._create_and_record, task, entries, key)
         )
         try:
             created, attempts = await asyncio.shield(future)
@@ -186,18 +215,45 @@ class Remote:
         return created
 
     def _create_and_record(
-        self, task: PlannedTask, entries: list[dict[str, Any]]
+        self, task: PlannedTask, entries: list[dict[str, Any]], key: PoolKey
     ) -> tuple[TaskCreated, int]:
-        """In a pool thread: create, then commit the remote id at once, without waiting for
-        the event loop (this is the window in which a crash could lose a created task)."""
-        created = self._create(task, entries)
+        """In a pool thread: mark the create as sent, create, then commit the remote id (and
+        clear the mark) at once, without waiting for the event loop. A run killed in between
+        leaves the mark, so the next run knows the task may exist remotely under an id nobody
+        knows; a create whose answer never comes is counted the same way."""
+        self._store.update(task.id, sending=time.time())  # nothing is sent if this fails
+        try:
+            created = self._create(key.client, task, entries)
+        except ApiError as err:
+            self._create_failed(task, err)
+            raise
+        try:
+            return self._record_created(task, created, entries, key)
+        except RhflowError as err:
+            # A full disk: give back the room kept for this very commit, and create no more.
+            self.no_more_creates = f"{err}; no more tasks are created"
+            if not self._store.release_reserve():
+                raise self._unrecorded(created.task_id, err, key.client) from err
+        try:
+            return self._record_created(task, created, entries, key)
+        except RhflowError as err:
+            raise self._unrecorded(created.task_id, err, key.client) from err
+
+    def _record_created(
+        self,
+        task: PlannedTask,
+        created: TaskCreated,
+        entries: list[dict[str, Any]],
+        key: PoolKey,
+    ) -> tuple[TaskCreated, int]:
         record = self._store.get(task.id)
         attempts = (record.attempts if record else 0) + 1
         self._store.update(
             task.id,
             remote_id=created.task_id,
             server=self._server,
-            emulated=self._server == BUILTIN_EMULATOR or bool(getattr(self.client, "emulated", 0)),
+            emulated=self._server == BUILTIN_EMULATOR or bool(getattr(key.client, "emulated", 0)),
+            key=key.fingerprint,
             status=active_status(created.status),
             attempts=attempts,
             node_info_list=tuple(entries),
@@ -205,19 +261,49 @@ class Remote:
             finished_at=None,
             failure=None,
             outputs=(),
+            sending=None,
         )
         return created, attempts
 
-    def _create(self, task: PlannedTask, entries: list[dict[str, Any]]) -> TaskCreated:
+    def _create_failed(self, task: PlannedTask, err: ApiError) -> None:
+        record = self._store.get(task.id)
+        if record is None:
+            return
+        if not unanswered(err):
+            self._store.update(task.id, sending=None)
+            return
+        self._store.update(
+            task.id,
+            sending=None,
+            unanswered=record.unanswered + 1,
+            notes=(*record.notes, UNANSWERED_NOTE.format(err=err)),
+        )
+
+    def _unrecorded(self, remote_id: str, err: object, client: Any) -> TaskFailure:
+        """The task was created but its id cannot be recorded (a full disk): cancel it, so
+        that the next run, which will create it again, does not pay for it twice."""
+        try:
+            client.cancel(remote_id)
+            outcome = "it was cancelled so that it is not paid for twice"
+        except ApiError as problem:
+            outcome = f"cancelling it failed ({problem}): it may be paid for twice"
+        detail = {
+            "kind": "error",
+            "message": f"task created as {remote_id}, but its record could not be written "
+            f"({err}); {outcome}",
+        }
+        return TaskFailure(detail, retry=False, fatal=True)
+
+    def _create(self, client: Any, task: PlannedTask, entries: list[dict[str, Any]]) -> TaskCreated:
         target = task.target
         if target.kind == "app":
-            return self.client.run_ai_app(
+            return client.run_ai_app(
                 target.id, entries, webhook_url=task.webhook_url, instance_type=task.instance_type
             )
         if target.kind == "quick_app":
-            return self.client.run_quick_ai_app(target.id, target.quick_create_code or "", entries)
+            return client.run_quick_ai_app(target.id, target.quick_create_code or "", entries)
         workflow = _with_values(target.workflow_json, entries) if target.workflow_json else None
-        return self.client.create_task(
+        return client.create_task(
             target.id,
             entries,
             workflow=workflow,
@@ -271,9 +357,11 @@ class Remote:
         self.emit("task_retry", task, reason=failure.message, delay=delay, attempt=attempt + 1)
         await asyncio.sleep(delay)
 
-    async def cancel_quietly(self, remote_id: str) -> str | None:
+    async def cancel_quietly(self, remote_id: str, key: str | None = None) -> str | None:
+        """Cancel with the key that created the task (``key``: its fingerprint)."""
+        client = self.keys.client_for(key)
         try:
-            await asyncio.wait_for(self.call(self.client.cancel, remote_id), 15.0)
+            await asyncio.wait_for(self.call(client.cancel, remote_id), 15.0)
         except (ApiError, asyncio.TimeoutError) as err:
             return str(err) or "no answer"
         return None
@@ -305,12 +393,30 @@ class Remote:
             notes = (*record.notes, f"left running remotely (--detach) as task {record.remote_id}")
             self.save(task, notes=notes)  # the caller says so, in one line per task
             return record.remote_id
-        problem = await self.cancel_quietly(record.remote_id)
+        problem = await self.cancel_quietly(record.remote_id, record.key)
+        after = await self._state_after_cancel(record.remote_id, record.key)
+        if after is not None and after.succeeded and after.outputs:
+            self._keep_finished(task, record.remote_id, after)
+            return None
+        if problem and (after is None or not after.done):
+            # The cancel may not have reached it: the next run follows it, never re-creates it.
+            message = (
+                f"{reason}; cancelling remote task {record.remote_id} failed: {problem}; the "
+                "next run follows it instead of creating it again"
+            )
+            self.save(task, failure={"kind": "interrupted", "message": message})
+            return None
         message = f"{reason}; remote task {record.remote_id} cancelled"
         if problem:
-            message = f"{reason}; cancelling remote task {record.remote_id} failed: {problem}"
+            message = f"{reason}; remote task {record.remote_id} had ended ({problem})"
+        notes = (
+            *record.notes,
+            f"remote task {record.remote_id} was cancelled ({reason}) before it finished; "
+            "RunningHub may bill the time it ran; a later run creates the task again",
+        )
         self.save(
             task,
+            notes=notes,
             status="cancelled",
             finished_at=time.time(),
             failure={
@@ -319,6 +425,38 @@ class Remote:
             },
         )
         return None
+
+    async def _state_after_cancel(
+        self, remote_id: str, key: str | None = None
+    ) -> TaskOutputs | None:
+        """The remote task's state once cancelled (None when the server does not say), asked
+        with the key that created it."""
+        client = self.keys.client_for(key)
+        try:
+            return await asyncio.wait_for(self.call(client.outputs, remote_id), 15.0)
+        except (ApiError, asyncio.TimeoutError):
+            return None
+
+    def _keep_finished(self, task: PlannedTask, remote_id: str, outputs: TaskOutputs) -> None:
+        """The task had finished before the cancel took effect: it is paid for, so its files
+        are kept for the next run to download instead of creating it again."""
+        links = tuple(
+            OutputRecord(i, o.node_id, o.file_url or None, o.file_type)
+            for i, o in enumerate(outputs.outputs)
+        )
+        cost = next((o.task_cost_time for o in outputs.outputs if o.task_cost_time), None)
+        self.save(
+            task,
+            status="downloading",
+            outputs=links,
+            cost_time=cost,
+            coins=sum(o.consume_coins or 0.0 for o in outputs.outputs),
+            failure={
+                "kind": "interrupted",
+                "message": f"interrupted after remote task {remote_id} had finished; the next "
+                "run downloads its files (it is not created again)",
+            },
+        )
 
 
 def _with_values(graph: Mapping[str, Any], entries: list[dict[str, Any]]) -> str:

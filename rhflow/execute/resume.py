@@ -33,6 +33,11 @@ ADOPTED_NOTE = (
     "workflow it ran is not known"
 )
 REDOWNLOAD_NOTE = "files missing or changed since the last run; downloading them again"
+KILLED_NOTE = (
+    "an earlier run stopped while a create request was in the air (killed before its answer "
+    "was recorded); RunningHub may have made the task under an id rhflow cannot learn: if the "
+    "task is created again, it may have been created twice"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +54,21 @@ class Decision:
 def decide(
     task: PlannedTask, record: TaskRecord | None, *, force: bool, server: str | None = None
 ) -> Decision:
+    if record is not None and record.sending is not None:
+        record = replace(
+            record,
+            sending=None,
+            unanswered=record.unanswered + 1,
+            notes=(*record.notes, KILLED_NOTE),
+        )
+        decision = _decide(task, record, force=force, server=server)
+        return replace(decision, changed=True)
+    return _decide(task, record, force=force, server=server)
+
+
+def _decide(
+    task: PlannedTask, record: TaskRecord | None, *, force: bool, server: str | None
+) -> Decision:
     if record is None or force:
         fresh = TaskRecord(task.id, task.step, "pending", params=dict(task.params))
         attempts = 0 if record is None else record.attempts
@@ -57,7 +77,10 @@ def decide(
         if stale and record and server is not None and not same_server(record.server, server):
             notes = (LEFT_ELSEWHERE.format(remote_id=stale, server=record.server),)
             stale = None  # its server is not this run's: a cancel sent here would miss it
-        fresh = replace(fresh, attempts=attempts, notes=notes)
+        unanswered = 0 if record is None else record.unanswered
+        if unanswered and record is not None:
+            notes = (*record.notes, *notes)  # keep why it may have been created twice
+        fresh = replace(fresh, attempts=attempts, notes=notes, unanswered=unanswered)
         return Decision("fresh", fresh, True, supersedes=stale)
     if record.status == "succeeded" and outputs_intact(record):
         return Decision("done", record, False)

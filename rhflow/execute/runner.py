@@ -14,6 +14,7 @@ an invalid pipeline raises ConfigError/PlanError before anything is sent.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from rhflow.api.client import BUILTIN_EMULATOR, Account, Client, origin_of
+from rhflow.api.client import BUILTIN_EMULATOR, Account, Client, origin_of, split_keys
 from rhflow.errors import ApiError, StateError, UnreachableError, UsageError
 from rhflow.execute.downloads import STAGING
 from rhflow.execute.estimate import estimate
@@ -33,6 +34,7 @@ from rhflow.execute.folder import (
     prune,
     stale_outputs,
 )
+from rhflow.execute.keys import KeyPool, key_out_message, no_balance
 from rhflow.execute.locking import check_lock
 from rhflow.execute.resume import adopt_earlier_ids
 from rhflow.execute.scheduling import (
@@ -99,7 +101,7 @@ def run_pipeline(
     cache: str | None = None,
     emulator: bool = False,
     base_url: str | None = None,
-    api_key: str | None = None,
+    api_key: str | Sequence[str] | None = None,
     client: Client | None = None,
     reporter: Reporter | None = None,
     websocket: bool = True,
@@ -138,10 +140,17 @@ def run_pipeline(
             limits=limits,
             pipeline=pipeline,
         )
-        with made_client as made:
+        with (
+            made_client as made,
+            _pool(made, api_key, single=client is not None or emulator, limits=limits) as clients,
+        ):
             server = BUILTIN_EMULATOR if emulator and client is None else made.base_url
             if not force:  # before anything is sent: results of another server do not count
                 _check_server(pipeline.output_dir, server)
+            keys = KeyPool(clients, pipeline.concurrency)
+            if len(clients) > 1:  # a refused key of a pool is out before it is asked anything
+                _precheck(keys, reporter)
+            made = keys.primary
             locks = check_lock(pipeline, made, server=server, frozen=frozen)
             for warning in locks.warnings:
                 reporter.emit("run_warning", message=warning)
@@ -165,7 +174,7 @@ def run_pipeline(
             )
             folder = _Folder(server, emulator and client is None, overwrite, prune, task_cache)
             tally = _Tally(reporter)
-            result = _execute(graph, made, tally, options, manifest_path, shard, folder, budget)
+            result = _execute(graph, keys, tally, options, manifest_path, shard, folder, budget)
         run_coins = sum(t.coins or 0.0 for t in result.tasks if t.id in tally.followed)
         finished: dict[str, Any] = {}
         if result.status == "interrupted":
@@ -180,6 +189,7 @@ def run_pipeline(
             manifest=str(manifest_path),
             errors=list(result.errors),
             **finished,
+            maybe_twice=len(result.maybe_twice),
         )
     finally:
         reporter.close()
@@ -321,7 +331,7 @@ def _require_workflows(pipeline: Pipeline, workflows: CachedWorkflows) -> None:
 
 def _execute(
     graph: TaskGraph,
-    client: Client,
+    keys: KeyPool,
     reporter: Reporter,
     options: ExecuteOptions,
     manifest_path: Path,
@@ -346,8 +356,10 @@ def _execute(
         if options.force or any(
             (r := records.get(t.id)) is None or r.status != "succeeded" for t in graph.tasks
         ):
-            _warn_balance(_precheck(client), budget, reporter)
-            emulated = bool(client.emulated) or emulated
+            if not keys.checked:
+                _precheck(keys, reporter)
+            _warn_balance(keys.balance(), budget, reporter)
+            emulated = emulated_server(keys) or emulated
         else:
             emulated = emulated or any(r.emulated for r in records.values())
         _remove_leftovers(graph.output_dir, manifest_path)
@@ -365,13 +377,14 @@ def _execute(
         try:
             status = execute(
                 graph,
-                client,
+                keys.keys[0].client,
                 store,
                 journal,
                 reporter,
                 options=options,
                 server=folder.server,
                 cache=folder.cache,
+                keys=keys,
             )
         except KeyboardInterrupt:
             raise
@@ -390,6 +403,7 @@ def _opened(output_dir: Path, manifest_path: Path, reporter: Reporter) -> Iterat
     with opened.store as store:
         if opened.message:
             reporter.emit("run_warning", message=opened.message)
+        store.reserve()  # room for the commit of a created task's id, should the disk fill
         yield store
 
 
@@ -421,17 +435,38 @@ def _prune(
     prune(store, stale, graph.output_dir)
 
 
-def _precheck(client: Client) -> Account | None:
-    """One accountStatus call before any create: the server answers and takes the key.
-    Returns what it said (None when a busy or flaky server did not say)."""
-    try:
-        return client.account()
-    except UnreachableError:
-        raise
-    except ApiError as err:
-        if err.fatal:
-            raise UsageError(f"{err}; nothing was submitted") from err
-        return None  # anything else (a busy or flaky server) is the executor's to retry
+def _precheck(keys: KeyPool, reporter: Reporter) -> bool:
+    """One accountStatus call per key before any create: the server answers and takes the
+    key. Of a pool, a key refused or without balance is taken out (the others go on); with no
+    key left, or a single key refused, nothing is sent. Returns whether the server said it is
+    an emulator."""
+    refused = []
+    for key in keys.keys:
+        try:
+            account = keys.accounts[key.fingerprint] = key.client.account()
+        except UnreachableError:
+            raise
+        except ApiError as err:
+            if err.fatal:
+                refused.append((key, str(err)))
+            continue  # anything else (a busy or flaky server) is the executor's to retry
+        if len(keys.keys) > 1 and no_balance(account):
+            refused.append((key, "accountStatus shows no coins and no money left"))
+    if len(refused) == len(keys.keys):
+        reasons = "; ".join(
+            why if len(refused) == 1 else f"{key.fingerprint}: {why}" for key, why in refused
+        )
+        raise UsageError(f"{reasons}; nothing was submitted")
+    for key, why in refused:
+        keys.retire_now(key, why)
+        reporter.emit("run_warning", message=key_out_message(key.fingerprint, why))
+    keys.checked = True
+    return emulated_server(keys)
+
+
+def emulated_server(keys: KeyPool) -> bool:
+    """Some answer of the server said it is an emulator."""
+    return any(bool(getattr(key.client, "emulated", False)) for key in keys.keys)
 
 
 def _budget(
@@ -477,12 +512,34 @@ def _remove_leftovers(output_dir: Path, manifest_path: Path) -> None:
 
 
 @contextlib.contextmanager
+def _pool(
+    made: Client,
+    api_key: str | Sequence[str] | None,
+    *,
+    single: bool,
+    limits: Mapping[str, Any] | None = None,
+) -> Iterator[list[Client]]:
+    """``made`` and a client for each further key of the pool (``api_key`` or RH_API_KEY:
+    several keys separated by commas, or a list); ``single`` (a client given, the in-process
+    emulator): ``made`` alone."""
+    if single:
+        yield [made]
+        return
+    keys = split_keys(api_key if api_key is not None else os.environ.get("RH_API_KEY"))
+    with contextlib.ExitStack() as stack:
+        others = [
+            stack.enter_context(Client(key, made.base_url, **(limits or {}))) for key in keys[1:]
+        ]
+        yield [made, *others]
+
+
+@contextlib.contextmanager
 def open_client(
     client: Client | None,
     *,
     emulator: bool,
     base_url: str | None,
-    api_key: str | None,
+    api_key: str | Sequence[str] | None,
     limits: Mapping[str, Any] | None = None,
     pipeline: Pipeline | None = None,
 ) -> Iterator[Client]:
@@ -495,7 +552,9 @@ def open_client(
         yield client
         return
     if not emulator:
-        with Client.from_env(api_key=api_key, base_url=base_url, **limits) as made:
+        keys = split_keys(api_key) if api_key is not None else None
+        joined = ",".join(keys) if keys else None
+        with Client.from_env(api_key=joined, base_url=base_url, **limits) as made:
             yield made
         return
     from rhflow.emulator import Emulator, EmulatorConfig

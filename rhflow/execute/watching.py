@@ -140,7 +140,7 @@ class Watcher:
         errors = 0
         while True:
             try:
-                return await self._remote.call(self._remote.client.outputs, remote_id)
+                return await self._remote.call(self._remote.client_for(task).outputs, remote_id)
             except TaskNotFoundError as err:
                 message = f"the server no longer knows task {remote_id}"
                 raise Lost(message) from err

@@ -110,6 +110,7 @@ def task_entry(
         notes=record.notes,
         server=record.server,
         emulated=record.emulated,
+        key=record.key,
         maybe_twice=maybe_twice(record, remote_ids),
     )
 

@@ -82,6 +82,7 @@ class TaskEntry:
     notes: tuple[str, ...] = ()
     server: str | None = None
     emulated: bool = False
+    key: str | None = None  # fingerprint of the API key that created the task
     #: ``{"task_ids": [...], "unanswered": n, "reason": "..."}`` when the task may have been
     #: created (and paid for) twice: a create whose answer never came, with every remote id
     #: known for it; None otherwise.
@@ -109,6 +110,7 @@ class TaskEntry:
             "notes": list(self.notes),
             "server": self.server,
             "emulated": self.emulated,
+            "key": self.key,
             "maybe_twice": None if self.maybe_twice is None else dict(self.maybe_twice),
         }
 
@@ -135,6 +137,7 @@ class TaskEntry:
             notes=tuple(data.get("notes", ())),
             server=data.get("server"),
             emulated=bool(data.get("emulated", False)),
+            key=data.get("key"),
             maybe_twice=data.get("maybe_twice"),
         )
 

@@ -27,7 +27,7 @@ from rhflow.record.store import DB_NAME, STATE_DIR, OutputRecord, Store, TaskRec
 
 #: Failure kinds after which the remote task has ended for sure; any other failure of a task
 #: with a remote id (a check that failed, a local error) may have left it running.
-_ENDED = frozenset({"failed", "timeout", "lost", "upstream", "cancelled", "interrupted"})
+_ENDED = frozenset({"failed", "timeout", "lost", "upstream", "cancelled"})
 REBUILT_NOTE = "state rebuilt from manifest.json"
 
 
@@ -157,7 +157,8 @@ def _status(entry: TaskEntry) -> str:
         return entry.status
     if entry.status == "running":
         return "running"
-    if entry.status == "failed" and kind == "download":
+    links = bool(entry.outputs) and all(o.url for o in entry.outputs)
+    if entry.status == "failed" and (kind == "download" or (kind == "interrupted" and links)):
         return "downloading"
     if entry.status == "failed" and kind not in _ENDED:
         return "running"  # only a check or a local step failed: look at the task again

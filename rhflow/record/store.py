@@ -15,6 +15,7 @@ writer: each record written or read is kept in memory (written through, after th
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -29,6 +30,8 @@ from rhflow.errors import DamagedStateError, StateError, StateUnusableError
 STATE_DIR = ".rhflow"
 DB_NAME = "state.db"
 SCHEMA_VERSION = 1
+RESERVE_NAME = "reserve"
+RESERVE_BYTES = 256 * 1024
 
 #: Task statuses kept in the store. ``submitted`` has a remote id whose fate is not known yet;
 #: ``downloading`` succeeded remotely but not every file is on disk yet.
@@ -46,6 +49,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     remote_id TEXT,
     server TEXT,
     emulated INTEGER NOT NULL DEFAULT 0,
+    key TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     params TEXT NOT NULL DEFAULT '{}',
     node_info_list TEXT,
@@ -110,6 +114,7 @@ class TaskRecord:
     remote_id: str | None = None
     server: str | None = None  # the API base URL the task was created on
     emulated: bool = False  # that server was an emulator: the outputs are placeholders
+    key: str | None = None  # fingerprint of the API key that created it (never the key)
     attempts: int = 0
     params: Mapping[str, Any] = field(default_factory=dict)
     node_info_list: tuple[Mapping[str, Any], ...] | None = None
@@ -136,6 +141,7 @@ class Store:
         self.path = path
         self._clock = clock
         self._lock = threading.RLock()
+        self._reserved = False
         self._cache: dict[str, TaskRecord] = {}
         self._changed: set[str] = set()
         try:
@@ -194,6 +200,35 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        self.release_reserve()
+
+    # -- room for the commits that must not fail ------------------------------------------------
+
+    def reserve(self, size: int = RESERVE_BYTES) -> bool:
+        """Hold ``size`` bytes of the folder's disk in ``.rhflow/reserve``, to be given back
+        when a write the run cannot lose (a created task's id) meets a full disk."""
+        path = self.path.with_name(RESERVE_NAME)
+        try:
+            with open(path, "wb") as handle:
+                handle.write(b"\0" * size)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError:
+            path.unlink(missing_ok=True)
+            return False
+        self._reserved = True
+        return True
+
+    def release_reserve(self) -> bool:
+        """Give the bytes this store reserved back to the disk; False when it held none."""
+        if not self._reserved:
+            return False
+        self._reserved = False
+        try:
+            self.path.with_name(RESERVE_NAME).unlink()
+        except OSError:
+            return False
+        return True
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -256,10 +291,10 @@ class Store:
     def _write(self, db: sqlite3.Connection, record: TaskRecord, before: TaskRecord | None) -> None:
         """Write ``record``; ``before`` is what the database holds for it (None: unknown)."""
         db.execute(
-            "INSERT OR REPLACE INTO tasks (id, step, status, remote_id, server, emulated, "
+            "INSERT OR REPLACE INTO tasks (id, step, status, remote_id, server, emulated, key, "
             "attempts, params, node_info_list, submitted_at, started_at, finished_at, "
             "cost_time, coins, failure, notes, updated_at, sending, unanswered) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             _task_row(record, self._clock()),
         )
         if before is None or before.outputs != record.outputs:
@@ -403,6 +438,7 @@ class Store:
 #: Columns added after the first release of the store: (table, column, declaration).
 _ADDED_COLUMNS = (
     ("tasks", "emulated", "INTEGER NOT NULL DEFAULT 0"),
+    ("tasks", "key", "TEXT"),
     ("tasks", "sending", "REAL"),
     ("tasks", "unanswered", "INTEGER NOT NULL DEFAULT 0"),
 )
@@ -536,6 +572,7 @@ def _task_row(r: TaskRecord, now: float) -> tuple[Any, ...]:
         r.remote_id,
         r.server,
         int(r.emulated),
+        r.key,
         r.attempts,
         _dump(dict(r.params)),
         _dump(nil),
@@ -563,6 +600,7 @@ def _task_from_row(row: sqlite3.Row, outputs: tuple[OutputRecord, ...]) -> TaskR
         remote_id=row["remote_id"],
         server=row["server"],
         emulated=bool(row["emulated"]),
+        key=row["key"],
         attempts=row["attempts"],
         params=_object(json.loads(row["params"]), "params"),
         node_info_list=None if nil is None else tuple(nil),

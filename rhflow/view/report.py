@@ -26,7 +26,8 @@ STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse}td,th{padding:.25em .5em;text-align:left;vertical-align:top}
 .tasks td,.tasks th,.summary td,.summary th{border-bottom:1px solid #ddd}
-.grid td{border:1px solid #ddd}.grid img{display:block;max-width:256px;max-height:256px}
+.grid td{border:1px solid #ddd}
+.grid img{display:block;min-width:128px;max-width:256px;max-height:256px}
 .grid .failed,.tasks .failed{background:#fad2d2}.grid .missing{background:#e8e8e8}
 .grid .nofile{background:#eee2c8}.note{color:#666;font-size:12px}
 #filters label{margin-right:1em}.hidden{display:none}
