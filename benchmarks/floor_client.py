@@ -1,7 +1,7 @@
 """The floor: a plain asyncio client with no records, retries or checks. Per task it creates,
-follows the WebSocket to ``execution_success``, asks for the outputs once and downloads the
-files; ``--concurrency`` tasks at a time. What it takes beyond the ideal is the emulator's
-share and the machine's, which rhflow cannot beat.
+polls every 0.1 s while the task is queued, follows the WebSocket to ``execution_success``,
+asks for the outputs and downloads the files; ``--concurrency`` tasks at a time. What it
+takes beyond the ideal is the emulator's share and the machine's, which rhflow cannot beat.
 
     python benchmarks/floor_client.py --base-url http://127.0.0.1:8800 --tasks 500 \\
         --concurrency 50 --out /tmp/floor
@@ -36,17 +36,20 @@ async def one_task(
     body = {"apiKey": key, "workflowId": WORKFLOW_ID, "nodeInfoList": nodes}
     while (created := await post(session, base + "/task/openapi/create", body))["code"] != 0:
         await asyncio.sleep(0.1)  # 421: the key is busy
-    data = created["data"]
-    if data.get("netWssUrl"):
-        async with session.ws_connect(data["netWssUrl"]) as ws:
+    ask = {"apiKey": key, "taskId": created["data"]["taskId"]}
+    wss = created["data"].get("netWssUrl")
+    while not wss:  # queued: the socket comes once the task runs
+        await asyncio.sleep(0.1)
+        answer = await post(session, base + "/task/openapi/outputs", ask)
+        if answer["code"] == 0:
+            break
+        wss = (answer.get("data") or {}).get("netWssUrl")
+    if wss:
+        async with session.ws_connect(wss) as ws:
             async for message in ws:
                 if '"execution_success"' in message.data:
                     break
-    ask = {"apiKey": key, "taskId": data["taskId"]}
-    # 813 (queued) has data null, 804 (running) data {"netWssUrl"}: done is a list of files
-    while not isinstance(
-        (answer := await post(session, base + "/task/openapi/outputs", ask))["data"], list
-    ):
+    while (answer := await post(session, base + "/task/openapi/outputs", ask))["code"] != 0:
         await asyncio.sleep(0.05)
     for i, item in enumerate(answer["data"]):
         async with session.get(item["fileUrl"]) as response:

@@ -544,3 +544,29 @@ def test_a_value_json_cannot_carry_is_refused_before_sending(
     with pytest.raises(UsageError, match="cannot be sent as JSON"):
         client.create_task("1", [{"nodeId": "3", "fieldName": "cfg", "fieldValue": float("nan")}])
     assert server.seen == []
+
+
+def test_deadlines_share_one_thread_and_still_cut_a_silent_answer() -> None:
+    """A request's deadline costs no thread of its own: one watchdog expires them all."""
+    from rhflow.api.transport import Expired, deadline
+
+    for _ in range(200):
+        with deadline(30.0) as watch:
+            watch.check()
+    watchers = [t for t in threading.enumerate() if t.name == "rhflow-deadlines"]
+    assert len(watchers) == 1
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        conn = socket.create_connection(listener.getsockname())
+        served, _ = listener.accept()  # the server never answers
+        with deadline(0.2) as watch:
+            watch.attach(type("Conn", (), {"sock": conn})())  # type: ignore[arg-type]
+            assert conn.recv(1) == b""  # shut down by the deadline, not left hanging
+            assert watch.expired
+            with pytest.raises(Expired):
+                watch.check()
+        served.close()
+        conn.close()
+    finally:
+        listener.close()
+    assert len([t for t in threading.enumerate() if t.name == "rhflow-deadlines"]) == 1

@@ -42,7 +42,9 @@ def test_polling_starts_short_and_grows_to_a_cap_with_jitter() -> None:
 
 
 def test_a_known_duration_moves_the_first_poll_to_just_before_it() -> None:
-    policy = PollPolicy(first=1.0, factor=2.0, cap=15.0, jitter=0.0, lead=0.8, tail=0.25, floor=1.0)
+    policy = PollPolicy(
+        first=1.0, factor=3.0, cap=15.0, jitter=0.0, lead=0.8, tail=0.25, floor=1.0, tail_factor=2.0
+    )
     polls = [policy.interval(n, lambda: 0.5, expected=20.0) for n in range(5)]
     assert polls == [16.0, 5.0, 10.0, 15.0, 15.0]
     assert policy.interval(0, lambda: 0.5, expected=0.5) == 1.0  # never below the floor
@@ -102,7 +104,7 @@ def test_the_learned_run_time_does_not_include_the_time_to_notice_the_end(
 def test_scaled_divides_every_duration() -> None:
     quick = PollPolicy().scaled(20)
     assert quick.first == 0.05 and quick.cap == 0.75 and quick.longest_first == 6.0
-    assert quick.floor == pytest.approx(0.0075)
+    assert quick.floor == pytest.approx(0.005)
     assert quick.factor == PollPolicy().factor
 
 

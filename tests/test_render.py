@@ -159,3 +159,72 @@ def test_is_template() -> None:
     assert is_template("{% if x %}{% endif %}")
     assert not is_template("plain")
     assert not is_template(3)
+
+
+PLAIN_CONTEXT = {
+    "seed": 7,
+    "subject": "Red Fox!",
+    "ratio": 0.5,
+    "flag": True,
+    "nothing": None,
+    "items": [1, 2],
+    "vars": {"style": "ink", "n": 3},
+    "step": "gen",
+}
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ seed }}",
+        " {{ seed }} ",
+        "{{ vars.style }}",
+        "{{ ratio }}",
+        "{{ flag }}",
+        "{{ nothing }}",
+        "{{ items }}",
+        "a {{ subject }}, {{ vars.style }} #{{ seed }}",
+        "{{ subject | slug }}/{{ seed | zpad(5) }}-{{ vars.n | zpad }}.png",
+        "{{ subject | slug('_') }}",
+        "{{ step }}-{{ items }}-{{ nothing }}-{{ flag }}",
+    ],
+)
+def test_a_plain_template_renders_without_jinja_exactly_as_jinja_does(source: str) -> None:
+    from rhflow.pipeline.sandbox import bounded
+
+    template = compile_template(source)
+    assert template._plain is not None  # rendered directly
+    direct = template.render(PLAIN_CONTEXT)
+    through_jinja = bounded(lambda: template._render(PLAIN_CONTEXT))
+    assert direct == through_jinja and type(direct) is type(through_jinja)
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("{{ missing }}", "'missing' is not defined"),
+        ("{{ vars.nope }}", "no key 'nope'"),
+        ("{{ seed.real }}", None),  # not a mapping: Jinja2 decides
+        ("{{ vars.items }}", None),  # a dict method, not a key: Jinja2 decides
+        ("{{ range }}", None),  # a global
+        ("{{ seed | zpad(100000) }}", None),  # too wide for the direct path
+    ],
+)
+def test_what_the_direct_path_cannot_tell_goes_through_jinja(
+    source: str, message: str | None
+) -> None:
+    from rhflow.pipeline.sandbox import bounded
+
+    template = compile_template(source)
+    if message is not None:
+        with pytest.raises(RenderError, match=message):
+            template.render(PLAIN_CONTEXT)
+        return
+    try:
+        expected: object = bounded(lambda: template._render(PLAIN_CONTEXT))
+    except Exception as exc:  # the same error either way
+        with pytest.raises(RenderError):
+            template.render(PLAIN_CONTEXT)
+        assert exc is not None
+        return
+    assert template.render(PLAIN_CONTEXT) == expected

@@ -10,6 +10,7 @@ import re
 import select
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import jsonschema
@@ -206,3 +207,20 @@ def test_no_color_is_honoured_on_a_terminal(tmp_path: Path) -> None:
     plain = _run_on_a_terminal(tmp_path / "b", NO_COLOR="1")
     assert b"succeeded" in plain
     assert not _COLOUR.search(plain), plain
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_both_schemas(tmp_path: Path) -> None:
+    """``rhflow schema`` reads the schemas from the package: a wheel must carry them."""
+    pytest.importorskip("hatchling", reason="hatchling is not installed: pip install '.[test]'")
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
+         "--no-index", "-w", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, env=_env(PIP_CONFIG_FILE=os.devnull),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    [wheel] = tmp_path.glob("rhflow-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        for name in ("pipeline", "manifest"):
+            shipped = archive.read(f"rhflow/schemas/{name}.schema.json").decode()
+            assert shipped == (ROOT / "schemas" / f"{name}.schema.json").read_text("utf-8")

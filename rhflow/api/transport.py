@@ -20,6 +20,8 @@ them into :class:`rhflow.errors.ApiError` subclasses with the request named.
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import socket
 import threading
 import time
@@ -63,10 +65,9 @@ class _Watch:
     def __init__(self, seconds: float) -> None:
         self.ends = time.monotonic() + seconds
         self.expired = False
+        self.done = False  # the block ended: nothing to shut down any more
         self._lock = threading.Lock()
         self._connections: list[HTTPConnection] = []
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
 
     def attach(self, conn: HTTPConnection) -> None:
         with self._lock:
@@ -80,8 +81,10 @@ class _Watch:
             self.expired = True
             raise Expired()
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
         with self._lock:
+            if self.done:
+                return
             self.expired = True
             for conn in self._connections:
                 _shut(conn)
@@ -96,6 +99,49 @@ def _shut(conn: HTTPConnection) -> None:
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
+class _Watchdog:
+    """One daemon thread that expires every deadline of the process, earliest first.
+
+    A thread (a ``threading.Timer``) per request cost more CPU than the request itself at a
+    few hundred requests a second; here a block costs a heap push, and the thread sleeps
+    until the earliest deadline. Ended blocks stay in the heap until their time comes up.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Watch]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def add(self, watch: _Watch) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (watch.ends, next(self._order), watch))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="rhflow-deadlines", daemon=True
+                )
+                self._thread.start()
+            elif self._heap[0][2] is watch:
+                self._cond.notify()  # earlier than what the thread sleeps until
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._heap and self._heap[0][2].done:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                ends, _, watch = self._heap[0]
+                left = ends - time.monotonic()
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                heapq.heappop(self._heap)
+            watch.expire()
+
+
+_watchdog = _Watchdog()
 _local = threading.local()
 
 
@@ -105,11 +151,12 @@ def deadline(seconds: float) -> Iterator[_Watch]:
     watch = _Watch(seconds)
     outer = getattr(_local, "watch", None)
     _local.watch = watch
-    watch._timer.start()
+    _watchdog.add(watch)
     try:
         yield watch
     finally:
-        watch._timer.cancel()
+        with watch._lock:
+            watch.done = True
         _local.watch = outer
 
 
@@ -178,17 +225,19 @@ def announced_length(resp: requests.Response) -> int | None:
         return None
 
 
-def chunks(resp: requests.Response, limit: int, watch: _Watch) -> Iterator[bytes]:
+def chunks(
+    resp: requests.Response, limit: int, watch: _Watch, size: int = CHUNK
+) -> Iterator[bytes]:
     """The body of a streamed answer in chunks; TooLarge past ``limit`` bytes (announced or
     sent), Expired once the deadline has passed."""
     announced = announced_length(resp)
     if announced is not None and announced > limit:
         raise TooLarge(limit, announced)
-    size = 0
-    for chunk in resp.iter_content(CHUNK):
+    got = 0
+    for chunk in resp.iter_content(size):
         watch.check()
-        size += len(chunk)
-        if size > limit:
+        got += len(chunk)
+        if got > limit:
             raise TooLarge(limit)
         yield chunk
     watch.check()  # a connection shut at the deadline can look like the end of the body

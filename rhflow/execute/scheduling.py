@@ -51,7 +51,8 @@ class PollPolicy:
     With ``expected`` (the median remote run time of the tasks finished so far in this run,
     without the time it took to notice their end): the first poll waits ``lead`` of it (at most
     ``longest_first``), when the task is likely to be nearly done; later polls start from
-    ``expected * tail`` and grow to ``cap``. No interval is shorter than ``floor``.
+    ``expected * tail`` and grow by ``tail_factor`` to ``cap``. No interval is shorter than
+    ``floor``.
     """
 
     first: float = 1.0
@@ -61,7 +62,8 @@ class PollPolicy:
     lead: float = 0.9
     tail: float = 0.1
     longest_first: float = 120.0
-    floor: float = 0.15
+    floor: float = 0.1
+    tail_factor: float = 1.3
 
     def interval(self, poll: int, rand: Rand, *, expected: float | None = None) -> float:
         return self._raw(max(0, poll), expected) * (1.0 - self.jitter + 2.0 * self.jitter * rand())
@@ -72,7 +74,7 @@ class PollPolicy:
         if poll == 0:
             return max(self.floor, min(self.longest_first, expected * self.lead))
         start = max(self.floor, expected * self.tail)
-        return min(self.cap, start * self.factor ** (poll - 1))
+        return min(self.cap, start * self.tail_factor ** (poll - 1))
 
     def scaled(self, divisor: float) -> PollPolicy:
         """The same policy with every duration divided by ``divisor`` (for quick runs)."""

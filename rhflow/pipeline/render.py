@@ -84,7 +84,7 @@ class Template:
     avoids Jinja2's per-call merge and keeps large sweeps fast.
     """
 
-    __slots__ = ("_is_expr", "_needs", "_template", "names", "source")
+    __slots__ = ("_is_expr", "_needs", "_plain", "_template", "names", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -98,6 +98,7 @@ class Template:
             self._is_expr = match is not None
             self._template = ENV.from_string(_expression_ast(match["expr"]) if match else ast)
             self._template.globals = _GLOBALS  # a plain dict: cheaper per render than a ChainMap
+            self._plain = _plain_pieces(ast)
         except jinja2.TemplateSyntaxError as exc:
             raise RenderError(f"template syntax error: {exc.message}") from exc
         except TooLarge as exc:
@@ -111,6 +112,10 @@ class Template:
         return self._needs
 
     def render(self, context: Mapping[str, Any]) -> Any:
+        if self._plain is not None:
+            value = _render_plain(self._plain, context, typed=self._is_expr)
+            if value is not _UNSURE:
+                return value
         try:
             return bounded(lambda: self._render(context))
         except TooLarge as exc:
@@ -136,6 +141,94 @@ class Template:
         if isinstance(value, jinja2.Undefined):
             str(value)  # raises the UndefinedError (or SecurityError) it stands for
         return check_value(value, "a value")
+
+
+# -- plain templates: text, names, vars.KEY and zpad/slug with constants, rendered directly ----
+
+#: A piece of a plain template: literal text, or (name, key or None, filter or None, args).
+_Piece = str | tuple[str, str | None, Any, tuple[Any, ...]]
+_UNSURE = object()  # the direct rendering cannot tell: Jinja2 renders (and reports) it
+_PLAIN_FILTERS = {"zpad": _zpad, "slug": _slug}
+_DICT_NAMES = frozenset(dir(dict))
+_SPECIAL = frozenset({"self", "loop", "super", "caller", "varargs", "kwargs"})
+
+
+def _plain_argument(name: str, arg: Any) -> bool:
+    """A small constant argument: a width up to 64 for zpad, a short separator for slug."""
+    if name == "zpad":
+        return type(arg) is int and 0 <= arg <= 64
+    return type(arg) is str and len(arg) <= 8
+
+
+def _plain_pieces(ast: nodes.Template) -> tuple[_Piece, ...] | None:
+    """The pieces of a template that only prints names, ``NAME.KEY`` and ``NAME | zpad(N)``
+    or ``| slug`` with constant arguments; None for anything else (it renders through Jinja2).
+    Most sweep templates are such, and rendering them needs no sandbox: nothing is called or
+    computed but ``str``, the two filters and a dict lookup."""
+    if len(ast.body) != 1 or not isinstance(ast.body[0], nodes.Output):
+        return None
+    pieces: list[_Piece] = []
+    for node in ast.body[0].nodes:
+        if isinstance(node, nodes.TemplateData):
+            pieces.append(node.data)
+            continue
+        piece = _plain_piece(node)
+        if piece is None:
+            return None
+        pieces.append(piece)
+    return tuple(pieces)
+
+
+def _plain_piece(node: nodes.Node) -> _Piece | None:
+    func: Any = None
+    args: tuple[Any, ...] = ()
+    if isinstance(node, nodes.Filter):
+        consts = all(isinstance(arg, nodes.Const) for arg in node.args)
+        if node.name not in _PLAIN_FILTERS or node.kwargs or node.dyn_args or node.dyn_kwargs:
+            return None
+        if not consts or len(node.args) > 1 or node.node is None:
+            return None
+        args = tuple(getattr(arg, "value", None) for arg in node.args)
+        if not all(_plain_argument(node.name, arg) for arg in args):
+            return None
+        func, node = _PLAIN_FILTERS[node.name], node.node
+    if isinstance(node, nodes.Name) and node.ctx == "load" and node.name not in _SPECIAL:
+        return (node.name, None, func, args)
+    if (
+        isinstance(node, nodes.Getattr)
+        and isinstance(node.node, nodes.Name)
+        and node.attr not in _DICT_NAMES
+        and not node.attr.startswith("_")
+    ):
+        return (node.node.name, node.attr, func, args)
+    return None
+
+
+def _render_plain(pieces: tuple[_Piece, ...], context: Mapping[str, Any], *, typed: bool) -> Any:
+    """What Jinja2 renders for a plain template, or _UNSURE when a name is not in the context
+    (a global, or an error Jinja2 words), a key is missing, or the text is over the limit."""
+    out: list[str] = []
+    value: Any = None
+    for piece in pieces:
+        if isinstance(piece, str):
+            out.append(piece)
+            continue
+        name, key, func, args = piece
+        if name not in context:
+            return _UNSURE
+        value = context[name]
+        if key is not None:
+            if type(value) is not dict or key not in value:
+                return _UNSURE
+            value = value[key]
+        if func is not None:
+            value = func(value, *args)
+        if not typed:
+            out.append(value if type(value) is str else str(value))
+    if typed:
+        return check_value(value, "a value")
+    text = "".join(out)
+    return text if len(text) <= limits().value else _UNSURE
 
 
 def _too_deep() -> str:
