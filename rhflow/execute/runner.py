@@ -528,7 +528,10 @@ def _pool(
     keys = split_keys(api_key if api_key is not None else os.environ.get("RH_API_KEY"))
     with contextlib.ExitStack() as stack:
         others = [
-            stack.enter_context(Client(key, made.base_url, **(limits or {}))) for key in keys[1:]
+            stack.enter_context(
+                Client(key, made.base_url, **(limits or {}), also_masked=keys)  # all of them
+            )
+            for key in keys[1:]
         ]
         yield [made, *others]
 
