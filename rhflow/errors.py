@@ -531,21 +531,26 @@ def api_error(code: int | str, message: str = "") -> ApiError:
 MIN_MASKED_KEY = 8
 
 
-def redact(text: str, secret: str) -> str:
-    """``text`` with every occurrence of ``secret`` replaced by ``***``.
+def redact(text: str, secret: str | tuple[str, ...]) -> str:
+    """``text`` with every occurrence of ``secret`` (or of each secret of a tuple: the keys of
+    a pool) replaced by ``***``.
 
     A secret under ``MIN_MASKED_KEY`` characters is not searched for at all: it would match
     ordinary words. A longer one cannot occur by chance, so every occurrence is the key, even
     glued to other text (``apiKey=KEY``, ``"KEY"``, ``xKEYy``), and masking it mangles nothing."""
-    if len(secret) < MIN_MASKED_KEY:
-        return text
-    return text.replace(secret, "***")
+    for one in (secret,) if isinstance(secret, str) else secret:
+        if len(one) >= MIN_MASKED_KEY:
+            text = text.replace(one, "***")
+    return text
 
 
-def redact_all(value: Any, secret: str) -> Any:
+def redact_all(value: Any, secret: str | tuple[str, ...]) -> Any:
     """A copy of decoded JSON ``value`` with ``secret`` masked (see :func:`redact`) in every
     string, keys included; walked without recursion, so any depth json accepts is fine."""
-    if len(secret) < MIN_MASKED_KEY or not isinstance(value, (str, dict, list)):
+    secrets = (secret,) if isinstance(secret, str) else secret
+    if all(len(one) < MIN_MASKED_KEY for one in secrets):
+        return value
+    if not isinstance(value, (str, dict, list)):
         return value
     if isinstance(value, str):
         return redact(value, secret)

@@ -8,6 +8,7 @@ command or an option.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -76,6 +77,19 @@ def test_every_page_is_reachable_from_the_docs_index() -> None:
         todo += [(page.parent / t.partition("#")[0]).resolve() for t in links(page)]
     unreachable = sorted(str(p.relative_to(ROOT)) for p in DOCS.rglob("*.md") if p not in seen)
     assert not unreachable, f"pages linked from no page under docs/index.md: {unreachable}"
+
+
+def test_the_manifest_shown_in_the_explanation_is_one_rhflow_reads_and_the_schema_accepts() -> None:
+    import jsonschema
+
+    from rhflow.record.manifest import Manifest
+
+    page = (DOCS / "explanation" / "manifest.md").read_text(encoding="utf-8")
+    (block,) = re.findall(r"^```json\n(.*?)^```$", page, re.M | re.S)
+    shown = json.loads(block)
+    schema = json.loads((ROOT / "schemas" / "manifest.schema.json").read_text(encoding="utf-8"))
+    jsonschema.validate(shown, schema)
+    assert Manifest.from_dict(shown).tasks[0].outputs[0].path == "portrait/cat-001-0.png"
 
 
 # -- the CLI reference -----------------------------------------------------------------------

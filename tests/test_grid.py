@@ -153,3 +153,25 @@ def test_wrong_axes_are_refused_with_what_exists(
         "Error: the manifest has no task of step 'upscale'; steps are: portrait\n"
     )
     assert not (tmp_path / "out" / "grid.png").exists()
+
+
+def test_a_task_without_an_image_output_says_so(
+    emulator: Emulator, api_key: str, tmp_path: Path
+) -> None:
+    sweep = tmp_path / "video.yaml"
+    sweep.write_text("""
+version: 1
+steps:
+  clip:
+    workflow: "1904136902449209349"
+    matrix: {seed: [1, 2]}
+    nodes: {"3": {seed: "{{ seed }}"}}
+""")
+    run_sweep(sweep, tmp_path / "out", emulator, api_key)
+    manifest = read_manifest(tmp_path / "out" / "manifest.json")
+    assert all(t.outputs and t.status == "succeeded" for t in manifest.tasks)
+    grid = arrange(manifest, tmp_path / "out", "seed")
+    assert [c.state for c in grid.sections[0].cells.values()] == ["not an image"] * 2
+    sheet = draw(grid, tmp_path / "grid.png")
+    with Image.open(tmp_path / "grid.png") as png:
+        assert png.convert("RGB").getpixel(sheet.cells[(0, 0, 1)][:2]) == COLORS["not an image"]

@@ -202,7 +202,11 @@ def test_a_folder_run_before_the_lock_still_resumes(
 
 
 def test_plan_ids_use_the_lock_and_no_lock_keeps_old_ids(
-    tmp_path: Path, served: Emulator, api_key: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    served: Emulator,
+    api_key: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     path = pipeline(tmp_path)
     plain = [t.id for t in plan(load_pipeline(path)).tasks]
@@ -213,6 +217,10 @@ def test_plan_ids_use_the_lock_and_no_lock_keeps_old_ids(
     assert [t.id for t in graph.tasks] != plain
     manifest = run(path, served, api_key)
     assert [t.id for t in manifest.tasks] == [t.id for t in graph.tasks]
+    capsys.readouterr()
+    assert main(["plan", str(path), "--json"]) == 0  # the command shows the same ids
+    shown = json.loads(capsys.readouterr().out)
+    assert [t["id"] for t in shown["tasks"]] == [t.id for t in graph.tasks]
 
 
 def test_an_unreadable_lock_is_a_clear_error(

@@ -102,8 +102,10 @@ def hostile() -> Iterator[Hostile]:
         yield h
 
 
-def _rhflow(*args: str, cwd: Path, base_url: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RH_API_KEY": KEY, "RH_BASE_URL": base_url}
+def _rhflow(
+    *args: str, cwd: Path, base_url: str, keys: str = KEY
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "RH_API_KEY": keys, "RH_BASE_URL": base_url}
     return subprocess.run(
         [sys.executable, "-m", "rhflow", *args],
         cwd=cwd,
@@ -142,6 +144,23 @@ def test_the_key_echoed_by_the_server_reaches_no_output_event_file_or_log(
         shown = [where for where, text in streams.items() if "***" in text]
         shown += [str(p) for p in files if b"***" in p.read_bytes()]
         assert shown != []
+
+
+def test_no_key_of_a_pool_reaches_any_output_whichever_client_it_is_echoed_to(
+    hostile: Hostile, tmp_path: Path
+) -> None:
+    """The server gets every key of a pool and may echo any of them to any client."""
+    second = "sk-second-fedcba9876543210fedcba98"
+    _failed(hostile, exception_message=f"keys {KEY} and {second}")
+    text = PIPELINE.format(template="{{ index }}.{{ ext }}").replace("retries: 0", "retries: 1")
+    (tmp_path / "p.yaml").write_text(text)
+    keys = f"{KEY},{second}"
+    run = _rhflow("run", "p.yaml", "--json", cwd=tmp_path, base_url=hostile.api.url, keys=keys)
+    files = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert "keys *** and ***" in run.stdout
+    for secret in (KEY, second):
+        assert secret not in run.stdout + run.stderr
+        assert [p for p in files if secret.encode() in p.read_bytes()] == []
 
 
 def test_redact_all_masks_every_string_at_any_depth() -> None:

@@ -147,14 +147,15 @@ def test_run_refuses_a_payload_before_sending_anything(
     tmp_path: Path, make_emulator: Callable[..., Emulator], api_key: str
 ) -> None:
     emu = make_emulator()
-    (tmp_path / "p.yaml").write_text(pipeline("nodes", PAYLOADS[0][2]), encoding="utf-8")
+    payload = dict((name, source) for name, _, source in PAYLOADS)["percent-width"]
+    (tmp_path / "p.yaml").write_text(pipeline("nodes", payload), encoding="utf-8")
     result = rhflow(
         "run", "p.yaml", "--base-url", emu.url, "--api-key", api_key, cwd=tmp_path, timeout=20
     )
     assert result.returncode == 2
     assert result.stderr == (
-        "Error: p.yaml:6:19: steps.x.nodes.6.text: template too large: more than 1,000,000 "
-        "loop iterations, calls and operations\n"
+        "Error: p.yaml:6:19: steps.x.nodes.6.text: template too large: %(): a size of "
+        "1000000000 is over the limit of 100000\n"
     )
     assert emu.stats()["requests"] == {}
     assert not (tmp_path / "out").exists()

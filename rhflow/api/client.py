@@ -173,10 +173,14 @@ class Client:
         upload_timeout: float = 300.0,
         max_output_bytes: int = MAX_OUTPUT_BYTES,
         download_timeout: float = DOWNLOAD_TIMEOUT,
+        also_masked: Iterable[str] = (),
     ) -> None:
         if not api_key or not api_key.strip():
             raise UsageError(NO_KEY_MESSAGE)
         self._api_key = api_key.strip()
+        #: Every key masked in server text: this one and ``also_masked`` (the other keys of a
+        #: pool, all sent to the same server, which may echo any of them to any client).
+        self._secrets = (self._api_key, *(k.strip() for k in also_masked if k.strip()))
         url = base_url or os.environ.get("RH_BASE_URL") or DEFAULT_BASE_URL
         self.base_url = url.rstrip("/")
         self.timeout = timeout
@@ -210,6 +214,7 @@ class Client:
         keys = split_keys(api_key or os.environ.get("RH_API_KEY"))
         if not keys:
             raise UsageError(NO_KEY_MESSAGE)
+        kw.setdefault("also_masked", keys[1:])
         return cls(keys[0], base_url, **kw)
 
     @property
@@ -418,7 +423,7 @@ class Client:
             ) from None
         try:
             with replacing(dest) as out:
-                digest, size = self._stream_into(url, out)
+                digest, size = self._stream_into(url, out, chunk_size)
         except ApiError:
             raise
         except OSError as exc:
@@ -427,7 +432,7 @@ class Client:
 
     # -- plumbing -----------------------------------------------------------------------------
 
-    def _stream_into(self, url: str, out: BinaryIO) -> tuple[str, int]:
+    def _stream_into(self, url: str, out: BinaryIO, chunk_size: int) -> tuple[str, int]:
         where = self._scrub(_short_url(url))
         digest, size = hashlib.sha256(), 0
         started = time.monotonic()
@@ -444,7 +449,7 @@ class Client:
                             name=f"HTTP_{resp.status_code}",
                         )
                     expected = announced_length(resp)
-                    for chunk in chunks(resp, self.max_output_bytes, watch):
+                    for chunk in chunks(resp, self.max_output_bytes, watch, chunk_size):
                         out.write(chunk)
                         digest.update(chunk)
                         size += len(chunk)
@@ -624,8 +629,8 @@ class Client:
         except (ValueError, RecursionError):
             payload = None
         if isinstance(payload, dict) and (status == 200 or {"code", "errorCode"} & set(payload)):
-            if "\\" in text or self._api_key in text:
-                payload = redact_all(payload, self._api_key)
+            if "\\" in text or any(secret in text for secret in self._secrets):
+                payload = redact_all(payload, self._secrets)
             return payload
         if status == 404:  # a JSON "Not Found" page is no envelope: the path does not exist
             raise ApiError(
@@ -649,10 +654,10 @@ class Client:
         """``value`` (text or decoded JSON) with the API key replaced by ``***`` wherever it
         occurs: for server text that reaches rhflow by another way than this client (the
         WebSocket). Every answer the client returns is masked already."""
-        return redact_all(value, self._api_key)
+        return redact_all(value, self._secrets)
 
     def _scrub(self, text: str) -> str:
-        return redact(text, self._api_key)
+        return redact(text, self._secrets)
 
     def _auth_headers(self) -> dict[str, str]:
         return {**self._plain_headers(), "Authorization": f"Bearer {self._api_key}"}

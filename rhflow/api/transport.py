@@ -225,17 +225,19 @@ def announced_length(resp: requests.Response) -> int | None:
         return None
 
 
-def chunks(resp: requests.Response, limit: int, watch: _Watch) -> Iterator[bytes]:
+def chunks(
+    resp: requests.Response, limit: int, watch: _Watch, size: int = CHUNK
+) -> Iterator[bytes]:
     """The body of a streamed answer in chunks; TooLarge past ``limit`` bytes (announced or
     sent), Expired once the deadline has passed."""
     announced = announced_length(resp)
     if announced is not None and announced > limit:
         raise TooLarge(limit, announced)
-    size = 0
-    for chunk in resp.iter_content(CHUNK):
+    got = 0
+    for chunk in resp.iter_content(size):
         watch.check()
-        size += len(chunk)
-        if size > limit:
+        got += len(chunk)
+        if got > limit:
             raise TooLarge(limit)
         yield chunk
     watch.check()  # a connection shut at the deadline can look like the end of the body

@@ -9,6 +9,7 @@ import click
 
 from rhflow.execute.estimate import estimate
 from rhflow.pipeline.loader import load_pipeline
+from rhflow.pipeline.lockfile import locked
 from rhflow.pipeline.render import template_limits
 from rhflow.planning.planner import MAX_TASKS
 from rhflow.planning.planner import plan as plan_graph
@@ -27,7 +28,7 @@ def plan(
 ) -> int:
     """Print the plan as a table (or JSON) and its warnings on stderr."""
     with template_limits(template_limit):
-        pipeline = load_pipeline(file, set_vars=set_vars)
+        pipeline = locked(load_pipeline(file, set_vars=set_vars))  # ids as a run makes them
         graph = plan_graph(pipeline, limit=limit, only=only, max_tasks=max_tasks)
     cost = estimate(graph)
     if as_json:

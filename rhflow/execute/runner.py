@@ -528,7 +528,10 @@ def _pool(
     keys = split_keys(api_key if api_key is not None else os.environ.get("RH_API_KEY"))
     with contextlib.ExitStack() as stack:
         others = [
-            stack.enter_context(Client(key, made.base_url, **(limits or {}))) for key in keys[1:]
+            stack.enter_context(
+                Client(key, made.base_url, **(limits or {}), also_masked=keys)  # all of them
+            )
+            for key in keys[1:]
         ]
         yield [made, *others]
 
@@ -560,7 +563,11 @@ def open_client(
     from rhflow.emulator import Emulator, EmulatorConfig
 
     served = emulated_workflows(pipeline) if pipeline is not None else {}
-    config = EmulatorConfig(task_seconds=(1.0, 2.0), workflows=served)
+    # A key that pays RH coins (as the costs, --max-coins and balance checks count), with an
+    # enterprise key's 50 tasks at once so that runs keep their speed.
+    config = EmulatorConfig(
+        task_seconds=(1.0, 2.0), workflows=served, account="consumer", concurrency=50
+    )
     with Emulator(config) as emu, Client(EMULATOR_KEY, emu.url, **limits) as made:
         yield made
 

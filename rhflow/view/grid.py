@@ -32,6 +32,7 @@ COLORS: Mapping[str, images.Color] = {
     "missing": (232, 232, 232),
     "failed": (250, 210, 210),
     "no file": (238, 226, 200),
+    "not an image": (220, 230, 245),
     "pending": (240, 240, 205),
 }
 
@@ -184,7 +185,7 @@ def cell_of(task: TaskEntry, base: Path) -> Cell:
         if images.is_image(output.path) and output.path:
             path = base / output.path
             return Cell(task, path, "image" if path.is_file() else "no file")
-    return Cell(task, None, "no file")
+    return Cell(task, None, "not an image" if task.outputs else "no file")
 
 
 # -- drawing ---------------------------------------------------------------------------------
