@@ -6,7 +6,6 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
-from typing import Any
 
 from aiohttp import WSCloseCode, web
 
@@ -168,18 +167,10 @@ async def _follow(
     queue: asyncio.Queue[Message | None] = asyncio.Queue()
     backlog = list(task.history)
     task.subscribers.append(queue)
+    closed.add_done_callback(lambda _: queue.put_nowait(None))  # the client left: stop
     try:
         await _send_all(ws, backlog, state)
-        while True:
-            getter: asyncio.Future[Message | None] = asyncio.ensure_future(queue.get())
-            waiting: set[asyncio.Future[Any]] = {getter, closed}
-            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            if not getter.done():
-                getter.cancel()
-                return
-            item = getter.result()
-            if item is None:
-                return
+        while (item := await queue.get()) is not None:
             await _send_all(ws, [item], state)
     finally:
         if queue in task.subscribers:
