@@ -110,7 +110,11 @@ def measure(sizes: Sizes, groups: set[str]) -> dict[str, Any]:
         if group in groups:
             started = time.monotonic()
             print(f"measuring {name} ...", file=sys.stderr, flush=True)
-            runs[name] = action()
+            try:
+                runs[name] = action()
+            except RuntimeError as exc:  # one scenario failing leaves the others' figures
+                runs.setdefault("errors", {})[name] = str(exc)
+                print(f"  FAILED: {exc}", file=sys.stderr, flush=True)
             print(f"  {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
     return runs
 
@@ -414,8 +418,10 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
     }
     args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    for name, error in runs.get("errors", {}).items():
+        print(f"not measured: {name}: {error}")
     print(f"{len(found)} figures in {result['seconds']} s; written to {args.output}")
-    return 0
+    return 1 if runs.get("errors") else 0
 
 
 if __name__ == "__main__":

@@ -155,7 +155,8 @@ def planning(axes: list[list[int]]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="rhflow-bench-") as tmp:
         for sizes in axes:
             path = write_pipeline(Path(tmp), sizes)
-            proc = harness.run_child(harness.rhflow("plan", "--json", str(path)), key=False)
+            argv = harness.rhflow("plan", "--json", "--max-tasks", str(math.prod(sizes)), str(path))
+            proc = harness.run_child(argv, key=False)
             rows.append({"tasks": math.prod(sizes), "wall": proc.wall, "rss_mb": proc.rss_mb})
     first, last = rows[0], rows[-1]
     exponent = math.log(last["wall"] / first["wall"]) / math.log(last["tasks"] / first["tasks"])

@@ -117,6 +117,25 @@ def test_verbose_logs_each_request_without_the_key(
     assert capsys.readouterr().err == ""  # without -v, nothing (and no handler left behind)
 
 
+def test_verbose_masks_every_key_of_a_pool(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    from rhflow.commands.verbose import LOGGER, enable
+
+    first, second = "a" * 32, "b" * 32
+    monkeypatch.setenv("RH_API_KEY", f"{first}, {second}")
+    stop = enable()
+    try:
+        logging.getLogger(LOGGER).info("a message quoting %s and %s", first, second)
+    finally:
+        stop()
+    err = capsys.readouterr().err
+    assert err.startswith("rhflow: a message quoting ")
+    assert first not in err and second not in err
+
+
 def test_verbose_logs_refusals_with_their_name(
     emulator: Emulator, capsys: pytest.CaptureFixture[str]
 ) -> None:

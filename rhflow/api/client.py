@@ -31,6 +31,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import urllib3
 
+from rhflow.api.origins import origin_of
 from rhflow.api.results import (
     FAILED,
     QUEUED,
@@ -61,7 +62,6 @@ from rhflow.api.transport import (
     chunks,
     deadline,
     new_session,
-    origin_of,
     read_capped,
 )
 from rhflow.atomic import replacing

@@ -251,21 +251,6 @@ def read_capped(resp: requests.Response, limit: int, watch: _Watch) -> bytes:
 # -- where requests may go ---------------------------------------------------------------------
 
 
-def origin_of(url: str) -> str:
-    """``scheme://host:port`` of ``url``, lower-cased, with the scheme's default port written
-    (``https://www.runninghub.cn`` -> ``https://www.runninghub.cn:443``); other text as given."""
-    parts = urlsplit(url.strip())
-    if not parts.scheme or not parts.hostname:
-        return url.strip().rstrip("/")
-    try:
-        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
-    except ValueError:
-        port = None
-    host = parts.hostname.lower()
-    host = f"[{host}]" if ":" in host else host
-    return f"{parts.scheme.lower()}://{host}" + (f":{port}" if port else "")
-
-
 def check_file_url(url: str) -> None:
     """NotAllowed unless ``url`` is an absolute http(s) URL with a host."""
     parts = urlsplit(url)

@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from rhflow.api.client import origin_of
+from rhflow.api.origins import origin_of
 from rhflow.errors import StateError, UsageError
 from rhflow.execute.folder import stale_outputs
 from rhflow.record.journal import manifest_status, maybe_twice

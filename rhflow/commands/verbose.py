@@ -12,27 +12,30 @@ import os
 import sys
 from collections.abc import Callable
 
+from rhflow.api.client import split_keys
 from rhflow.errors import redact
 
 LOGGER = "rhflow.requests"
 
 
 class _Redacting(logging.Formatter):
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secrets: list[str]) -> None:
         super().__init__("rhflow: %(message)s")
-        self._secret = secret
+        self._secrets = secrets
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        return redact(text, self._secret) if self._secret else text
+        for secret in self._secrets:
+            text = redact(text, secret)
+        return text
 
 
 def enable(api_key: str | None = None) -> Callable[[], None]:
-    """Send request lines to the current stderr (the key, from ``api_key`` or RH_API_KEY,
-    redacted); returns the function that stops it."""
+    """Send request lines to the current stderr (each key, from ``api_key`` or RH_API_KEY, a
+    pool's keys one by one, redacted); returns the function that stops it."""
     logger = logging.getLogger(LOGGER)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Redacting((api_key or os.environ.get("RH_API_KEY") or "").strip()))
+    handler.setFormatter(_Redacting(split_keys(api_key or os.environ.get("RH_API_KEY"))))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False

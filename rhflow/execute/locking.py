@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from rhflow.api.client import origin_of
+from rhflow.api.origins import origin_of
 from rhflow.errors import ApiError, LockError
 from rhflow.model import Pipeline
 from rhflow.pipeline.lockfile import (
