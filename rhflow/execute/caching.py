@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from rhflow.api.client import origin_of
+from rhflow.api.results import file_ext
 from rhflow.errors import CacheError
 from rhflow.execute.downloads import STAGING, Downloads
 from rhflow.execute.failures import TaskFailure
@@ -81,7 +82,7 @@ class CacheUse:
     async def _place(
         self, task: PlannedTask, entry: CacheEntry, output: CachedOutput
     ) -> OutputRecord:
-        ext = (output.file_type or "bin").lower()
+        ext = file_ext(output.file_type or "") or "bin"  # an untrusted entry: never a path
         dest = self._downloads.destination(task, output.index, ext, output.node_id)
         staged = self._output_dir / STAGING / f"{task.id}-{output.index}.cached"
         await self._remote.call(self._cache.fetch, entry, output, staged)

@@ -295,6 +295,17 @@ class Executor:
                     await self._cache.put(task)
                 return
             except Lost as lost:
+                owner = self._store_record(task).key
+                if live.mode != "fresh" and owner and not self._keys.has(owner):
+                    # Asked with another key, the server cannot know the task: it may well
+                    # still run under its own key, so creating it again could pay twice.
+                    message = (
+                        f"{lost}, asked with another key: the task was created with {owner}, "
+                        "which this run was not given; run again with that key to pick it up"
+                    )
+                    self._fail(task, TaskFailure({"kind": "lost", "message": message},
+                                                 retry=False, keep="running"))  # fmt: skip
+                    return
                 if live.mode != "fresh":  # an earlier run's task: submitting it is no retry
                     self._remote.note(task, f"{lost}; running the task again")
                     live.mode = "fresh"
@@ -361,7 +372,7 @@ class Executor:
             try:
                 return await self._remote.submit(task, needs, key)
             except TaskFailure as failure:
-                if not failure.fatal or len(self._keys.active) < 2:
+                if not failure.fatal or len(self._keys.active) < 2 or not _key_refused(failure):
                     raise
                 message = key_out_message(key.fingerprint, failure.message)
                 if await self._keys.retire(key, failure.message):
@@ -445,6 +456,15 @@ class Executor:
             self._reporter.emit(
                 "task_cancelled", task=live.task.id, step=live.task.step, reason=reason
             )
+
+
+def _key_refused(failure: TaskFailure) -> bool:
+    """The server refused this key (bad, unauthorised, no balance): another key may do. Not a
+    full disk, an unrecorded create, an unreachable server or a foreign redirect (code 0)."""
+    return failure.detail.get("kind") == "api_error" and failure.detail.get("code") not in (
+        None,
+        0,
+    )
 
 
 def execute(

@@ -154,7 +154,8 @@ class Watcher:
                 raise api_failure(err, doing, keep="running") from err
 
     async def _timed_out(self, task: PlannedTask, remote_id: str) -> None:
-        problem = await self._remote.cancel_quietly(remote_id)
+        record = self._store.get(task.id)  # cancelled with the key that created it
+        problem = await self._remote.cancel_quietly(remote_id, record.key if record else None)
         cancelled = f"remote task {remote_id} cancelled"
         if problem is not None:  # it may still run (and cost): say so
             cancelled = f"cancelling remote task {remote_id} failed: {problem}"

@@ -178,9 +178,10 @@ class Journal:
             self._texts[task_id] = _entry_text(entry)
 
     def counts(self) -> dict[str, int]:
-        """Tasks per manifest status, as of the store now."""
-        self._refresh()
-        return count_statuses(tuple(self._entries[t.id] for t in self._graph.tasks))
+        """Tasks per manifest status, as of the store now (not while a write rebuilds)."""
+        with self._writing:
+            self._refresh()
+            return count_statuses(tuple(self._entries[t.id] for t in self._graph.tasks))
 
     def build(self, status: str, *, finished: bool = False) -> Manifest:
         self._refresh()

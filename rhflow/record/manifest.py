@@ -273,5 +273,5 @@ def read_manifest(path: Path) -> Manifest:
         raise StateError(f"{path} is not a manifest (expected a JSON object)")
     try:
         return Manifest.from_dict(data)
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise StateError(f"{path} is not a valid manifest: missing or wrong key {exc}") from exc

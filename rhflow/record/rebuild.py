@@ -23,7 +23,7 @@ from pathlib import Path
 
 from rhflow.errors import DamagedStateError, StateError
 from rhflow.record.manifest import Manifest, TaskEntry, read_manifest
-from rhflow.record.store import DB_NAME, STATE_DIR, OutputRecord, Store, TaskRecord
+from rhflow.record.store import DB_NAME, STATE_DIR, OutputRecord, Store, TaskRecord, unusable
 
 #: Failure kinds after which the remote task has ended for sure; any other failure of a task
 #: with a remote id (a check that failed, a local error) may have left it running.
@@ -101,7 +101,10 @@ def _move_aside(db: Path) -> Path:
     for suffix in ("", "-wal", "-shm"):
         part = db.with_name(db.name + suffix)
         if part.exists():
-            os.replace(part, target.with_name(target.name + suffix))
+            try:
+                os.replace(part, target.with_name(target.name + suffix))
+            except OSError as exc:  # a read-only folder: say so, not a traceback
+                raise unusable(db.parent, exc) from exc
     return target
 
 
@@ -146,6 +149,7 @@ def record_of(entry: TaskEntry, base: Path) -> TaskRecord:
         notes=(*entry.notes, REBUILT_NOTE),
         outputs=outputs,
         unanswered=int(twice.get("unanswered", 0) or 0),
+        key=entry.key,
     )
 
 
