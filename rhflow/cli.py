@@ -683,7 +683,8 @@ def schema(name: str) -> int:
 
 def _json_run(argv: list[str]) -> bool:
     """``rhflow run ... --json``: its stdout is never left empty, even for a bad option."""
-    return bool(argv) and argv[0] == "run" and "--json" in argv
+    words = [a for a in argv if a not in ("-v", "--verbose")]  # -v stands before the command
+    return bool(words) and words[0] == "run" and "--json" in words
 
 
 def main(argv: list[str] | None = None) -> int:

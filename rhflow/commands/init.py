@@ -70,6 +70,14 @@ def init(directory: str | None) -> int:
         raise UsageError(f"{folder} is a file, not a folder")
     written = files()
     present = [name for name in written if (folder / name).exists()]
+    present += sorted(  # a file where a folder must go (workflows/) would stop us halfway
+        {
+            str(parent.relative_to(folder))
+            for name in written
+            for parent in (folder / name).parents
+            if parent != folder and parent.is_relative_to(folder) and parent.is_file()
+        }
+    )
     if present:
         listing = ", ".join(str(folder / name) for name in present)
         raise UsageError(

@@ -205,7 +205,8 @@ class _Locks:
             return ()
         if self.client is None:
             why = "rhflow.lock not compared: no API key to fetch the workflows (set RH_API_KEY)"
-            return (Finding("not_checked", file, why),)
+            # --frozen promises a failure when the workflows cannot be compared
+            return (Finding("error" if self.frozen else "not_checked", file, why),)
         try:
             check = check_lock(
                 pipeline, self.client, server=self.client.base_url, frozen=self.frozen
@@ -234,10 +235,7 @@ def _validate_file(
         return FileReport(file, None, (_plan_finding(file, str(err)),))
     unchecked = tuple(_not_checked(step, workflows) for step in unchecked_steps(pipeline))
     warnings = tuple(Finding("warning", file, w) for w in graph.warnings)
-    try:
-        lock = locks.findings(file, pipeline)
-    except LockError as err:  # an unreadable lock
-        lock = (Finding("error", file, str(err)),)
+    lock = locks.findings(file, pipeline)
     if any(f.kind == "error" for f in lock):
         return FileReport(file, None, unchecked + lock)
     return FileReport(file, len(graph.tasks), unchecked + lock + warnings)

@@ -151,7 +151,7 @@ def skeleton(target: Target, nodes: Iterable[NodeFields], *, name: str = "main")
 def _node_lines(nodes: list[NodeFields]) -> list[str]:
     usual, files = [], []
     for node in nodes:
-        note = f"  # {node.title or node.class_type}"
+        note = f"  # {_one_line(node.title or node.class_type)}"
         values = {f.name: f.value for f in node.fields if f.use == "usual"}
         if values:
             usual.append(f"      {json.dumps(node.id)}: {_flow(values)}{note}")
@@ -168,9 +168,21 @@ def _node_lines(nodes: list[NodeFields]) -> list[str]:
     return ["    nodes:", *usual, *files]
 
 
+def _key(name: str) -> str:
+    """A field name as a YAML key: bare when it is a plain identifier, else quoted."""
+    return name if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) else _json(name)
+
+
+def _one_line(text: str) -> str:
+    """A title from the workflow or the server, safe inside a YAML comment: one line."""
+    return " ".join(str(text).split())
+
+
 def _flow(values: Mapping[str, Any]) -> str:
     """``{text: "a cat", seed: 1}``: JSON scalars are valid YAML flow scalars."""
-    items = (f"{k}: {_flow(v) if isinstance(v, Mapping) else _json(v)}" for k, v in values.items())
+    items = (
+        f"{_key(k)}: {_flow(v) if isinstance(v, Mapping) else _json(v)}" for k, v in values.items()
+    )
     return "{" + ", ".join(items) + "}"
 
 

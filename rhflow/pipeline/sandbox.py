@@ -72,8 +72,8 @@ class TemplateLimits:
                 value = float(text) if name.strip() == "seconds" else int(text.replace("_", ""))
             except ValueError:
                 raise ValueError(f"{item!r}: the value must be a number") from None
-            if value <= 0:
-                raise ValueError(f"{item!r}: the value must be positive")
+            if not value > 0 or value == float("inf"):  # NaN fails every comparison
+                raise ValueError(f"{item!r}: the value must be a positive, finite number")
             limits = replace(limits, **{name.strip(): value})  # type: ignore[arg-type]
         return limits
 

@@ -22,6 +22,8 @@ from rhflow.view import images
 
 #: Longest side of a cell, in pixels: larger images are scaled down, smaller ones up to MIN_CELL.
 MAX_CELL = 384
+#: Largest sheet drawn (width x height); a bigger one would need gigabytes of memory.
+MAX_PIXELS = 100_000_000
 MIN_CELL = 128
 PAD = 8
 TEXT = 14
@@ -220,6 +222,12 @@ def draw(grid: Grid, out: Path) -> Sheet:
         images.text_size(title, TEXT)[0] + 2 * PAD,
     )
     height = PAD + LINE + len(grid.sections) * section_h + PAD
+    if width * height > MAX_PIXELS:
+        raise UsageError(
+            f"the grid would be {width} x {height} pixels, more than one sheet should hold; "
+            "draw one step (--step), fewer columns or rows (--x, --y), or a narrower sweep "
+            "(rhflow run --only/--limit into another folder)"
+        )
     sheet = Sheet(size=(width, height), cell_size=(cell_w, cell_h))
     image = images.canvas(width, height)
     images.write(image, (PAD, PAD), title, size=TEXT)

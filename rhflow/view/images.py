@@ -32,8 +32,8 @@ def open_image(path: Path) -> Image.Image | None:
     try:
         with Image.open(path) as image:
             return image.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError):
-        return None
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
+        return None  # a decompression bomb (a header claiming ~180 Mpx or more) is no image
 
 
 def size_of(path: Path) -> tuple[int, int] | None:
@@ -41,7 +41,7 @@ def size_of(path: Path) -> tuple[int, int] | None:
     try:
         with Image.open(path) as image:
             return image.size
-    except (OSError, UnidentifiedImageError, ValueError):
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
         return None
 
 

@@ -277,9 +277,9 @@ def _seconds_between(start: str | None, end: str | None) -> float | None:
     try:
         first = datetime.fromisoformat(str(start).replace("Z", "+00:00"))
         last = datetime.fromisoformat(str(end).replace("Z", "+00:00"))
-    except ValueError:
+        return (last - first).total_seconds()
+    except (ValueError, TypeError):  # unreadable, or one stamp with a zone and one without
         return None
-    return (last - first).total_seconds()
 
 
 def write_report(manifest: Manifest, base: Path, page: Path) -> None:
