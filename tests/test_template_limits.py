@@ -207,7 +207,7 @@ def test_a_limit_can_be_lowered() -> None:
         (["speed=3"], "unknown template limit 'speed'; limits are: value, total, size, steps, "
                       "depth, seconds, source"),
         (["value=lots"], "'value=lots': the value must be a number"),
-        (["seconds=0"], "'seconds=0': the value must be positive"),
+        (["seconds=0"], "'seconds=0': the value must be a positive, finite number"),
     ],
 )  # fmt: skip
 def test_wrong_limit_names_and_values_are_refused(items: list[str], message: str) -> None:
