@@ -192,3 +192,28 @@ def test_reattach_and_cancel_use_the_key_that_created_each_task(
     assert main(["cancel", "out", "--base-url", emu.url]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "cancelled 2 task(s)"
     assert emu.stats()["tasks"]["cancelled"] == 4 and len(submitted) == 4
+
+
+def test_a_task_left_running_under_a_key_this_run_lacks_is_not_created_again(
+    make_emulator: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    """The server cannot find a task asked for with another key (807); that does not mean
+    the task is gone, so it is kept running for a run with its key, not paid for twice."""
+    from tests.test_resume import detach_after_submitting
+    from tests.test_resume import pipeline as resume_pipeline
+    from tests.test_resume import run as resume_run
+
+    first, other = "a" * 32, "b" * 32
+    emu = make_emulator(task_seconds=(5.0, 5.0), api_keys=(first, other))
+    path = resume_pipeline(tmp_path, seeds=2, concurrency=2)
+    detach_after_submitting(emu, path, first, 2)
+    result = resume_run(emu, path, other)
+    assert emu.stats()["tasks"]["created"] == 2  # nothing created again
+    for task in result.manifest.tasks:
+        assert "run again with that key" in (task.failure or "")
+    from rhflow.record.store import Store
+
+    with Store.for_output(tmp_path / "out") as store:  # kept for the run that has the key
+        assert {r.status for r in store.tasks().values()} == {"running"}
+    assert resume_run(emu, path, first).manifest.status == "succeeded"
+    assert emu.stats()["tasks"]["created"] == 2
