@@ -21,11 +21,19 @@ CREATE = "/task/openapi/create"
 
 
 class DroppingProxy:
-    def __init__(self, upstream: str, *, drop: Iterable[int] = (), hold: Iterable[int] = ()):
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        drop: Iterable[int] = (),
+        hold: Iterable[int] = (),
+        garble: Iterable[int] = (),
+    ):
         parts = urlsplit(upstream)
         self._upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self._drop = set(drop)
         self._hold = set(hold)
+        self._garble = set(garble)  # creates answered with a body that is not JSON
         self._lock = threading.Lock()
         self._released = threading.Event()
         self.holding = threading.Event()  # set once a held create has reached the server
@@ -72,6 +80,15 @@ class DroppingProxy:
                 if number in self._drop:
                     self.dropped.append(json.loads(body or b"{}"))
                     return  # closed without an answer
+                if number in self._garble:
+                    self.dropped.append(json.loads(body or b"{}"))
+                    garbled = b"<html>gateway error</html>"
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n"
+                        + f"Content-Length: {len(garbled)}\r\n\r\n".encode()
+                        + garbled
+                    )
+                    return
                 if number in self._hold:
                     self.holding.set()
                     self._released.wait(60)

@@ -114,6 +114,23 @@ def test_lost_create_answers_are_flagged_twice_in_the_manifest_status_and_summar
         assert task["task_id"] in shown
 
 
+def test_a_create_answered_with_something_unreadable_is_flagged_too(
+    make_emulator: Callable[..., Emulator], api_key: str, tmp_path: Path
+) -> None:
+    """A 200 whose body is not RunningHub's JSON came after the server took the create: the
+    task may exist, so the create sent again is flagged, as for a lost answer."""
+    emu = make_emulator()
+    path = write_pipeline(tmp_path, 3)
+    with DroppingProxy(emu.url, garble={2}) as proxy:
+        result = run(proxy.url, path, api_key)
+    assert result.manifest.status == "succeeded"
+    assert emu.stats()["tasks"]["duplicates"] == 1
+    data = manifest_of(tmp_path)
+    flagged = [t for t in data["tasks"] if t["maybe_twice"]]
+    assert [t["params"]["seed"] for t in flagged] == [seed_of(b) for b in proxy.dropped]
+    assert data["maybe_twice"] == 1
+
+
 def test_a_run_without_lost_answers_flags_nothing(
     make_emulator: Callable[..., Emulator], api_key: str, tmp_path: Path
 ) -> None:

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from rhflow.api.client import BUILTIN_EMULATOR, TaskCreated, TaskOutputs
-from rhflow.errors import ApiError, RhflowError, TransportError
+from rhflow.errors import ApiError, BadResponseError, RhflowError, TransportError, UsageError
 from rhflow.execute.failures import TaskFailure, api_failure
 from rhflow.execute.keys import KeyPool, PoolKey
 from rhflow.execute.scheduling import ExecuteOptions
@@ -41,8 +41,11 @@ UNANSWERED_NOTE = (
 
 
 def unanswered(err: ApiError) -> bool:
-    """The create may have reached the server and made the task, but no answer came."""
-    return isinstance(err, TransportError) and err.sent
+    """The create may have reached the server and made the task, but no answer came, or none
+    that could be read (cut short, too large, not JSON): the task may exist all the same."""
+    if isinstance(err, TransportError):
+        return err.sent
+    return isinstance(err, BadResponseError)
 
 
 def active_status(remote_status: str) -> str:
@@ -226,6 +229,9 @@ class Remote:
             created = self._create(key.client, task, entries)
         except ApiError as err:
             self._create_failed(task, err)
+            raise
+        except UsageError:  # the request could not even be built: nothing was sent
+            self._store.update(task.id, sending=None)
             raise
         try:
             return self._record_created(task, created, entries, key)
