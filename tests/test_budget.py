@@ -195,3 +195,20 @@ def test_an_estimate_without_figures_for_a_step_has_no_total(tmp_path: Path) -> 
     assert cost.basis.endswith("; no earlier figures for step refine")
     assert cost.lines()[3].split() == ["refine", "2", "0", "?", "?"]
     assert cost.lines()[4].split() == ["total", "5", "0", "?", "?"]
+
+
+def test_files_fetched_again_cost_this_run_nothing(
+    make_emulator: Callable[..., Emulator], api_key: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Tasks an earlier run paid for, whose files are downloaded again, do not count toward
+    --max-coins: only the tasks this run creates (or follows to their end) do."""
+    emu = make_emulator(account="consumer", concurrency=50)  # a key that pays coins
+    assert run(emu, api_key, "--only", "subject=cat", "--quiet") == 0
+    for image in Path("out").glob("cat-*.png"):
+        image.unlink()
+    capsys.readouterr()
+    assert run(emu, api_key, "--max-coins", "2", "--quiet") == 0
+    assert creates(emu) == 4  # the two dog tasks; the cats were only fetched again
+    data = manifest()
+    assert data["counts"]["succeeded"] == 4
+    assert data["budget"]["spent"] == 2.0 and data["budget"]["stopped"] is False

@@ -94,6 +94,7 @@ class Executor:
         self._to_save: list[TaskRecord] = []
         self._superseded: list[tuple[PlannedTask, str, str | None]] = []
         self._spent = 0.0  # coins of the tasks this run ran
+        self._followed: set[str] = set()  # tasks this run created or followed to their end
         self._over_budget = False  # --max-coins reached: no new create (tasks in flight end)
         self.interrupted = False
 
@@ -342,10 +343,12 @@ class Executor:
                 return found
         if live.mode == "fresh":
             live.run_attempts += 1
+            self._followed.add(task.id)
             needs = self._remote.upstream_views(task, self._upstream_records(task))
             created = await self._submit(task, needs)
             return await self._watcher.wait_end(task, created.net_wss_url, fresh=True)
         live.run_attempts = max(live.run_attempts, 1)  # an earlier run created it: one attempt
+        self._followed.add(task.id)
         self._remote.emit(
             "task_reattached",
             task,
@@ -422,8 +425,8 @@ class Executor:
         """Add the task's coins to the run's spend; at --max-coins, submit nothing more
         (the tasks in flight finish)."""
         record = self._store.get(task.id)
-        if record is None or not record.coins:
-            return
+        if record is None or not record.coins or task.id not in self._followed:
+            return  # only downloaded here: an earlier run paid for it
         self._spent += record.coins
         budget = self._journal.budget
         if budget is not None:
