@@ -265,7 +265,8 @@ def emulator(**options: Any) -> None:
 @click.option(
     "--strict",
     is_flag=True,
-    help="Fail (exit 1) when some overrides could not be checked against their workflow.",
+    help="Fail (exit 1) when some overrides could not be checked against their workflow, "
+    "or an input file is missing.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as one JSON object.")
 @click.option(
@@ -280,10 +281,11 @@ def validate(files: tuple[str, ...], **options: Any) -> int:
 
     Nothing is sent. Overrides are checked against each step's workflow_file, or, with an API
     key, against the workflow JSON fetched (and cached) from the server; a step whose workflow
-    could not be had gets a "not checked" line saying why.
+    could not be had gets a "not checked" line saying why. An input file ({file: ...}) not
+    there yet is a warning (run and plan refuse it).
 
     Exit 0 when every file is valid, 1 when one is not (or, with --strict, when some
-    overrides were not checked).
+    overrides were not checked or an input file is missing).
 
     \b
     Examples:

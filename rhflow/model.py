@@ -137,11 +137,14 @@ class Where:
 
 @dataclass(frozen=True, slots=True)
 class FileRef:
-    """A ``{file: path}`` value: a local file uploaded before the task."""
+    """A ``{file: path}`` value: a local file uploaded before the task. ``missing`` marks a
+    file that was not there when a lenient load (``rhflow validate``) read the pipeline; its
+    ``sha256`` then stands in for the contents to come."""
 
     path: Path
     relpath: str
     sha256: str
+    missing: bool = False
 
 
 @dataclass(frozen=True, slots=True)

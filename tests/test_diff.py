@@ -118,11 +118,24 @@ def test_a_task_that_failed_in_one_run_is_changed(
     )
 
 
-def test_an_unreadable_manifest_exits_2_not_1(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["diff", "{a}", "{b}"],
+        ["grid", "{a}", "--x", "seed"],
+        ["report", "{a}"],
+        ["manifest", "merge", "{a}", "{b}", "-o", "{out}"],
+    ],
+    ids=["diff", "grid", "report", "merge"],
+)
+def test_an_unreadable_manifest_exits_2_for_every_command_that_reads_one(
+    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Exit 2 (bad input) and never 1, which diff uses for 'something changed'."""
     (tmp_path / "a.json").write_text("{not json")
     (tmp_path / "b.json").write_text("{}")
-    assert main(["diff", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 2
+    names = {k: str(tmp_path / f"{k}.json") for k in ("a", "b", "out")}
+    assert main([word.format(**names) for word in command]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"Error: cannot read the manifest {tmp_path / 'a.json'}: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json"]

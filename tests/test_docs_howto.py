@@ -122,3 +122,15 @@ def test_start_from_a_workflow_examples_run(
         "AI app 1877265245566922753"
         in runs["rhflow inspect app:1877265245566922753 --emulator"].stdout
     )
+    # the image skeleton: validate warns about the image to come, run refuses until it is there
+    warned = runs["rhflow validate restyle.yaml"]
+    refused = runs["rhflow run restyle.yaml --emulator --out out/restyle --quiet"]
+    console = (
+        f"$ rhflow validate restyle.yaml\n{warned.stdout}{warned.stderr}"
+        f"$ rhflow run restyle.yaml --emulator --out out/restyle --quiet\n{refused.stderr}"
+    )
+    assert f"```console\n{console}```" in page
+    assert runs["rhflow validate --strict restyle.yaml"].stdout == "restyle.yaml: ok (1 task)\n"
+    ran = runs["rhflow run restyle.yaml --emulator --out out/restyle"].stdout
+    assert ran.startswith("main: succeeded: 1 succeeded, 0 failed (1 task)")
+    assert len(list((tmp_path / "out" / "restyle").rglob("*.png"))) == 1

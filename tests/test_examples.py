@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from rhflow.cli import cli
 from rhflow.commands.validate import validate_files
+from rhflow.errors import ConfigError
 from rhflow.pipeline.loader import load_pipeline
 from rhflow.planning.planner import plan
 from rhflow.planning.summary import plan_json, plan_json_chunks
@@ -235,3 +236,26 @@ def test_plan_json_is_written_in_pieces_a_task_per_line(
     both = json.loads("".join(plan_json_chunks(graph, batch=2, extra=extra)))
     assert both == {**plan_json(graph), **extra}
     assert list(both) == ["pipeline", "tasks", "estimate"]
+
+
+def test_a_missing_input_file_is_a_warning_for_validate_and_a_problem_for_run_and_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("p.yaml").write_text(
+        'version: 1\nsteps:\n  a:\n    workflow: "1"\n    nodes:\n'
+        '      "2": {image: {file: refs/nope.png}}\n'
+    )
+    message = "file not found: refs/nope.png (paths are relative to the pipeline file)"
+    with pytest.raises(ConfigError) as caught:
+        load_pipeline("p.yaml")
+    assert str(caught.value.problems[0]) == f"p.yaml:6:27: steps.a.nodes.2.image.file: {message}"
+    result = validate_files(["p.yaml"])
+    assert result.ok and not result.checked
+    assert result.warnings == (
+        "p.yaml:6:20: warning: steps.a.nodes.2.image.file: input file not found yet: "
+        "refs/nope.png (paths are relative to the pipeline file); put the file there before "
+        "rhflow plan or run, which refuse a missing input",
+    )
+    with pytest.raises(ConfigError, match=r"refs/nope\.png"):  # the CLI: exit 2, no traceback
+        run("plan", "p.yaml")

@@ -128,23 +128,57 @@ def test_skeleton_of_a_cloud_workflow_validates_and_runs(
         assert image.size == (512, 512)
 
 
-def test_skeleton_lists_input_images_as_files_to_fill_in(
+def test_skeleton_asks_for_input_images_as_files_that_validate_accepts_before_they_exist(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    assert main(["inspect", I2I, "--emulator", "--skeleton"]) == 0
+    shutil.copy(ROOT / "pipelines" / "workflows" / "i2i.json", tmp_path / "i2i.json")
+    assert main(["inspect", "i2i.json", "--skeleton"]) == 0
     text = capsys.readouterr().out
-    line = '      # "2": {image: {file: "example.png"}}  # Load Image: put the file beside'
+    line = (
+        '      "2": {image: {file: "inputs/example.png"}}  # Load Image: put the image at '
+        "inputs/example.png (beside this file)\n"
+    )
     assert line in text
     (tmp_path / "pipeline.yaml").write_text(text)
-    _validate_and_run(tmp_path / "pipeline.yaml", capsys)
-    # uncommented, with the file beside it, the image is uploaded
-    Image.new("RGB", (32, 32), "red").save(tmp_path / "example.png")
-    (tmp_path / "pipeline.yaml").write_text(text.replace('      # "2"', '      "2"'))
+    # validate accepts the skeleton as it is, saying what to do about the missing image
+    assert main(["validate", "pipeline.yaml"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "pipeline.yaml: ok (1 task)\n"
+    row = next(n for n, t in enumerate(text.splitlines(), 1) if t.startswith('      "2"'))
+    col = line.index("{file") + 1  # at the {file: ...} value
+    assert err == (
+        f"pipeline.yaml:{row}:{col}: warning: steps.i2i.nodes.2.image.file: input file not found "
+        "yet: inputs/example.png (paths are relative to the pipeline file); put the file there "
+        "before rhflow plan or run, which refuse a missing input\n"
+    )
+    assert main(["validate", "pipeline.yaml", "--strict"]) == 1  # strict: every input there
+    capsys.readouterr()
+    assert main(["validate", "pipeline.yaml", "--json"]) == 0
+    [report] = json.loads(capsys.readouterr().out)["files"]
+    assert (report["ok"], report["checked"], report["problems"]) == (True, False, [])
+    assert [w["kind"] for w in report["warnings"]] == ["missing"]
+    # plan and run refuse it until the file is there, and send nothing
+    assert main(["run", "pipeline.yaml", "--emulator", "--quiet"]) == 2
+    assert "file not found: inputs/example.png" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "inputs").mkdir()
+    Image.new("RGB", (32, 32), "red").save(tmp_path / "inputs" / "example.png")
+    assert main(["validate", "pipeline.yaml", "--strict"]) == 0
+    assert capsys.readouterr() == ("pipeline.yaml: ok (1 task)\n", "")
     assert main(["plan", "pipeline.yaml", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
-    assert {"nodeId": "2", "fieldName": "image", "fieldValue": "<upload:example.png>"} in plan[
-        "tasks"
-    ][0]["node_info_list"]
+    entry = {"nodeId": "2", "fieldName": "image", "fieldValue": "<upload:inputs/example.png>"}
+    assert entry in plan["tasks"][0]["node_info_list"]
+    assert main(["run", "pipeline.yaml", "--emulator", "--quiet"]) == 0, capsys.readouterr()
+
+
+def test_skeleton_input_names_stay_inside_inputs() -> None:
+    from rhflow.pipeline.fields import input_path
+
+    assert input_path("api/9d77b8.png") == "inputs/9d77b8.png"
+    assert input_path("../../etc/passwd") == "inputs/passwd"
+    assert input_path("..") == "inputs/input"
+    assert input_path("a b\\c:d.png") == "inputs/c_d.png"
 
 
 def test_skeleton_of_an_ai_app_validates_and_runs(
@@ -257,10 +291,14 @@ def test_app_field_types_become_typed_values_and_file_lines() -> None:
         ]}
     )  # fmt: skip
     text = skeleton(Target("app", "42"), app_nodes(info), name=info.name)
-    assert '      # "1": {image: {file: "face.png"}}  # N: put the file beside' in text
+    assert (
+        '      "1": {image: {file: "inputs/face.png"}}  # N: put the image at inputs/face.png'
+        in text
+    )
     step = yaml.safe_load(text)["steps"]["restyle"]
     assert step["app"] == "42"
     assert step["nodes"] == {
+        "1": {"image": {"file": "inputs/face.png"}},
         "2": {"strength": 0.75, "fast": True, "steps": "oops"},
         "3": {"style": "ink"},
     }

@@ -128,7 +128,7 @@ def test_a_missing_manifest_is_an_error_not_a_page(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "empty").mkdir()
-    assert main(["report", str(tmp_path / "empty")]) == 1
+    assert main(["report", str(tmp_path / "empty")]) == 2
     assert capsys.readouterr().err == (
         f"Error: no manifest at {tmp_path / 'empty' / 'manifest.json'}; run the pipeline first\n"
     )

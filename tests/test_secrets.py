@@ -178,3 +178,25 @@ def test_redact_all_masks_every_string_at_any_depth() -> None:
     assert masked["***"] == [{"k": "***", "n": 1, "b": None}] and masked["short"] == "abc"
     assert KEY in value  # the answer given is left as it was
     assert redact_all(value, "abc") is value  # a key too short to tell from words: untouched
+
+
+def test_a_key_echoed_as_the_url_encoded_it_is_masked_too(tmp_path: Path) -> None:
+    """``apiCallDemo`` takes the key in its URL, where ``+``, ``/`` and ``=`` travel
+    percent-encoded; a server that echoes its query back shows the key in that spelling."""
+    from hostile import Server
+
+    key = "sk+slash/equals=0123456789abcdef0123"
+    server = Server().start()
+
+    async def echo(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"code": 1, "msg": f"bad query {request.query_string}"})
+
+    server.routes[("GET", "/api/webapp/apiCallDemo")] = echo
+    try:
+        run = _rhflow("inspect", "app:123", cwd=tmp_path, base_url=server.url, keys=key)
+    finally:
+        server.stop()
+    assert run.returncode != 0
+    assert "bad query" in run.stderr and "***" in run.stderr
+    for spelling in (key, "sk%2Bslash%2Fequals%3D0123", "sk%2Bslash/equals%3D0123", "sk+slash%2F"):
+        assert spelling not in run.stdout + run.stderr

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, Concatenate, ParamSpec, TypeVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, quote_plus, urljoin, urlsplit
 
 import requests
 import urllib3
@@ -190,7 +190,7 @@ class Client:
         self._api_key = api_key.strip()
         #: Every key masked in server text: this one and ``also_masked`` (the other keys of a
         #: pool, all sent to the same server, which may echo any of them to any client).
-        self._secrets = (self._api_key, *(k.strip() for k in also_masked if k.strip()))
+        self._secrets = _spellings(self._api_key, *(k.strip() for k in also_masked if k.strip()))
         url = base_url or os.environ.get("RH_BASE_URL") or DEFAULT_BASE_URL
         self.base_url = url.rstrip("/")
         self.timeout = timeout
@@ -718,6 +718,19 @@ class Client:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _spellings(*keys: str) -> tuple[str, ...]:
+    """Each key as sent and as it travels in a URL (``apiCallDemo`` takes it in the query,
+    where ``+``, ``/`` and ``=`` are percent-encoded): a server that echoes its query shows
+    the key in that spelling, which must be masked as well."""
+    found: dict[str, None] = {}
+    for key in keys:
+        found[key] = None
+        for safe in ("", "/"):
+            found[quote(key, safe=safe)] = None
+            found[quote_plus(key, safe=safe)] = None
+    return tuple(found)
 
 
 def _log_request(method: str, endpoint: str, started: float, answer: str) -> None:

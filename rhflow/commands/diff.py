@@ -6,9 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from rhflow.commands.grid import manifest_path
-from rhflow.errors import StateError, UsageError
-from rhflow.record.manifest import Manifest, read_manifest
+from rhflow.commands.grid import open_manifest
 from rhflow.view.diff import compare, summary_lines
 from rhflow.view.diffpage import write_diff_page
 
@@ -22,8 +20,8 @@ def diff(
     report: Callable[[str], None] = print,
 ) -> int:
     """Compare the runs of manifests ``first`` (A) and ``second`` (B); 0 when nothing changed."""
-    a_path, b_path = manifest_path(first), manifest_path(second)
-    comparison = compare(_read(a_path), a_path, _read(b_path), b_path)
+    (a_path, a), (b_path, b) = open_manifest(first), open_manifest(second)
+    comparison = compare(a, a_path, b, b_path)
     if output:
         write_diff_page(comparison, Path(output))
     if as_json:
@@ -34,11 +32,3 @@ def diff(
         if output:
             report(f"page: {output}")
     return 1 if comparison.changed else 0
-
-
-def _read(path: Path) -> Manifest:
-    """A manifest, or a usage error (exit 2, never confused with 'something changed')."""
-    try:
-        return read_manifest(path)
-    except StateError as err:
-        raise UsageError(str(err)) from err

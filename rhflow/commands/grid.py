@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from rhflow.record.manifest import read_manifest
+from rhflow.errors import StateError, UsageError
+from rhflow.record.manifest import Manifest, read_manifest
 from rhflow.view.grid import arrange, draw
 
 
@@ -13,6 +14,17 @@ def manifest_path(given: str) -> Path:
     """The manifest named on the command line: a file, or a run's output folder holding one."""
     path = Path(given)
     return path / "manifest.json" if path.is_dir() else path
+
+
+def open_manifest(given: str) -> tuple[Path, Manifest]:
+    """The path and content of the manifest named on the command line. One that cannot be
+    read is bad input (exit 2) for every command that reads one: never confused with a
+    result such as diff's 'something changed' (exit 1)."""
+    path = manifest_path(given)
+    try:
+        return path, read_manifest(path)
+    except StateError as err:
+        raise UsageError(str(err)) from err
 
 
 def grid(
@@ -25,8 +37,8 @@ def grid(
     report: Callable[[str], None] = print,
 ) -> int:
     """Draw the grid of ``manifest`` and write it to ``output`` (default: beside the manifest)."""
-    path = manifest_path(manifest)
-    laid_out = arrange(read_manifest(path), path.parent, x, y, step)
+    path, loaded = open_manifest(manifest)
+    laid_out = arrange(loaded, path.parent, x, y, step)
     out = Path(output) if output else path.parent / "grid.png"
     sheet = draw(laid_out, out)
     cells = len(laid_out.columns) * len(laid_out.rows) * len(laid_out.sections)

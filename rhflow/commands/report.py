@@ -5,15 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from rhflow.commands.grid import manifest_path
-from rhflow.record.manifest import read_manifest
+from rhflow.commands.grid import open_manifest
 from rhflow.view.report import write_report
 
 
 def report(manifest: str, *, output: str | None, report: Callable[[str], None] = print) -> int:
     """Write the report of ``manifest`` to ``output`` (default: report.html beside it)."""
-    path = manifest_path(manifest)
-    loaded = read_manifest(path)
+    path, loaded = open_manifest(manifest)
     page = Path(output) if output else path.parent / "report.html"
     write_report(loaded, path.parent, page)
     count = len(loaded.tasks)

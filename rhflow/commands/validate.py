@@ -19,7 +19,7 @@ import click
 
 from rhflow.errors import ConfigError, LockError, PlanError
 from rhflow.execute.locking import check_lock
-from rhflow.model import Pipeline, Step
+from rhflow.model import FileRef, Pipeline, Step
 from rhflow.pipeline.loader import load_pipeline
 from rhflow.pipeline.lockfile import lock_path
 from rhflow.pipeline.render import template_limits
@@ -30,7 +30,8 @@ from rhflow.planning.summary import count_tasks
 if TYPE_CHECKING:
     from rhflow.api.client import Client
 
-Kind = Literal["error", "not_checked", "warning"]
+#: ``missing``: an input file (``{file: ...}``) not there yet, a warning that --strict fails on.
+Kind = Literal["error", "not_checked", "warning", "missing"]
 
 
 def validate(
@@ -94,6 +95,8 @@ class Finding:
         where = f"{self.file}:{self.line}:{self.col}" if self.line is not None else self.file
         if self.kind == "warning":
             return f"{where}: warning: {self.message}"
+        if self.kind == "missing":
+            return f"{where}: warning: {self.path}: {self.message}"
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -105,6 +108,9 @@ class Finding:
             "path": self.path,
             "message": self.message,
         }
+
+
+_PROBLEMS = ("error", "not_checked")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +127,7 @@ class FileReport:
 
     @property
     def checked(self) -> bool:
-        return not any(f.kind == "not_checked" for f in self.findings)
+        return not any(f.kind in ("not_checked", "missing") for f in self.findings)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -129,8 +135,8 @@ class FileReport:
             "ok": self.ok,
             "checked": self.checked,
             "tasks": self.tasks,
-            "problems": [f.to_dict() for f in self.findings if f.kind != "warning"],
-            "warnings": [f.to_dict() for f in self.findings if f.kind == "warning"],
+            "problems": [f.to_dict() for f in self.findings if f.kind in _PROBLEMS],
+            "warnings": [f.to_dict() for f in self.findings if f.kind not in _PROBLEMS],
         }
 
 
@@ -161,10 +167,11 @@ class Validation:
 
     @property
     def warnings(self) -> tuple[str, ...]:
-        return tuple(str(f) for r in self.reports for f in r.findings if f.kind == "warning")
+        return tuple(str(f) for r in self.reports for f in r.findings if f.kind not in _PROBLEMS)
 
     def exit_code(self, *, strict: bool = False) -> int:
-        """0 valid; 1 when a file is invalid or, with ``strict``, an override was not checked."""
+        """0 valid; 1 when a file is invalid or, with ``strict``, an override was not checked
+        or an input file is missing."""
         return 0 if self.ok and (self.checked or not strict) else 1
 
     def to_dict(self) -> dict[str, Any]:
@@ -224,7 +231,9 @@ def _validate_file(
     max_tasks: int,
 ) -> FileReport:
     try:
-        pipeline = load_pipeline(file, set_vars=set_vars, workflows=workflows)
+        pipeline = load_pipeline(
+            file, set_vars=set_vars, workflows=workflows, allow_missing_inputs=True
+        )
         graph = plan(pipeline, max_tasks=max_tasks)
     except ConfigError as err:
         errors = tuple(
@@ -234,11 +243,33 @@ def _validate_file(
     except PlanError as err:
         return FileReport(file, None, (_plan_finding(file, str(err)),))
     unchecked = tuple(_not_checked(step, workflows) for step in unchecked_steps(pipeline))
-    warnings = tuple(Finding("warning", file, w) for w in graph.warnings)
+    warnings = _missing_inputs(pipeline) + tuple(
+        Finding("warning", file, w) for w in graph.warnings
+    )
     lock = locks.findings(file, pipeline)
     if any(f.kind == "error" for f in lock):
         return FileReport(file, None, unchecked + lock)
     return FileReport(file, len(graph.tasks), unchecked + lock + warnings)
+
+
+def _missing_inputs(pipeline: Pipeline) -> tuple[Finding, ...]:
+    """A warning per ``{file: ...}`` input not there yet: validate accepts the file (a
+    skeleton names its inputs before they exist); run and plan refuse it."""
+    found = []
+    for step in pipeline.steps:
+        for override in step.overrides:
+            ref = override.value
+            if not isinstance(ref, FileRef) or not ref.missing:
+                continue
+            where = override.where
+            message = (
+                f"input file not found yet: {ref.relpath} (paths are relative to the pipeline "
+                "file); put the file there before rhflow plan or run, which refuse a missing input"
+            )
+            found.append(
+                Finding("missing", where.file, message, where.line, where.col, f"{where.path}.file")
+            )
+    return tuple(found)
 
 
 def _plan_finding(file: str, text: str) -> Finding:

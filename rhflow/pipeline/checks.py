@@ -57,11 +57,14 @@ def build_pipeline(
     workflows: WorkflowSource | None,
     digest: str,
     skip: frozenset[str] = frozenset(),
+    allow_missing_inputs: bool = False,
 ) -> Pipeline:
     """Check the meaning of a schema-valid document and build the Pipeline (steps upstream
     first); ConfigError lists every problem. Steps named in ``skip`` (which failed the schema)
-    are left out, but still count as existing for ``needs``."""
+    are left out, but still count as existing for ``needs``. With ``allow_missing_inputs`` an
+    input file that does not exist yet is a ``FileRef(missing=True)``, not a problem."""
     builder = _Builder(doc, path, workflows)
+    builder.allow_missing = allow_missing_inputs
     data = doc.data
     steps = {
         name: builder.step(name, raw, data.get("defaults") or {})
@@ -70,8 +73,8 @@ def build_pipeline(
     }
     order = builder.order(steps, known=[str(n) for n in data["steps"]])
     builder.sample_render([steps[n] for n in order], dict(vars_))
-    if builder.problems:
-        raise ConfigError(builder.problems)
+    if builder.problems:  # a file to fix anyway: its missing inputs are listed with the rest
+        raise ConfigError([*builder.problems, *builder.missing])
     name = data.get("name") or path.stem
     return Pipeline(
         name=name,
@@ -90,6 +93,8 @@ class _Builder(SweepChecker):
     def __init__(self, doc: Document, path: Path, workflows: WorkflowSource | None) -> None:
         super().__init__(doc, path)
         self.workflows = workflows
+        self.allow_missing = False
+        self.missing: list[Problem] = []  # inputs allowed missing, as the problems they were
         self.nodes: dict[str, Mapping[str, Any] | None] = {}
 
     # -- one step ----------------------------------------------------------------------------
@@ -233,6 +238,13 @@ class _Builder(SweepChecker):
         path = (self.base / relpath).absolute()
         try:
             digest = hashlib.sha256(read_capped(path, MAX_INPUT)).hexdigest()
+        except FileNotFoundError as exc:
+            if self.allow_missing:  # a file to come: validate warns, run and plan refuse
+                self.missing.append(self.doc.problem((*at, "file"), unreadable(relpath, exc)))
+                stand_in = hashlib.sha256(f"missing\0{relpath}".encode()).hexdigest()
+                return FileRef(path, Path(relpath).as_posix(), stand_in, missing=True)
+            self.report((*at, "file"), unreadable(relpath, exc))
+            return None
         except OSError as exc:
             self.report((*at, "file"), unreadable(relpath, exc))
             return None

@@ -4,7 +4,7 @@
 (values, not links); an AI app's fields come as the API lists them and are turned into the
 same ``NodeFields`` by the caller. ``skeleton(...)`` writes a pipeline file overriding the
 fields people change every day (prompt texts, seed, steps, cfg, size), with input files as
-``{file: ...}`` lines to fill in. Pure: no I/O.
+``{file: inputs/NAME}`` values whose files the user puts there. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from rhflow.pipeline.workflows import id_order, is_link
 USUAL_FIELDS = frozenset(
     {"text", "prompt", "text_g", "text_l", "seed", "noise_seed", "steps", "cfg", "width", "height"}
 )
+#: The folder (beside the pipeline file) a skeleton's input files are asked for in.
+INPUTS_DIR = "inputs"
 #: Fields of loader nodes that name an input file.
 FILE_FIELDS = frozenset({"image", "video", "audio"})
 #: AI app field types that take an uploaded file.
@@ -127,7 +129,8 @@ class Target:
 
 def skeleton(target: Target, nodes: Iterable[NodeFields], *, name: str = "main") -> str:
     """A pipeline file, with its ``$schema`` line, that overrides the usual fields of
-    ``nodes``; input files are ``{file: ...}`` lines, commented out until the file exists."""
+    ``nodes``; input files are ``{file: inputs/NAME}`` values for the user to put there
+    (``rhflow validate`` accepts them missing, with a warning)."""
     slug = _slug(name)
     lines = [
         "# yaml-language-server: $schema=pipeline.schema.json",
@@ -149,23 +152,38 @@ def skeleton(target: Target, nodes: Iterable[NodeFields], *, name: str = "main")
 
 
 def _node_lines(nodes: list[NodeFields]) -> list[str]:
-    usual, files = [], []
+    lines = []
     for node in nodes:
         note = f"  # {_one_line(node.title or node.class_type)}"
-        values = {f.name: f.value for f in node.fields if f.use == "usual"}
+        values: dict[str, Any] = {f.name: f.value for f in node.fields if f.use == "usual"}
+        files = [f for f in node.fields if f.use == "file"]
+        for item in files:
+            values[item.name] = {"file": input_path(item.value)}
+        if files:  # validate warns until the file is there; run and plan refuse it missing
+            where = ", ".join(input_path(f.value) for f in files)
+            note += f": put the {_kinds(files)} at {where} (beside this file)"
         if values:
-            usual.append(f"      {json.dumps(node.id)}: {_flow(values)}{note}")
-        for item in (f for f in node.fields if f.use == "file"):
-            value = _flow({item.name: {"file": item.value}})
-            files.append(
-                f"      # {json.dumps(node.id)}: {value}{note}: put the file beside this one "
-                "and uncomment"
-            )
-    if not usual and not files:
+            lines.append(f"      {json.dumps(node.id)}: {_flow(values)}{note}")
+    if not lines:
         return ["    # no usual fields found: add overrides as  nodes: {NODE: {FIELD: VALUE}}"]
-    if not usual:  # uncommenting a file line means dropping the {} too
-        return ["    nodes: {}", *files]
-    return ["    nodes:", *usual, *files]
+    return ["    nodes:", *lines]
+
+
+def input_path(value: Any) -> str:
+    """Where a skeleton asks for an input file: ``inputs/`` and the file name the workflow
+    has (a server path such as ``api/ab12.png`` keeps its last part)."""
+    name = str(value).replace("\\", "/").rsplit("/", 1)[-1].strip()
+    name = re.sub(r"[^\w.+-]", "_", name).lstrip(".") or "input"
+    return f"{INPUTS_DIR}/{name}"
+
+
+def _kinds(files: list[Field]) -> str:
+    """``image``, ``video``, ``audio`` (what one file field takes) or ``files``."""
+    if len(files) > 1:
+        return "files"
+    kinds = {"image", "video", "audio"}
+    item = files[0]
+    return item.name if item.name in kinds else item.type if item.type in kinds else "file"
 
 
 def _key(name: str) -> str:

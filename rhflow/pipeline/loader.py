@@ -58,8 +58,11 @@ def load_pipeline(
     output: str | Path | None = None,
     concurrency: int | None = None,
     workflows: WorkflowSource | None = None,
+    allow_missing_inputs: bool = False,
 ) -> Pipeline:
-    """Load, validate and check a pipeline file; ConfigError lists every problem found."""
+    """Load, validate and check a pipeline file; ConfigError lists every problem found.
+    ``allow_missing_inputs`` (for ``rhflow validate``): an input file that does not exist yet
+    is marked ``missing`` on its FileRef instead of being a problem."""
     path = Path(path)
     if concurrency is not None and not 1 <= concurrency <= MAX_CONCURRENCY:
         raise UsageError(f"--concurrency must be 1 to {MAX_CONCURRENCY}, got {concurrency}")
@@ -94,6 +97,7 @@ def load_pipeline(
             workflows=workflows,
             digest=digest.hexdigest(),
             skip=frozenset(str(i.path[1]) for i in issues),
+            allow_missing_inputs=allow_missing_inputs,
         )
     except ConfigError as err:
         raise ConfigError([*problems, *err.problems]) from None

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
-from rhflow.errors import UsageError
+from rhflow.errors import StateError, UsageError
 from rhflow.record.manifest import (
     Manifest,
     OutputFile,
@@ -29,7 +29,15 @@ def merge_files(paths: Sequence[Path], out: Path) -> Manifest:
     """Read the manifests at ``paths`` and merge them for a manifest written at ``out``."""
     if len(paths) < 2:
         raise UsageError("give at least two manifests to merge (rhflow manifest merge A B -o M)")
-    return merge_manifests([(path, read_manifest(path)) for path in paths], out)
+    return merge_manifests([(path, _read(path)) for path in paths], out)
+
+
+def _read(path: Path) -> Manifest:
+    """A manifest to merge; one that cannot be read is bad input (exit 2)."""
+    try:
+        return read_manifest(path)
+    except StateError as err:
+        raise UsageError(str(err)) from err
 
 
 def merge_manifests(manifests: Sequence[tuple[Path, Manifest]], out: Path) -> Manifest:
