@@ -14,6 +14,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -43,10 +44,19 @@ class Proc:
     code: int
 
 
+#: Where the children keep rhflow's compiled modules (outside the tree).
+PYCACHE = Path(tempfile.gettempdir()) / "rhflow-benchmarks-pycache"
+
+
 def child_env(*, key: bool = True) -> dict[str, str]:
     """The environment of a child: this tree's rhflow first on the path, the benchmark key
-    (or no key at all, so that nothing is asked of a server)."""
+    (or no key at all, so that nothing is asked of a server). Its modules are byte-compiled
+    once and kept (in ``PYCACHE``), as an installed package's are: with
+    PYTHONDONTWRITEBYTECODE set, every child would compile rhflow's sources again, about
+    0.2 s of start-up and CPU no installed rhflow pays."""
     env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     env.pop("RH_API_KEY", None)
     env.pop("RH_BASE_URL", None)

@@ -101,10 +101,49 @@ def test_the_learned_run_time_does_not_include_the_time_to_notice_the_end(
     assert polls <= 3
 
 
+def test_a_socket_search_polls_before_the_earliest_end_then_in_steps_shorter_than_it() -> None:
+    policy = PollPolicy(jitter=0.2, lead=0.9, socket_tail=0.5, tail_factor=1.3, floor=0.1)
+    firsts = [policy.until_socket(0, lambda r=r: r, earliest=2.0) for r in (0.0, 0.5, 0.999)]
+    assert max(firsts) == 1.8 and min(firsts) == pytest.approx(1.44, rel=1e-3)  # only earlier
+    assert policy.until_socket(1, lambda: 0.5, earliest=2.0) == 1.0  # half the earliest
+    assert policy.until_socket(2, lambda: 0.5, earliest=2.0) == pytest.approx(1.3)
+    unknown = [policy.until_socket(n, lambda: 0.5) for n in range(3)]
+    assert unknown == pytest.approx([0.25, 0.325, 0.4225])
+
+
+def _socket_found(policy: PollPolicy, tasks: int, *, socket: bool) -> float:
+    """Tasks queued 0.2-1.0 s then running 1 s, polled until an answer shows them running
+    (their socket is offered then) or done, each planned by the run times of the earlier
+    ones; the share whose socket was found before they ended."""
+    rand = random.Random(3)
+    times, found = RunTimes(), 0
+    for _ in range(tasks):
+        queued = rand.uniform(0.2, 1.0)
+        ends = queued + 1.0
+        clock, count = 0.0, 0
+        while clock < queued:
+            if socket:
+                clock += policy.until_socket(count, rand.random, earliest=times.earliest())
+            else:
+                clock += policy.interval(count, rand.random, expected=times.expected())
+            count += 1
+        found += clock < ends
+        times.add(0.0, ends, ends)  # the socket (or a poll) saw the end as it came
+    return found / tasks
+
+
+def test_a_queued_task_is_asked_for_its_socket_while_it_runs_not_after_it_ended() -> None:
+    # Planned as a polled task's end (90% of the median run time), the first poll of a task
+    # queued for a short time comes after it ended: its end is noticed late.
+    assert _socket_found(PollPolicy(), 300, socket=False) < 0.8
+    assert _socket_found(PollPolicy(), 300, socket=True) == 1.0
+
+
 def test_scaled_divides_every_duration() -> None:
     quick = PollPolicy().scaled(20)
     assert quick.first == 0.05 and quick.cap == 0.75 and quick.longest_first == 6.0
     assert quick.floor == pytest.approx(0.005)
+    assert quick.socket_first == pytest.approx(0.0125)
     assert quick.factor == PollPolicy().factor
 
 

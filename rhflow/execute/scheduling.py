@@ -54,6 +54,16 @@ class PollPolicy:
     ``longest_first``), when the task is likely to be nearly done; later polls start from
     ``expected * tail`` and grow by ``tail_factor`` to ``cap``. No interval is shorter than
     ``floor``.
+
+    ``until_socket`` gives the intervals while a task is polled only to learn its WebSocket
+    (it was queued when created, and the socket is offered once it runs): the socket tells
+    the end at once, so the poll has to come while the task runs, before its end. With
+    ``earliest`` (the shortest run time seen so far) the first poll comes at ``lead`` of it,
+    jittered only downwards, so that it lands before the earliest end, and a task still
+    queued then is asked again every ``socket_tail`` of it (growing by ``tail_factor``), a
+    step shorter than the run itself unless the queue is longer; with nothing known,
+    ``socket_first`` seconds growing by ``tail_factor``, so that a short task is not missed
+    while it runs.
     """
 
     first: float = 1.0
@@ -65,6 +75,8 @@ class PollPolicy:
     longest_first: float = 120.0
     floor: float = 0.1
     tail_factor: float = 1.3
+    socket_first: float = 0.25
+    socket_tail: float = 0.5
 
     def interval(self, poll: int, rand: Rand, *, expected: float | None = None) -> float:
         return self._raw(max(0, poll), expected) * (1.0 - self.jitter + 2.0 * self.jitter * rand())
@@ -77,6 +89,18 @@ class PollPolicy:
         start = max(self.floor, expected * self.tail)
         return min(self.cap, start * self.tail_factor ** (poll - 1))
 
+    def until_socket(self, poll: int, rand: Rand, *, earliest: float | None = None) -> float:
+        poll = max(0, poll)
+        if earliest is None:
+            raw = max(self.floor, min(self.cap, self.socket_first * self.tail_factor**poll))
+            return raw * (1.0 - self.jitter + 2.0 * self.jitter * rand())
+        if poll == 0:
+            raw = max(self.floor, min(self.longest_first, earliest * self.lead))
+            return raw * (1.0 - self.jitter * rand())
+        start = max(self.floor, earliest * self.socket_tail)
+        raw = min(self.cap, start * self.tail_factor ** (poll - 1))
+        return raw * (1.0 - self.jitter + 2.0 * self.jitter * rand())
+
     def scaled(self, divisor: float) -> PollPolicy:
         """The same policy with every duration divided by ``divisor`` (for quick runs)."""
         return replace(
@@ -85,6 +109,7 @@ class PollPolicy:
             cap=self.cap / divisor,
             longest_first=self.longest_first / divisor,
             floor=self.floor / divisor,
+            socket_first=self.socket_first / divisor,
         )
 
 
@@ -107,6 +132,9 @@ class RunTimes:
 
     def expected(self) -> float | None:
         return statistics.median(self._seen) if self._seen else None
+
+    def earliest(self) -> float | None:
+        return min(self._seen) if self._seen else None
 
 
 RETRY_BACKOFF = Backoff(base=2.0, cap=60.0)  # a FAILED task, before it is submitted again

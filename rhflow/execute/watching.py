@@ -56,9 +56,7 @@ class Watcher:
                 outputs = await self._watch(task, remote_id, wss, deadline)
                 pending = time.monotonic()  # the socket saw the end as it came
             elif polls >= 0:
-                interval = self._remote.options.poll.interval(
-                    polls, self._remote.rand, expected=self._run_times.expected()
-                )
+                interval = self._interval(polls, searching=not tried_ws)
                 polls += 1
                 left = _remaining(deadline)
                 await asyncio.sleep(interval if left is None else min(interval, left))
@@ -78,6 +76,13 @@ class Watcher:
                 record = self._remote.save(task, status=state)
             if outputs.net_wss_url and not tried_ws:
                 wss = outputs.net_wss_url
+
+    def _interval(self, polls: int, *, searching: bool) -> float:
+        """Seconds to the next ``outputs`` call; ``searching``: only to learn the socket."""
+        options, times = self._remote.options, self._run_times
+        if searching and options.websocket:
+            return options.poll.until_socket(polls, self._remote.rand, earliest=times.earliest())
+        return options.poll.interval(polls, self._remote.rand, expected=times.expected())
 
     async def _watch(
         self, task: PlannedTask, remote_id: str, wss: str, deadline: float | None
