@@ -1,0 +1,131 @@
+"""The ``console`` transcripts of README and the how-to pages run as shown: each ``$`` command
+runs in a real process (a real SIGINT where the transcript shows ``^C``) and prints, in its
+essentials, what the page shows (``tests/doc_console.py`` says what varies and is left out).
+
+Commands that need a key run against a loopback emulator through ``RH_BASE_URL`` and
+``RH_API_KEY``; the pages say so next to them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from rhflow.emulator import Emulator
+from tests.doc_console import compare, console_blocks, essentials, run_block, transcript
+from tests.test_docs_howto import shell_lines
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+KEY = "a-key-of-the-docs-tests-0123456789"
+
+
+def environment(folder: Path, emu: Emulator | None = None) -> dict[str, str]:
+    """A user's shell: rhflow of this checkout on PATH, a cache of the folder's own, and the
+    key and server of ``emu`` when given."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RH_", "NO_COLOR"))}
+    env |= {
+        "PYTHONPATH": str(ROOT),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "XDG_CACHE_HOME": str(folder / ".cache"),
+    }
+    if emu is not None:
+        env |= {"RH_BASE_URL": emu.url, "RH_API_KEY": KEY}
+    return env
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    shutil.copytree(ROOT / "pipelines", tmp_path / "pipelines")
+    return tmp_path
+
+
+@pytest.fixture
+def slow_tasks(make_emulator: Callable[..., Emulator]) -> Emulator:
+    """Tasks of 1-2 s that pay coins, as ``--emulator``'s: time to press Ctrl-C mid-run."""
+    return make_emulator(account="consumer", concurrency=50, task_seconds=(1.0, 2.0))
+
+
+@pytest.mark.slow
+def test_resume_page_ctrl_c_detach_status_and_cancel(folder: Path, slow_tasks: Emulator) -> None:
+    text = (DOCS / "how-to" / "resume.md").read_text(encoding="utf-8")
+    blocks = console_blocks(text)
+    assert len(blocks) == 3 and sum(b.count("\n^C\n") for b in blocks) == 3
+    env = environment(folder, slow_tasks)
+    shown_as = {f"{slow_tasks.url} (an emulator)": "https://www.runninghub.cn:443"}
+    unfinished = {"rhflow status out/detached": 3, "rhflow status out/left": 3}
+    for body in blocks:
+        run_block(body, folder, env, shown_as=shown_as, codes=unfinished)
+    assert len(list((folder / "out" / "detached" / "portrait").glob("*.png"))) == 6
+
+
+@pytest.mark.slow
+def test_readme_console_blocks(folder: Path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    # the pipeline file README shows, saved as portraits.yaml beside a workflows/ folder
+    (portraits,) = [b for b in re.findall(r"^```yaml\n(.*?)^```$", readme, re.M | re.S)
+                    if "name: portraits" in b]  # fmt: skip
+    (folder / "portraits.yaml").write_text(portraits, encoding="utf-8")
+    shutil.copytree(ROOT / "pipelines" / "workflows", folder / "workflows")
+    invalid = folder / "tests" / "examples" / "invalid"
+    invalid.mkdir(parents=True)
+    shutil.copy(ROOT / "tests" / "examples" / "invalid" / "many-problems.yaml", invalid)
+    env = environment(folder)
+    served = [b for b in console_blocks(readme) if b.startswith("$ rhflow emulator")]
+    for body in console_blocks(readme):
+        if body in served:
+            continue
+        run_block(body, folder, env, codes={_validate_all(body): 1} if "invalid" in body else {})
+    for body in served:
+        _serve(body, folder, env)
+
+
+def _validate_all(body: str) -> str:
+    return transcript(body)[0][0]
+
+
+def _serve(body: str, folder: Path, env: dict[str, str]) -> None:
+    """``rhflow emulator --port P ...`` prints its URL once ready: run it on a free port,
+    read that line, stop it with Ctrl-C."""
+    [(command, shown)] = transcript(body)
+    port = re.search(r"--port (\d+)", command)
+    assert port is not None, command
+    argv = command.replace(port.group(0), "--port 0").split()
+    with subprocess.Popen(argv, cwd=folder, env=env, text=True, stdout=subprocess.PIPE) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline().rstrip("\n")
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=30)
+    url = re.search(r"http://127\.0\.0\.1:\d+", line)
+    assert url is not None, line
+    actual = essentials(line, shown_as={url.group(0): f"http://127.0.0.1:{port.group(1)}"})
+    compare(command, shown, actual)
+
+
+@pytest.mark.slow
+def test_results_page_diff_prints_what_the_page_shows(folder: Path) -> None:
+    text = (DOCS / "how-to" / "results.md").read_text(encoding="utf-8")
+    env = environment(folder)
+    shown = {command for body in console_blocks(text) for command, _ in transcript(body)}
+    for line, _ in shell_lines(DOCS / "how-to" / "results.md"):
+        if line not in shown:  # what the transcripts need done first
+            done = subprocess.run(["bash", "-c", line], cwd=folder, env=env, capture_output=True,
+                                  text=True, timeout=180)  # fmt: skip
+            assert done.returncode == 0, f"{line}\n{done.stdout}\n{done.stderr}"
+    for body in console_blocks(text):
+        run_block(body, folder, env, codes={"rhflow diff": 1} | _diffs(body))
+
+
+def _diffs(body: str) -> dict[str, int]:
+    """``rhflow diff`` exits 1 when the runs differ, as the page shows them doing."""
+    return {c: 1 for c, _ in transcript(body) if c.startswith("rhflow diff ")}
