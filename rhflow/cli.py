@@ -411,6 +411,11 @@ def lock(files: tuple[str, ...], **options: Any) -> int:
     help="Time one output file may take to download [default: 1800].",
 )
 @click.option(
+    "--min-download-rate",
+    metavar="SIZE/SECONDS",
+    help="Abandon a download that brings less than SIZE in SECONDS, or 'off' [default: 1KB/15s].",
+)
+@click.option(
     "--max-outputs",
     type=int,
     metavar="N",

@@ -61,6 +61,8 @@ class Server:
         self.routes: dict[tuple[str, str], Handler] = {}
         self.seen: list[Seen] = []
         self.url = self.raw_url = ""
+        self.header_delay = 0.1
+        self.raw_seen = 0  # connections the header drip got
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._stopping = False
@@ -91,15 +93,19 @@ class Server:
         return await handler(request)
 
     async def _drip_headers(self, reader: asyncio.StreamReader, writer: Any) -> None:
+        """Header lines, one every ``header_delay`` seconds; for a path with ``line`` in it,
+        one header line that never ends, a byte at a time."""
+        self.raw_seen += 1
         with contextlib.suppress(OSError, asyncio.CancelledError):
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(b"HTTP/1.1 200 OK\r\n")
+            head = await reader.readuntil(b"\r\n\r\n")
+            one_line = b"line" in head.split(b"\r\n", 1)[0]
+            writer.write(b"HTTP/1.1 200 OK\r\n" + (b"X-Slow: " if one_line else b""))
             for n in range(100000):
                 if self._stopping:
                     break
-                writer.write(f"X-Slow-{n}: 1\r\n".encode())
+                writer.write(b"a" if one_line else f"X-Slow-{n}: 1\r\n".encode())
                 await writer.drain()
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(self.header_delay)
         writer.close()
 
     def stop(self) -> None:
@@ -172,6 +178,48 @@ def stream(
                 await resp.write(chunk)
                 await asyncio.sleep(delay)
         return resp
+
+    return handle
+
+
+def trickle(data: bytes, piece: int, delay: float) -> Handler:
+    """``data`` (with its Content-Length), ``piece`` bytes every ``delay`` seconds."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Length": str(len(data))})
+        resp.content_type = "image/png"
+        with contextlib.suppress(OSError, RuntimeError):
+            await resp.prepare(request)
+            for start in range(0, len(data), piece):
+                await resp.write(data[start : start + piece])
+                await asyncio.sleep(delay)
+            await resp.write_eof()
+        return resp
+
+    return handle
+
+
+def stall(head: bytes, length: int) -> Handler:
+    """``head`` of a file announced as ``length`` bytes, then nothing (the connection open)."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Length": str(length)})
+        resp.content_type = "image/png"
+        with contextlib.suppress(OSError, RuntimeError):
+            await resp.prepare(request)
+            await resp.write(head)
+            await asyncio.sleep(3600)
+        return resp
+
+    return handle
+
+
+def silent() -> Handler:
+    """An answer that never comes: not even its headers (the connection stays open)."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(3600)
+        return web.Response()
 
     return handle
 
@@ -297,12 +345,18 @@ def setup(name: str, h: Hostile, output_dir: Path, victim: Path) -> str:
         h.api.routes[("GET", "/files/drip")] = stream(chunk=b"\0", delay=0.05)
     elif name == "slow headers file":
         h.outputs = [{"fileUrl": "{raw}/slow.png", "fileType": "png"}]
+    elif name == "slow header line file":
+        h.outputs = [{"fileUrl": "{raw}/slow-line.png", "fileType": "png"}]
     elif name == "endless API answer":
         h.api.routes[("POST", "/task/openapi/outputs")] = stream(head=b'{"code": 0, "x": "')
     elif name == "slow drip API answer":
         h.api.routes[("POST", "/task/openapi/outputs")] = stream(
             head=b'{"code": 0, "x": "', chunk=b"a", delay=0.05
         )
+    elif name == "silent API answer":
+        h.api.routes[("POST", "/task/openapi/outputs")] = silent()
+    elif name == "silent create answer":
+        h.api.routes[("POST", "/task/openapi/create")] = silent()
     elif name == "invalid JSON":
         h.api.routes[("POST", "/task/openapi/outputs")] = raw('{"code": 0, "data": [', 200)
     elif name == "HTML with 200":
@@ -318,6 +372,20 @@ def setup(name: str, h: Hostile, output_dir: Path, victim: Path) -> str:
     return template
 
 
+#: What a server can drag out: ``python -m benchmarks.slow_servers`` times these with the
+#: default settings.
+SLOW = (
+    "huge Content-Length",
+    "endless file",
+    "slow drip file",
+    "slow headers file",
+    "slow header line file",
+    "endless API answer",
+    "slow drip API answer",
+    "silent API answer",
+    "silent create answer",
+    "20,000 outputs",
+)
 SCENARIOS = (
     "fileType climbs to a file beside the folder",
     "fileType absolute",
@@ -333,17 +401,11 @@ SCENARIOS = (
     "download redirected to another host",
     "create 307 to another host",
     "outputs 308 to another host",
-    "huge Content-Length",
-    "endless file",
-    "slow drip file",
-    "slow headers file",
-    "endless API answer",
-    "slow drip API answer",
     "invalid JSON",
     "HTML with 200",
     "taskId a float",
     "taskId huge",
-    "20,000 outputs",
+    *SLOW,
 )
 
 

@@ -54,12 +54,15 @@ EXPECTED = {
     "endless file": ("failed", "is larger than the 1 MiB allowed per output; raise --max-"),
     "slow drip file": ("failed", "took longer than 2 s"),
     "slow headers file": ("failed", "took longer than 2 s (0 bytes received)"),
+    "slow header line file": ("failed", "took longer than 2 s (0 bytes received)"),
     "endless API answer": ("failed", "answered more than 32 MiB; no RunningHub answer is"),
     "slow drip API answer": ("failed", "no complete answer within 1 s (the answer began but"),
     "invalid JSON": ("failed", "answered with something other than a JSON object"),
     "HTML with 200": ("failed", "answered with something other than a JSON object: <html>"),
     "taskId a float": ("failed", "taskId is a float (1.9041369024492093e+18), which cannot"),
     "taskId huge": ("failed", "taskId '9999999999999999999999999999999999999...' is not an id"),
+    "silent API answer": ("failed", "failed (run again to pick it up): RunningHub answered 0"),
+    "silent create answer": ("failed", "create timed out: no complete answer within 1 s"),
     "20,000 outputs": ("failed", "the task reported 20000 outputs, more than the 1000 allowed"),
 }
 

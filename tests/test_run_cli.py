@@ -223,6 +223,37 @@ def test_status_summarises_a_finished_run(
     assert capsys.readouterr().out == "nothing of the run in out is running remotely\n"
 
 
+def test_status_checks_the_files_and_calls_a_run_with_missing_or_changed_outputs_unfinished(
+    make_emulator: Callable[..., Emulator],
+    api_key: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The records say succeeded; status hashes the files before it says so too."""
+    emu = make_emulator()
+    assert run_cli([str(pipeline(tmp_path, seeds=3)), "-q"], emu, api_key, monkeypatch) == 0
+    assert main(["status", "out"]) == 0
+    capsys.readouterr()
+    files = sorted((tmp_path / "out").rglob("*.png"))
+    assert len(files) == 3
+    files[0].unlink()
+    files[1].write_bytes(files[1].read_bytes() + b"edited")
+    assert main(["status", "out", "--json"]) == 3
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["counts"]["succeeded"] == 3
+    assert [(d["problem"], d["path"]) for d in summary["damaged"]] == [
+        ("missing", str(files[0])),
+        ("changed", str(files[1])),
+    ]
+    assert main(["status", "out"]) == 3
+    text = capsys.readouterr().out
+    assert "damaged: 2 output file(s) of succeeded tasks are missing or changed" in text
+    assert run_cli([str(tmp_path / "p.yaml"), "-q"], emu, api_key, monkeypatch) == 0
+    assert emu.stats()["tasks"]["created"] == 3  # fetched again from the tasks it has
+    assert main(["status", "out"]) == 0
+
+
 def test_status_of_a_folder_without_a_run_says_what_to_pass(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -55,6 +55,7 @@ from rhflow.api.results import (
 )
 from rhflow.api.transport import (
     Expired,
+    MinRate,
     NotAllowed,
     TooLarge,
     announced_length,
@@ -63,7 +64,9 @@ from rhflow.api.transport import (
     deadline,
     new_session,
     read_capped,
+    refused_headers,
 )
+from rhflow.api.transport import size_text as _size
 from rhflow.atomic import replacing
 from rhflow.errors import (
     ApiError,
@@ -91,6 +94,7 @@ __all__ = [
     "Client",
     "DownloadResult",
     "FailedReason",
+    "MinRate",
     "Output",
     "TaskCreated",
     "TaskOutputs",
@@ -119,6 +123,10 @@ MAX_ANSWER_BYTES = 32 << 20
 MAX_OUTPUT_BYTES = 4 << 30
 #: Default time one output file may take to download (``--download-timeout``), in seconds.
 DOWNLOAD_TIMEOUT = 1800.0
+#: Default least rate of a download once its headers came (``--min-download-rate``): a file
+#: that brings less than 1 KiB in 15 s has stalled (a byte dripped now and then, nothing at
+#: all) and is abandoned then, not at ``--download-timeout``.
+MIN_DOWNLOAD_RATE = MinRate(1024, 15.0)
 #: Redirects followed: by an API call (same origin, 307/308 only), by a download (http(s)).
 MAX_REDIRECTS = 5
 NO_KEY_MESSAGE = (
@@ -173,6 +181,8 @@ class Client:
         upload_timeout: float = 300.0,
         max_output_bytes: int = MAX_OUTPUT_BYTES,
         download_timeout: float = DOWNLOAD_TIMEOUT,
+        min_download_rate: MinRate | None = MIN_DOWNLOAD_RATE,
+        headers_timeout: float | None = None,
         also_masked: Iterable[str] = (),
     ) -> None:
         if not api_key or not api_key.strip():
@@ -187,6 +197,13 @@ class Client:
         self.upload_timeout = upload_timeout
         self.max_output_bytes = max_output_bytes
         self.download_timeout = download_timeout
+        #: A download slower than this once its headers came is abandoned (None: no floor).
+        self.min_download_rate = min_download_rate
+        #: Seconds the headers of an output file may take (redirects included): by default
+        #: a connection and a read timeout.
+        self.headers_timeout = (
+            CONNECT_TIMEOUT + timeout if headers_timeout is None else headers_timeout
+        )
         self._owns_session = session is None
         self._session = session if session is not None else new_session()
         #: Some request of this client got an HTTP answer: from then on a connection failure
@@ -436,9 +453,13 @@ class Client:
         where = self._scrub(_short_url(url))
         digest, size = hashlib.sha256(), 0
         started = time.monotonic()
-        with deadline(self.download_timeout) as watch:
+        with deadline(
+            self.download_timeout, headers=self.headers_timeout, min_rate=self.min_download_rate
+        ) as watch:
             try:
                 with self._get_following(url) as resp:
+                    watch.begun()
+                    watch.check()  # the headers were cut short by the watchdog
                     _log_request(
                         "GET", self._scrub(_without_query(url)), started, f"HTTP {resp.status_code}"
                     )
@@ -456,9 +477,11 @@ class Client:
             except (Expired, requests.RequestException) as exc:
                 if watch.expired:
                     raise RefusedAnswerError(
-                        f"downloading {where} took longer than {self.download_timeout:g} s "
-                        f"({size} bytes received); raise --download-timeout if the file is "
-                        "that slow to come"
+                        self._too_slow(where, watch.reason, watch.window_bytes, size)
+                    ) from None
+                if refused := refused_headers(exc):
+                    raise RefusedAnswerError(
+                        f"downloading {where}: the server's headers were refused ({refused})"
                     ) from None
                 raise TransportError(
                     f"downloading {where} failed: {self._scrub(str(exc))}"
@@ -472,6 +495,28 @@ class Client:
         if expected is not None and size != expected:
             raise TransportError(f"download of {where} was cut short: {size} of {expected} bytes")
         return digest.hexdigest(), size
+
+    def _too_slow(self, where: str, reason: str | None, window_bytes: int, size: int) -> str:
+        """Why a download was abandoned by its watch: no headers in time, a stalled body, or
+        the whole deadline."""
+        if reason == "headers":
+            return (
+                f"downloading {where}: the server sent no complete headers within "
+                f"{self.headers_timeout:g} s"
+            )
+        rate = self.min_download_rate
+        if reason == "stalled" and rate is not None:
+            speed = window_bytes / rate.seconds
+            return (
+                f"downloading {where} stalled: {window_bytes} bytes in the last "
+                f"{rate.seconds:g} s ({speed:.0f} bytes/s, {size} bytes in all), less than the "
+                f"{rate} required; lower --min-download-rate if the file host is that slow"
+            )
+        return (
+            f"downloading {where} took longer than {self.download_timeout:g} s "
+            f"({size} bytes received); raise --download-timeout if the file is "
+            "that slow to come"
+        )
 
     def _get_following(self, url: str) -> requests.Response:
         """GET ``url`` (streamed, without the key), following http(s) redirects by hand."""
@@ -546,6 +591,11 @@ class Client:
                         + (" (the answer began but its body did not end)" if answering else "")
                     ) from None
                 assert isinstance(exc, requests.RequestException)
+                if refused := refused_headers(exc):
+                    _log_request(method, path, started, "headers refused")
+                    raise RefusedAnswerError(
+                        f"POST {path}: the server's headers were refused ({refused})"
+                    ) from None
                 error = self._transport_error(path, exc)
                 _log_request(method, path, started, f"no answer ({error.message})")
                 raise error from exc
@@ -831,13 +881,6 @@ def _sniff_ext(data: bytes) -> str:
 def _short_url(url: str) -> str:
     """A URL as shown in messages: without its query (signed links are long), clipped."""
     return _clip(_without_query(url) if urlsplit(url).netloc else url, 120)
-
-
-def _size(limit: int) -> str:
-    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if limit >= 1 << shift and limit % (1 << shift) == 0:
-            return f"{limit >> shift} {unit}"
-    return f"{limit} bytes"
 
 
 def _redirect_message(path: str, status: int, target: str, client: Client) -> str:

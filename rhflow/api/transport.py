@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import http.client
 import itertools
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -59,13 +61,41 @@ class NotAllowed(Exception):
 # -- deadlines ---------------------------------------------------------------------------------
 
 
-class _Watch:
-    """The connections used inside one ``deadline`` block; shut down when it expires."""
+@dataclass(frozen=True, slots=True)
+class MinRate:
+    """A body must bring at least ``bytes`` in every ``seconds`` once its headers came: a
+    download slower than that is stalled, whatever its overall deadline."""
 
-    def __init__(self, seconds: float) -> None:
-        self.ends = time.monotonic() + seconds
+    bytes: int
+    seconds: float
+
+    def __str__(self) -> str:
+        return f"{size_text(self.bytes)} every {self.seconds:g} s"
+
+
+class _Watch:
+    """The connections used inside one ``deadline`` block; shut down when it expires.
+
+    It expires at ``ends``; before the headers of the answer came (``begun``), also at
+    ``headers_ends``; after, when a ``min_rate`` window brings fewer bytes than it asks
+    (``received`` counts the body as it arrives). ``reason`` says which: "deadline",
+    "headers" or "stalled"."""
+
+    def __init__(
+        self, seconds: float, headers: float | None = None, min_rate: MinRate | None = None
+    ) -> None:
+        now = time.monotonic()
+        self.ends = now + seconds
+        self.headers_ends = None if headers is None else now + headers
+        self.min_rate = min_rate
+        self.received = 0  # body bytes so far (written by the reading thread)
+        self.window_bytes = 0  # what the last window brought, once stalled
+        self.reason: str | None = None
         self.expired = False
         self.done = False  # the block ended: nothing to shut down any more
+        self._begun = False
+        self._mark = 0
+        self._window_ends = float("inf")
         self._lock = threading.Lock()
         self._connections: list[HTTPConnection] = []
 
@@ -75,16 +105,51 @@ class _Watch:
             if self.expired:
                 _shut(conn)
 
+    def begun(self) -> None:
+        """The headers of the answer came: from now on the body's rate counts."""
+        self._begun = True
+        if self.min_rate is not None:
+            self._mark = self.received
+            self._window_ends = time.monotonic() + self.min_rate.seconds
+            _watchdog.add(self)  # its first window may end before the time it waits for
+
+    def due(self) -> float:
+        """When the watchdog must look at this block next."""
+        if not self._begun and self.headers_ends is not None:
+            return min(self.ends, self.headers_ends)
+        return min(self.ends, self._window_ends)
+
+    def tick(self, now: float) -> float | None:
+        """The watchdog's look at ``now``: expire the block, or say when to look again."""
+        reason = None
+        if now >= self.ends:
+            reason = "deadline"
+        elif not self._begun and self.headers_ends is not None and now >= self.headers_ends:
+            reason = "headers"
+        elif self._begun and self.min_rate is not None and now >= self._window_ends:
+            got = self.received - self._mark
+            if got < self.min_rate.bytes:
+                self.window_bytes, reason = got, "stalled"
+            else:
+                self._mark, self._window_ends = self.received, now + self.min_rate.seconds
+        if reason is None:
+            return self.due()
+        self.expire(reason)
+        return None
+
     def check(self) -> None:
         """Raise Expired once the deadline has passed (between chunks of a body)."""
         if self.expired or time.monotonic() >= self.ends:
+            if not self.expired:
+                self.reason = "deadline"
             self.expired = True
             raise Expired()
 
-    def expire(self) -> None:
+    def expire(self, reason: str = "deadline") -> None:
         with self._lock:
-            if self.done:
+            if self.done or self.expired:
                 return
+            self.reason = reason
             self.expired = True
             for conn in self._connections:
                 _shut(conn)
@@ -104,7 +169,9 @@ class _Watchdog:
 
     A thread (a ``threading.Timer``) per request cost more CPU than the request itself at a
     few hundred requests a second; here a block costs a heap push, and the thread sleeps
-    until the earliest deadline. Ended blocks stay in the heap until their time comes up.
+    until the earliest deadline. Ended blocks stay in the heap until their time comes up. A
+    block with a headers deadline or a minimum rate is looked at again (``_Watch.tick``) at
+    each of its times, pushed back with the next one.
     """
 
     def __init__(self) -> None:
@@ -115,7 +182,7 @@ class _Watchdog:
 
     def add(self, watch: _Watch) -> None:
         with self._cond:
-            heapq.heappush(self._heap, (watch.ends, next(self._order), watch))
+            heapq.heappush(self._heap, (watch.due(), next(self._order), watch))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="rhflow-deadlines", daemon=True
@@ -138,7 +205,10 @@ class _Watchdog:
                     self._cond.wait(left)
                     continue
                 heapq.heappop(self._heap)
-            watch.expire()
+            again = watch.tick(time.monotonic())
+            if again is not None:
+                with self._cond:
+                    heapq.heappush(self._heap, (again, next(self._order), watch))
 
 
 _watchdog = _Watchdog()
@@ -146,9 +216,13 @@ _local = threading.local()
 
 
 @contextmanager
-def deadline(seconds: float) -> Iterator[_Watch]:
-    """Every request of this thread inside the block ends by ``seconds`` from now."""
-    watch = _Watch(seconds)
+def deadline(
+    seconds: float, *, headers: float | None = None, min_rate: MinRate | None = None
+) -> Iterator[_Watch]:
+    """Every request of this thread inside the block ends by ``seconds`` from now; with
+    ``headers``, its answer's headers come within that many seconds (call ``begun`` when
+    they did); with ``min_rate``, its body then comes at least that fast."""
+    watch = _Watch(seconds, headers, min_rate)
     outer = getattr(_local, "watch", None)
     _local.watch = watch
     _watchdog.add(watch)
@@ -228,24 +302,71 @@ def announced_length(resp: requests.Response) -> int | None:
 def chunks(
     resp: requests.Response, limit: int, watch: _Watch, size: int = CHUNK
 ) -> Iterator[bytes]:
-    """The body of a streamed answer in chunks; TooLarge past ``limit`` bytes (announced or
-    sent), Expired once the deadline has passed."""
+    """The body of a streamed answer in pieces as they arrive (at most ``size`` bytes each),
+    counted in ``watch.received``; TooLarge past ``limit`` bytes (announced or sent), Expired
+    once the deadline has passed."""
     announced = announced_length(resp)
     if announced is not None and announced > limit:
         raise TooLarge(limit, announced)
     got = 0
-    for chunk in resp.iter_content(size):
+    for chunk in _arriving(resp, size):
         watch.check()
         got += len(chunk)
+        watch.received = got
         if got > limit:
             raise TooLarge(limit)
         yield chunk
     watch.check()  # a connection shut at the deadline can look like the end of the body
 
 
+def _arriving(resp: requests.Response, size: int) -> Iterator[bytes]:
+    """What each read of the connection gives (``read1``), decoded, with urllib3's errors as
+    requests raises them: ``iter_content`` would block until ``size`` bytes came, so a slow
+    body would show no progress to the watchdog until then."""
+    raw = resp.raw
+    if not isinstance(raw, urllib3.HTTPResponse):  # a session of the caller's own
+        yield from resp.iter_content(size)
+        return
+    try:
+        while piece := raw.read1(size, decode_content=True):
+            yield piece
+    except urllib3.exceptions.ProtocolError as exc:
+        raise requests.exceptions.ChunkedEncodingError(exc) from exc
+    except urllib3.exceptions.DecodeError as exc:
+        raise requests.exceptions.ContentDecodingError(exc) from exc
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise requests.exceptions.ConnectionError(exc) from exc
+    except urllib3.exceptions.SSLError as exc:
+        raise requests.exceptions.SSLError(exc) from exc
+    resp._content_consumed = True  # type: ignore[attr-defined]  # as iter_content does
+
+
 def read_capped(resp: requests.Response, limit: int, watch: _Watch) -> bytes:
     """The whole body of a streamed answer (see ``chunks``)."""
     return b"".join(chunks(resp, limit, watch))
+
+
+def refused_headers(exc: BaseException) -> str | None:
+    """What http.client refused in an answer's headers (more than 100, a line over 64 KiB),
+    found in the exceptions ``exc`` wraps; None for anything else. No network fault: the
+    server sent that, and asking again would get the same."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if isinstance(seen, http.client.LineTooLong) or (
+            type(seen) is http.client.HTTPException and "more than" in str(seen)
+        ):
+            return str(seen)
+        inner = [a for a in getattr(seen, "args", ()) if isinstance(a, BaseException)]
+        seen = inner[-1] if inner else None
+    return None
+
+
+def size_text(limit: int) -> str:
+    """``limit`` bytes as shown in messages: ``4 GiB``, ``1 KiB``, else ``1031 bytes``."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if limit >= 1 << shift and limit % (1 << shift) == 0:
+            return f"{limit >> shift} {unit}"
+    return f"{limit} bytes"
 
 
 # -- where requests may go ---------------------------------------------------------------------

@@ -4,8 +4,11 @@ It reads the state store ``<DIR>/.rhflow/state.db`` that ``rhflow run`` keeps th
 manifest the run wrote (its path is remembered in the store). It needs no pipeline file;
 :mod:`rhflow.commands.cancel` shares its way of opening the folder.
 
-Its exit code is for scripts: 0 when every task of the last run succeeded, 1 when one failed,
-3 when some are unfinished (pending, running remotely, or cancelled by an interrupt).
+Its exit code is for scripts: 0 when every task of the last run succeeded and its output files
+are on disk as downloaded, 1 when one failed, 3 when some are unfinished (pending, running
+remotely, or cancelled by an interrupt) or a succeeded task's files are missing or changed (the
+next ``rhflow run`` fetches them again). ``status`` hashes every output file to say so: it
+never calls a run whole from its records alone.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import click
 from rhflow.api.origins import origin_of
 from rhflow.errors import StateError, UsageError
 from rhflow.execute.folder import stale_outputs
+from rhflow.execute.transfers import intact
 from rhflow.record.journal import manifest_status, maybe_twice
 from rhflow.record.manifest import Manifest, read_manifest
 from rhflow.record.store import DB_NAME, REMOTE_ACTIVE, STATE_DIR, Store, TaskRecord
@@ -42,13 +46,15 @@ class Summary:
     server: dict[str, Any] | None = None
     stale: list[dict[str, Any]] = field(default_factory=list)
     maybe_twice: list[dict[str, Any]] = field(default_factory=list)
+    damaged: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
-        """0 every task succeeded, 1 some failed, 3 some are unfinished (see the docstring)."""
+        """0 every task succeeded with its files intact, 1 some failed, 3 some are unfinished
+        or have files missing or changed (see the module docstring)."""
         if self.counts.get("failed"):
             return 1
-        if self.counts.get("succeeded", 0) != self.counts.get("total", 0):
+        if self.counts.get("succeeded", 0) != self.counts.get("total", 0) or self.damaged:
             return 3
         return 0
 
@@ -65,6 +71,7 @@ class Summary:
             "running": self.running,
             "stale": self.stale,
             "maybe_twice": self.maybe_twice,
+            "damaged": self.damaged,
             "manifest": self.manifest,
             "exit_code": self.exit_code,
         }
@@ -134,7 +141,25 @@ def summarize(directory: Path) -> Summary:
             for r in records.values()
             if (twice := maybe_twice(r, remote.get(r.id, ()))) is not None
         ],
+        damaged=damaged_outputs(records.values()),
     )
+
+
+def damaged_outputs(records: Iterable[TaskRecord]) -> list[dict[str, Any]]:
+    """The output files of succeeded tasks that are gone or no longer hold what was
+    downloaded (their sha256 is recorded): the run is not whole while they are."""
+    found = []
+    for record in records:
+        if manifest_status(record) != "succeeded":
+            continue
+        for output in record.outputs:
+            if output.path is None or intact(Path(output.path), output.sha256):
+                continue
+            problem = "changed" if Path(output.path).is_file() else "missing"
+            found.append(
+                {"id": record.id, "step": record.step, "path": output.path, "problem": problem}
+            )
+    return found
 
 
 def _server(manifest: Manifest | None, records: Iterable[TaskRecord]) -> dict[str, Any] | None:
@@ -192,6 +217,16 @@ def format_summary(summary: Summary) -> str:
         )
         lines.extend(
             f"  {item['step']}/{item['id'][:10]}: {item['path']}" for item in summary.stale
+        )
+    if summary.damaged:
+        lines.append(
+            f"damaged: {len(summary.damaged)} output file(s) of succeeded tasks are missing or "
+            "changed (the next rhflow run downloads them again, or runs a task again whose "
+            "outputs the server no longer has):"
+        )
+        lines.extend(
+            f"  {item['problem']} {item['step']}/{item['id'][:10]}: {item['path']}"
+            for item in summary.damaged
         )
     for task in summary.maybe_twice:
         lines.append(f"  {task['step']}/{task['id'][:10]}: {task['reason']}")

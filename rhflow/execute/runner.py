@@ -110,12 +110,14 @@ def run_pipeline(
     max_outputs: int | None = None,
     max_output_size: str | int | None = None,
     download_timeout: float | None = None,
+    min_download_rate: str | None = None,
 ) -> RunResult:
     """Load, plan and run a pipeline; return the manifest (written to disk as the run went).
 
-    ``max_outputs``, ``max_output_size`` (bytes, or text such as ``"500MB"``) and
-    ``download_timeout`` (seconds per output file) bound what a server can make the run
-    download; they apply to the client this function makes, not to one passed in."""
+    ``max_outputs``, ``max_output_size`` (bytes, or text such as ``"500MB"``),
+    ``download_timeout`` (seconds per output file) and ``min_download_rate`` (``"1KB/15s"``,
+    or ``"off"``) bound what a server can make the run download; they apply to the client
+    this function makes, not to one passed in."""
     started = time.monotonic()
     reporter = SafeReporter(reporter or QuietReporter())
     loading = _Loading(Path(path), tuple(set_vars), out, concurrency)
@@ -125,7 +127,7 @@ def run_pipeline(
     # planned offline too: more tasks than --max-tasks, a template past its limits or clashing
     # output names stop the run before the server is asked for anything (workflow JSON, lock)
     _plan(pipeline, limit=limit, only=only, shard=shard, max_tasks=max_tasks)
-    limits = download_limits(max_output_size, download_timeout)
+    limits = download_limits(max_output_size, download_timeout, min_download_rate)
     if max_outputs is not None:
         execute_options = {**dict(execute_options or {}), "max_outputs": max_outputs}
         if max_outputs < 1:

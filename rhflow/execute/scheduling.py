@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from rhflow.api.client import MinRate
 from rhflow.errors import UsageError
 from rhflow.model import PlannedTask, TaskGraph
 
@@ -180,15 +181,19 @@ class Shard:
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
+def _bytes(text: str | int) -> int:
+    """``"500MB"``, ``"2GiB"``, ``"64k"`` or a number -> bytes (binary units); 0 when it is
+    none of these."""
+    if isinstance(text, int):
+        return text
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
+    return int(float(found.group(1)) * _UNITS[found.group(2)]) if found else 0
+
+
 def parse_size(text: str | int) -> int:
     """``"500MB"``, ``"2GiB"``, ``"64k"`` or a number of bytes -> bytes (units are binary:
     1 MB = 1 MiB); a UsageError that shows the expected form otherwise."""
-    if isinstance(text, int):
-        number, unit = float(text), ""
-    else:
-        found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
-        number, unit = (float(found.group(1)), found.group(2)) if found else (0.0, "")
-    size = int(number * _UNITS[unit])
+    size = _bytes(text)
     if size < 1:
         raise UsageError(
             f"--max-output-size {text!r} is not a size: write bytes or a number with "
@@ -197,8 +202,27 @@ def parse_size(text: str | int) -> int:
     return size
 
 
-def download_limits(max_size: str | int | None, timeout: float | None) -> dict[str, Any]:
-    """The client options for ``--max-output-size`` and ``--download-timeout`` given."""
+def parse_rate(text: str) -> MinRate | None:
+    """``"1KB/15s"`` (at least 1 KiB in every 15 s) -> MinRate; ``"off"`` -> None (no
+    floor); a UsageError that shows the expected form otherwise."""
+    if text.strip().lower() in ("off", "0", "none"):
+        return None
+    size, _, seconds = text.partition("/")
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*s?\s*", seconds.lower())
+    window = float(found.group(1)) if found else 0.0
+    if _bytes(size) < 1 or not 0 < window < float("inf"):
+        raise UsageError(
+            f"--min-download-rate {text!r} is not a rate: write a size, a slash and seconds, "
+            "e.g. --min-download-rate 1KB/15s (at least 1 KB in every 15 s), or off"
+        )
+    return MinRate(_bytes(size), window)
+
+
+def download_limits(
+    max_size: str | int | None, timeout: float | None, min_rate: str | None = None
+) -> dict[str, Any]:
+    """The client options for ``--max-output-size``, ``--download-timeout`` and
+    ``--min-download-rate`` given."""
     limits: dict[str, Any] = {}
     if max_size is not None:
         limits["max_output_bytes"] = parse_size(max_size)
@@ -206,6 +230,8 @@ def download_limits(max_size: str | int | None, timeout: float | None) -> dict[s
         if not 0 < timeout < float("inf"):
             raise UsageError(f"--download-timeout {timeout!r} must be a positive number of seconds")
         limits["download_timeout"] = float(timeout)
+    if min_rate is not None:
+        limits["min_download_rate"] = parse_rate(min_rate)
     return limits
 
 
