@@ -50,21 +50,33 @@ def folder(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def slow_tasks(make_emulator: Callable[..., Emulator]) -> Emulator:
-    """Tasks of 1-2 s that pay coins, as ``--emulator``'s: time to press Ctrl-C mid-run."""
-    return make_emulator(account="consumer", concurrency=50, task_seconds=(1.0, 2.0))
+    """Tasks of 1-4 s that pay coins: time to press Ctrl-C mid-run."""
+    return make_emulator(account="consumer", concurrency=50, task_seconds=(1.0, 4.0))
 
 
 @pytest.mark.slow
-def test_resume_page_ctrl_c_detach_status_and_cancel(folder: Path, slow_tasks: Emulator) -> None:
+def test_resume_page_ctrl_c_detach_status_and_cancel(tmp_path: Path, slow_tasks: Emulator) -> None:
+    """A task in flight may end in the very moment of Ctrl-C (it is then kept, not cancelled,
+    and the counts differ from the page's): a machine under load makes that likelier, so the
+    page is tried up to three times, each in a new folder."""
     text = (DOCS / "how-to" / "resume.md").read_text(encoding="utf-8")
     blocks = console_blocks(text)
     assert len(blocks) == 3 and sum(b.count("\n^C\n") for b in blocks) == 3
-    env = environment(folder, slow_tasks)
     shown_as = {f"{slow_tasks.url} (an emulator)": "https://www.runninghub.cn:443"}
     unfinished = {"rhflow status out/detached": 3, "rhflow status out/left": 3}
-    for body in blocks:
-        run_block(body, folder, env, shown_as=shown_as, codes=unfinished)
-    assert len(list((folder / "out" / "detached" / "portrait").glob("*.png"))) == 6
+    for attempt in range(3):
+        folder = tmp_path / f"try-{attempt}"
+        shutil.copytree(ROOT / "pipelines", folder / "pipelines")
+        env = environment(folder, slow_tasks)
+        try:
+            for body in blocks:
+                run_block(body, folder, env, shown_as=shown_as, codes=unfinished)
+        except AssertionError:
+            if attempt == 2:
+                raise
+            continue
+        assert len(list((folder / "out" / "detached" / "portrait").glob("*.png"))) == 6
+        break
 
 
 @pytest.mark.slow
