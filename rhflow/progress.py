@@ -116,7 +116,8 @@ def describe(event: str, fields: Mapping[str, Any]) -> str | None:
         return f"{name}: cancelled ({fields['reason']})"
     if event == "task_detached":
         return (
-            f"{name}: left running remotely as task {fields.get('task_id')} (--detach); "
+            f"{name}: left running remotely as task {fields.get('task_id')} "
+            f"({fields.get('reason', '--detach')}); "
             "the next run picks it up"
         )
     if event == "task_skipped":

@@ -161,6 +161,10 @@ class ExecuteOptions:
     max_outputs: int = 1000  # outputs one task may report; beyond, it fails unread
     threads: int | None = None
     max_coins: float | None = None  # stop submitting once this run has spent this many coins
+    # the server stopped answering: this many API requests in a row got no answer, the first
+    # sent this many seconds ago or more (see rhflow.execute.breaker)
+    silent_requests: int = 2
+    silent_seconds: float = 45.0
 
     def __post_init__(self) -> None:
         if self.threads is None:
