@@ -201,7 +201,13 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     default=1000.0,
     show_default=True,
     type=float,
-    help="Balance (CNY) each enterprise key starts with.",
+    help="Balance each enterprise key starts with (in --currency).",
+)
+@click.option(
+    "--currency",
+    default="CNY",
+    show_default=True,
+    help="Currency accountStatus gives for an enterprise key's money (USD for the .ai site).",
 )
 @click.option(
     "--previews", is_flag=True, help="Send ComfyUI's binary preview frames on the WebSocket."
@@ -367,6 +373,13 @@ def lock(files: tuple[str, ...], **options: Any) -> int:
     type=float,
     metavar="N",
     help="Refuse a run estimated over N coins; stop submitting once this run spent N.",
+)
+@click.option(
+    "--max-money",
+    type=float,
+    metavar="AMOUNT",
+    help="The same for money (enterprise keys, in the key's currency): refuse a run "
+    "estimated over AMOUNT; stop submitting once this run spent AMOUNT.",
 )
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failed task.")
 @click.option(

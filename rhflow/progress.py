@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
+from rhflow.record.costs import spend_text
 from rhflow.record.manifest import Manifest
 
 if TYPE_CHECKING:  # rich loads only for the live display, on a terminal
@@ -290,10 +291,12 @@ def format_summary(
     elapsed: float | None = None,
     reused: int | None = None,
     run_coins: float | None = None,
+    run_money: Mapping[str, float] | None = None,
 ) -> str:
     """The closing lines: counts, time, cost, each failure and why, where the manifest is, and
     after an interrupt how to resume. ``reused`` and ``run_coins`` (when given) say what this
-    run took from earlier ones and what it paid, beside the folder's total coins."""
+    run took from earlier ones and what it paid, beside the folder's total coins; where money
+    was charged, ``run_money`` and the folder's money are shown beside the coins."""
     counts = manifest.counts
     parts = [f"{counts.get('succeeded', 0)} succeeded", f"{counts.get('failed', 0)} failed"]
     for status in ("cancelled", "pending", "running"):
@@ -306,10 +309,13 @@ def format_summary(
     if elapsed is not None:
         head += f" in {elapsed:.1f} s"
     coins = manifest.cost.get("coins") or 0
+    money = manifest.cost.get("money") or {}
     if run_coins is not None:
-        head += f"; {_coins(run_coins)} this run, {_coins(coins)} in total"
-    elif coins:
-        head += f"; {_coins(coins)}"
+        paid = dict.fromkeys(money, 0.0) | dict(run_money or {})  # 0 CNY when none this run
+        this_run = spend_text(run_coins, paid)
+        head += f"; {this_run} this run, {spend_text(coins, money)} in total"
+    elif coins or money:
+        head += f"; {spend_text(coins, money)}"
     twice = manifest.maybe_twice
     if twice:
         head += f"; {len(twice)} task{'' if len(twice) == 1 else 's'} may have been created twice"
@@ -329,7 +335,3 @@ def format_summary(
     if manifest.status == "interrupted":
         lines.append(RESUME_HINT)
     return "\n".join(lines)
-
-
-def _coins(value: float) -> str:
-    return f"{value:g} coin{'' if value == 1 else 's'}"

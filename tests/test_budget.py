@@ -117,6 +117,9 @@ def test_max_coins_refuses_a_run_estimated_over_it_and_sends_nothing(
         "from out/manifest.json",
         "spent": 2.0,
         "stopped": False,
+        "max_money": None,
+        "estimate_money": None,
+        "spent_money": {},
     }
 
 

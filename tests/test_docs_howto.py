@@ -13,20 +13,24 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from rhflow.emulator import Emulator
+from tests.doc_console import check_block, console_blocks
 
 ROOT = Path(__file__).resolve().parent.parent
 HOWTO = ROOT / "docs" / "how-to"
 
 
-def shell_lines(page: Path) -> list[tuple[str, int]]:
-    """The commands of a page's ``sh`` blocks (comments after two spaces dropped), each with
-    the exit code it should end with: 0, or N where the comment says ``# exit N``."""
-    blocks = re.findall(r"^```sh\n(.*?)^```$", page.read_text(encoding="utf-8"), re.M | re.S)
+def shell_lines(page: Path, fence: str = "sh") -> list[tuple[str, int]]:
+    """The commands of a page's ``sh`` blocks (or those whose fence says ``fence``, such as
+    ``sh enterprise``; comments after two spaces dropped), each with the exit code it should
+    end with: 0, or N where the comment says ``# exit N``."""
+    text = page.read_text(encoding="utf-8")
+    blocks = re.findall(rf"^```{re.escape(fence)}\n(.*?)^```$", text, re.M | re.S)
     found = []
     for line in (line for block in blocks for line in block.splitlines()):
         command, _, comment = line.partition("  #")
@@ -37,9 +41,10 @@ def shell_lines(page: Path) -> list[tuple[str, int]]:
 
 
 def run_page(
-    page: Path, folder: Path, emulator: Emulator, api_key: str
+    page: Path, folder: Path, emulator: Emulator, api_key: str, fence: str = "sh"
 ) -> list[subprocess.CompletedProcess[str]]:
-    """Run every example of ``page`` in ``folder``; return each one's outcome."""
+    """Run every example of ``page`` (of its blocks fenced ``fence``) in ``folder``; return
+    each one's outcome."""
     shutil.copytree(ROOT / "pipelines", folder / "pipelines")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RH_", "NO_COLOR"))}
     env |= {
@@ -50,7 +55,7 @@ def run_page(
         "XDG_CACHE_HOME": str(folder / ".cache"),
     }
     runs = []
-    for line, expected in shell_lines(page):
+    for line, expected in shell_lines(page, fence):
         done = subprocess.run(
             ["bash", "-c", line], cwd=folder, env=env, capture_output=True, text=True,
             timeout=180,
@@ -98,6 +103,23 @@ def test_costs_examples_run(tmp_path: Path, emulator: Emulator) -> None:
     assert capped["budget"]["spent"] == 3 and capped["counts"]["pending"] == 3
     refused = runs["rhflow run pipelines/sweep.yaml --quiet --max-coins 3"]
     assert refused.stderr.startswith("Error: this run is estimated at 4 coins, over --max-coins 3")
+
+
+@pytest.mark.slow
+def test_costs_enterprise_examples_print_what_the_page_shows(
+    tmp_path: Path, make_emulator: Callable[..., Emulator]
+) -> None:
+    """The money examples, against an emulator acting as an enterprise key (CNY)."""
+    emu = make_emulator(account="enterprise", concurrency=50)
+    page = HOWTO / "costs.md"
+    runs = {
+        done.args[-1]: done
+        for done in run_page(page, tmp_path, emu, "an-enterprise-key-0123456789", "sh enterprise")
+    }
+    [shown] = [b for b in console_blocks(page.read_text()) if "--max-money" in b]
+    check_block(shown, runs, folder=tmp_path, server=emu.url)
+    capped = json.loads((tmp_path / "out" / "capped" / "manifest.json").read_text())
+    assert capped["budget"]["spent_money"] == {"CNY": 0.01} and capped["budget"]["stopped"]
 
 
 @pytest.mark.slow

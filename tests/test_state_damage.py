@@ -176,7 +176,7 @@ def test_a_state_of_a_newer_rhflow_stops_the_run_before_any_create(
     assert again.returncode == 2
     assert again.stderr == (
         f"Error: the state store {db.resolve()} was written by a newer rhflow (schema 99; this "
-        f"rhflow reads 1); run it with that rhflow, or move it aside (mv {db.resolve()} "
+        f"rhflow reads 2); run it with that rhflow, or move it aside (mv {db.resolve()} "
         f"{db.resolve()}.new) and run again to rebuild it from manifest.json\n"
     )
     assert created(emu) == TASKS

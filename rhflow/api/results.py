@@ -13,8 +13,9 @@ documented task states becomes the matching :class:`rhflow.errors.ApiError`.
 from __future__ import annotations
 
 import json
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -72,6 +73,7 @@ class Output:
     consume_coins: float | None
     consume_money: float | None
     text: str | None = None
+    third_party_money: float | None = None
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any], usage: Mapping[str, Any] | None = None) -> Output:
@@ -88,6 +90,7 @@ class Output:
             consume_coins=_number(costs.get("consumeCoins")),
             consume_money=_number(costs.get("consumeMoney")),
             text=text if isinstance(text, str) else None,
+            third_party_money=_number(costs.get("thirdPartyConsumeMoney")),
         )
 
 
@@ -451,6 +454,23 @@ def file_ext(*candidates: str) -> str:
 
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
+
+
+def task_charges(outputs: Sequence[Output]) -> tuple[float, float | None]:
+    """What a task cost: its coins, and its money (running time plus third-party APIs; None
+    when no money was charged). Every output item repeats the task's figures (v2 gives one
+    ``usage`` per task), so each is the largest an item gives, not their sum."""
+    coins = _largest(o.consume_coins for o in outputs)
+    money = [_largest(o.consume_money for o in outputs),
+             _largest(o.third_party_money for o in outputs)]  # fmt: skip
+    known = [m for m in money if m is not None]
+    return coins or 0.0, round(sum(known), 6) if known else None
+
+
+def _largest(values: Iterable[float | None]) -> float | None:
+    """The largest of the finite, non-negative ``values`` (None when there is none)."""
+    kept = [v for v in values if v is not None and math.isfinite(v) and v >= 0]
+    return max(kept) if kept else None
 
 
 def _number(value: Any) -> float | None:

@@ -47,6 +47,7 @@ def run(
             elapsed=result.elapsed,
             reused=result.reused,
             run_coins=result.run_coins,
+            run_money=result.run_money,
         )
         click.echo(summary)
     return exit_code(result.manifest)

@@ -39,6 +39,7 @@ class EmulatorConfig:
     seed: int = 0
     coins: int = 100000
     money: float = 1000.0
+    currency: str = "CNY"  # of an enterprise key's money (accountStatus ``currency``)
     outputs_style: str = "codes"
     traceback_style: str = "string"
     upload_limit: int = 30 * MIB
@@ -141,6 +142,8 @@ def _check(config: EmulatorConfig) -> None:
         )
     if config.money < 0 or config.ws_idle_seconds <= 0:
         problems.append("money must be >= 0 and ws_idle_seconds > 0")
+    if not config.currency.strip() or len(config.currency) > 16:
+        problems.append(f"{_name('currency')} must be a short name such as CNY or USD")
     if config.workflow_id_check not in ("document", "observed"):
         problems.append(
             f"{_name('workflow_id_check')} must be document or observed, "

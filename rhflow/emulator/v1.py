@@ -108,7 +108,7 @@ async def account_status(request: web.Request) -> web.Response:
             "remainCoins": str(max(0, account.coins)),
             "currentTaskCounts": str(state.board.running_count(key)),
             "remainMoney": f"{max(0.0, account.money):.2f}" if enterprise else None,
-            "currency": "CNY" if enterprise else None,
+            "currency": state.config.currency if enterprise else None,
             "apiType": state.config.api_type,
         },
         "success",

@@ -74,7 +74,7 @@ class Downloads:
             )
         kept = self._kept(task)
         cost = next((o.task_cost_time for o in outputs if o.task_cost_time is not None), None)
-        coins = sum(o.consume_coins or 0.0 for o in outputs)
+        charged = remote.keys.charged(outputs, remote.record(task))
         links = [
             OutputRecord(i, o.node_id, o.file_url or None, o.file_type)
             for i, o in enumerate(outputs)
@@ -84,8 +84,8 @@ class Downloads:
             status="downloading",
             outputs=tuple(links),
             cost_time=cost,
-            coins=coins,
             failure=None,
+            **charged,
         )
         done: list[OutputRecord] = []
         downloading = time.monotonic()

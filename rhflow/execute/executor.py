@@ -47,6 +47,7 @@ from rhflow.execute.watching import Watcher
 from rhflow.model import PlannedTask, TaskGraph
 from rhflow.progress import Reporter
 from rhflow.record.cache import TaskCache
+from rhflow.record.costs import money_amount, spend_text
 from rhflow.record.journal import Journal, run_status
 from rhflow.record.store import Store, TaskRecord
 
@@ -94,8 +95,9 @@ class Executor:
         self._to_save: list[TaskRecord] = []
         self._superseded: list[tuple[PlannedTask, str, str | None]] = []
         self._spent = 0.0  # coins of the tasks this run ran
+        self._spent_money: dict[str, float] = {}  # their money, per currency
         self._followed: set[str] = set()  # tasks this run created or followed to their end
-        self._over_budget = False  # --max-coins reached: no new create (tasks in flight end)
+        self._over_budget = False  # a cap reached: no new create (tasks in flight end)
         self.interrupted = False
 
     # -- the run ----------------------------------------------------------------------------
@@ -422,29 +424,41 @@ class Executor:
         self._cancel(dropped, f"upstream task {task.id[:10]} failed")
 
     def _count_coins(self, task: PlannedTask) -> None:
-        """Add the task's coins to the run's spend; at --max-coins, submit nothing more
-        (the tasks in flight finish)."""
+        """Add the task's coins and money to the run's spend; at --max-coins or --max-money,
+        submit nothing more (the tasks in flight finish)."""
         record = self._store.get(task.id)
-        if record is None or not record.coins or task.id not in self._followed:
+        if record is None or task.id not in self._followed:
             return  # only downloaded here: an earlier run paid for it
-        self._spent += record.coins
+        self._spent += record.coins or 0.0
+        if record.money is not None:
+            key = record.currency or ""
+            self._spent_money[key] = round(self._spent_money.get(key, 0.0) + record.money, 6)
         budget = self._journal.budget
         if budget is not None:
             budget["spent"] = self._spent
-        cap = self._options.max_coins
-        if cap is not None and self._spent >= cap and not self._over_budget:
+            budget["spent_money"] = dict(self._spent_money)
+        if self._cap_reached() and not self._over_budget:
             self._over_budget = True
             self._line.wake()
 
+    def _cap_reached(self) -> str | None:
+        """``--max-coins N`` or ``--max-money N`` when this run's spend reached it."""
+        coins, money = self._options.max_coins, self._options.max_money
+        if coins is not None and self._spent >= coins:
+            return f"--max-coins {coins:g}"
+        if money is not None and money_amount(self._spent_money) >= money:
+            return f"--max-money {money:g}"
+        return None
+
     def _budget_note(self) -> None:
-        """After the run: say so when --max-coins left tasks unsubmitted."""
+        """After the run: say so when a cap left tasks unsubmitted."""
         if not self._over_budget or self._line.remaining <= 0 or self._stop_reason:
             return
-        cap = self._options.max_coins or 0.0
+        cap = self._cap_reached() or "the cap"
         message = (
-            f"--max-coins {cap:g} reached ({self._spent:g} coins spent by this run): "
+            f"{cap} reached ({spend_text(self._spent, self._spent_money)} spent by this run): "
             f"{self._line.remaining} tasks not submitted; run again with a higher "
-            "--max-coins to finish them"
+            f"{cap.split()[0]} to finish them"
         )
         self._journal.errors.append(message)
         if self._journal.budget is not None:

@@ -12,10 +12,13 @@ With one key the pool behaves exactly as a single client did.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from rhflow.api.client import Account
+from rhflow.api.client import Account, Output
+from rhflow.api.results import task_charges
+from rhflow.record.store import TaskRecord
 
 
 @dataclass(slots=True)
@@ -59,13 +62,28 @@ class KeyPool:
         return (active[0] if active else self.keys[0]).client
 
     def balance(self) -> Account | None:
-        """The coins left on the keys still in the pool, summed (None if one is not known)."""
+        """The coins (and money) left on the keys still in the pool, summed (None if one is
+        not known; money None unless every key gives it)."""
         known = [self.accounts.get(k.fingerprint) for k in self.active]
         if not known or any(a is None or a.remain_coins is None for a in known):
             return known[0] if len(known) == 1 else None
-        total = sum(a.remain_coins or 0.0 for a in known if a is not None)
-        first = known[0]
-        return None if first is None else replace(first, remain_coins=total)
+        accounts = [a for a in known if a is not None]
+        total = sum(a.remain_coins or 0.0 for a in accounts)
+        moneys = [a.remain_money for a in accounts]
+        money = None if None in moneys else sum(m or 0.0 for m in moneys)
+        return replace(accounts[0], remain_coins=total, remain_money=money)
+
+    def charged(self, outputs: Sequence[Output], record: TaskRecord | None) -> dict[str, Any]:
+        """The ``coins``, ``money`` and ``currency`` of a task's ``record``, from its outputs;
+        the currency is the one accountStatus gave for the key that created the task (else
+        for another key of the pool, since one run talks to one site; else the recorded one)."""
+        coins, money = task_charges(outputs)
+        currency = None
+        if money is not None:
+            mine = self.accounts.get(record.key or "") if record else None
+            known = [a.currency for a in (mine, *self.accounts.values()) if a and a.currency]
+            currency = known[0] if known else record.currency if record else None
+        return {"coins": coins, "money": money, "currency": currency}
 
     def client_for(self, fingerprint: str | None) -> Any:
         """The client of the key that created a task (the primary one if unknown)."""

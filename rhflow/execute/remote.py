@@ -456,7 +456,7 @@ class Remote:
             status="downloading",
             outputs=links,
             cost_time=cost,
-            coins=sum(o.consume_coins or 0.0 for o in outputs.outputs),
+            **self.keys.charged(outputs.outputs, self.record(task)),
             failure={
                 "kind": "interrupted",
                 "message": f"interrupted after remote task {remote_id} had finished; the next "

@@ -14,11 +14,12 @@ an invalid pipeline raises ConfigError/PlanError before anything is sent.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ from rhflow.pipeline.lockfile import locked, with_hashes
 from rhflow.pipeline.workflows import CachedWorkflows, WorkflowSource
 from rhflow.progress import RESUME_HINT, QuietReporter, Reporter, SafeReporter
 from rhflow.record.cache import TaskCache, open_cache
+from rhflow.record.costs import money_amount, money_text, money_totals
 from rhflow.record.journal import Journal
 from rhflow.record.lock import RunLock
 from rhflow.record.manifest import Manifest, read_manifest
@@ -64,8 +66,9 @@ class RunResult:
     """A finished run: its manifest, where it was written, and the wall time.
 
     ``reused`` counts the tasks taken from earlier runs without a create (the ``N reused`` of
-    the first line), ``run_coins`` what the tasks paid for in this run cost; the manifest's
-    ``cost`` is the folder's total for the plan, earlier runs included.
+    the first line), ``run_coins`` and ``run_money`` (per currency) what the tasks paid for in
+    this run cost; the manifest's ``cost`` is the folder's total for the plan, earlier runs
+    included.
     """
 
     manifest: Manifest
@@ -73,6 +76,7 @@ class RunResult:
     elapsed: float
     reused: int = 0
     run_coins: float = 0.0
+    run_money: Mapping[str, float] = field(default_factory=dict)
 
 
 def run(path: str | Path, **options: Any) -> Manifest:
@@ -92,6 +96,7 @@ def run_pipeline(
     only: Sequence[str] = (),
     max_tasks: int | None = None,
     max_coins: float | None = None,
+    max_money: float | None = None,
     force: bool = False,
     overwrite: bool = False,
     prune: bool = False,
@@ -163,7 +168,9 @@ def run_pipeline(
             pipeline = with_hashes(pipeline, locks.hashes)
             graph = _plan(pipeline, limit=limit, only=only, shard=shard, max_tasks=max_tasks)
             manifest_path = Path(manifest) if manifest else graph.output_dir / MANIFEST_NAME
-            budget = _budget(graph, manifest_path, force=force, max_coins=max_coins)
+            budget = _budget(
+                graph, manifest_path, force=force, max_coins=max_coins, max_money=max_money
+            )
             options = ExecuteOptions(
                 concurrency=graph.concurrency,
                 force=force,
@@ -172,12 +179,14 @@ def run_pipeline(
                 websocket=websocket,
                 poll=poll or PollPolicy(),
                 max_coins=max_coins,
+                max_money=max_money,
                 **dict(execute_options or {}),
             )
             folder = _Folder(server, emulator and client is None, overwrite, prune, task_cache)
             tally = _Tally(reporter)
             result = _execute(graph, keys, tally, options, manifest_path, shard, folder, budget)
-        run_coins = sum(t.coins or 0.0 for t in result.tasks if t.id in tally.followed)
+        paid = [t for t in result.tasks if t.id in tally.followed]
+        run_coins, run_money = sum(t.coins or 0.0 for t in paid), money_totals(paid)
         finished: dict[str, Any] = {}
         if result.status == "interrupted":
             finished["hint"] = RESUME_HINT
@@ -188,6 +197,8 @@ def run_pipeline(
             reused=tally.reused,
             coins_this_run=run_coins,
             coins_total=result.cost.get("coins", 0),
+            money_this_run=run_money,
+            money_total=dict(result.cost.get("money") or {}),
             manifest=str(manifest_path),
             errors=list(result.errors),
             **finished,
@@ -195,7 +206,8 @@ def run_pipeline(
         )
     finally:
         reporter.close()
-    return RunResult(result, manifest_path, time.monotonic() - started, tally.reused, run_coins)
+    elapsed = time.monotonic() - started
+    return RunResult(result, manifest_path, elapsed, tally.reused, run_coins, run_money)
 
 
 class _Tally:
@@ -472,18 +484,29 @@ def emulated_server(keys: KeyPool) -> bool:
 
 
 def _budget(
-    graph: TaskGraph, manifest_path: Path, *, force: bool, max_coins: float | None
+    graph: TaskGraph,
+    manifest_path: Path,
+    *,
+    force: bool,
+    max_coins: float | None,
+    max_money: float | None = None,
 ) -> dict[str, Any]:
-    """The run's estimate and --max-coins, recorded in the manifest with the coins spent;
-    a run estimated over --max-coins stops here, before anything is submitted."""
-    if max_coins is not None and max_coins <= 0:
-        raise UsageError(f"--max-coins must be more than 0, got {max_coins:g}")
+    """The run's estimate, --max-coins and --max-money, recorded in the manifest with what
+    was spent; a run estimated over a cap stops here, before anything is submitted."""
+    for name, cap in (("--max-coins", max_coins), ("--max-money", max_money)):
+        if cap is not None and not (math.isfinite(cap) and cap > 0):
+            raise UsageError(f"{name} must be more than 0, got {cap:g}")
     cost = estimate(graph, force=force, manifests=[manifest_path])
+    over = None
     if max_coins is not None and cost.coins is not None and cost.coins > max_coins:
+        over = (f"{cost.coins:g} coins", "--max-coins", max_coins)
+    elif max_money is not None and cost.money is not None and cost.money > max_money:
+        over = (money_text({cost.currency or "": cost.money}), "--max-money", max_money)
+    if over is not None:
+        figure, option, cap = over
         raise UsageError(
-            f"this run is estimated at {cost.coins:g} coins, over --max-coins {max_coins:g} "
-            f"({cost.basis}); nothing was submitted. Raise --max-coins, or run fewer tasks "
-            "with --limit or --only"
+            f"this run is estimated at {figure}, over {option} {cap:g} ({cost.basis}); nothing "
+            f"was submitted. Raise {option}, or run fewer tasks with --limit or --only"
         )
     return {
         "max_coins": max_coins,
@@ -491,18 +514,31 @@ def _budget(
         "estimate_basis": cost.basis,
         "spent": 0.0,
         "stopped": False,
+        "max_money": max_money,
+        "estimate_money": None if cost.money is None else {cost.currency or "": cost.money},
+        "spent_money": {},
     }
 
 
 def _warn_balance(account: Account | None, budget: dict[str, Any], reporter: Reporter) -> None:
-    """Say at the start when the key's balance is lower than the run's estimate."""
-    need, have = budget["estimate"], account.remain_coins if account else None
-    if need is None or have is None or have >= need:
+    """Say at the start when the key's balance (coins, or money) is lower than the run's
+    estimate."""
+    if account is None:
+        return
+    need, have = budget["estimate"], account.remain_coins
+    money = budget.get("estimate_money") or {}
+    need_money, have_money = money_amount(money) if money else None, account.remain_money
+    if need_money is not None and have_money is not None and have_money < need_money:
+        currency = account.currency or next(iter(money), "")
+        shown, wanted = money_text({currency: have_money}), money_text({currency: need_money})
+    elif need is not None and have is not None and have < need:
+        shown, wanted = f"{have:g} coins", f"{need:g} coins"
+    else:
         return
     reporter.emit(
         "run_warning",
-        message=f"the key's balance ({have:g} coins) is lower than this run's estimate "
-        f"({need:g} coins); RunningHub refuses new tasks (416) when it runs out",
+        message=f"the key's balance ({shown}) is lower than this run's estimate "
+        f"({wanted}); RunningHub refuses new tasks (416) when it runs out",
     )
 
 

@@ -161,6 +161,7 @@ class ExecuteOptions:
     max_outputs: int = 1000  # outputs one task may report; beyond, it fails unread
     threads: int | None = None
     max_coins: float | None = None  # stop submitting once this run has spent this many coins
+    max_money: float | None = None  # ... or this much money (in the key's currency)
 
     def __post_init__(self) -> None:
         if self.threads is None:

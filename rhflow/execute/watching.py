@@ -193,7 +193,7 @@ class Watcher:
                     o.node_id,
                     record.cost_time if o.index == first else None,
                     record.coins if o.index == first else None,
-                    None,
+                    record.money if o.index == first else None,
                 )
                 for o in record.outputs
             )

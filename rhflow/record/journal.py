@@ -106,6 +106,8 @@ def task_entry(
         duration=duration,
         cost_time=record.cost_time,
         coins=record.coins,
+        money=record.money,
+        currency=record.currency,
         progress=progress,
         notes=record.notes,
         server=record.server,
@@ -148,7 +150,8 @@ class Journal:
         self._moved: set[str] = set()  # tasks whose progress changed since the last build
         self.errors: list[str] = []
         self.progress: dict[str, float] = {}
-        #: ``{"max_coins", "estimate", "estimate_basis", "spent", "stopped"}`` of this run.
+        #: ``{"max_coins", "estimate", "estimate_basis", "spent", "stopped", "max_money",
+        #: "estimate_money", "spent_money"}`` of this run.
         self.budget: dict[str, Any] | None = None
         #: seconds the last manifest write took (the executor spaces writes by it)
         self.last_write = 0.0

@@ -16,6 +16,7 @@ from typing import Any
 
 from rhflow import atomic
 from rhflow.errors import StateError
+from rhflow.record.costs import money_totals
 
 MANIFEST_VERSION = 1
 TASK_STATUSES = ("succeeded", "failed", "cancelled", "pending", "running")
@@ -78,6 +79,9 @@ class TaskEntry:
     duration: float | None = None
     cost_time: float | None = None
     coins: float | None = None
+    #: What an enterprise key paid for the task, and in what currency (None: no money).
+    money: float | None = None
+    currency: str | None = None
     progress: float | None = None
     notes: tuple[str, ...] = ()
     server: str | None = None
@@ -106,6 +110,8 @@ class TaskEntry:
             "duration": self.duration,
             "cost_time": self.cost_time,
             "coins": self.coins,
+            "money": self.money,
+            "currency": self.currency,
             "progress": self.progress,
             "notes": list(self.notes),
             "server": self.server,
@@ -133,6 +139,8 @@ class TaskEntry:
             duration=data.get("duration"),
             cost_time=data.get("cost_time"),
             coins=data.get("coins"),
+            money=_typed(data.get("money"), (int, float), "money"),
+            currency=_typed(data.get("currency"), str, "currency"),
             progress=data.get("progress"),
             notes=tuple(data.get("notes", ())),
             server=data.get("server"),
@@ -156,13 +164,15 @@ class Manifest:
     source: str | None = None
     shard: str | None = None
     counts: Mapping[str, int] = field(default_factory=dict)
-    cost: Mapping[str, float] = field(default_factory=dict)
+    #: ``{"coins", "cost_time"}`` and, where money was charged, ``"money": {CURRENCY: n}``.
+    cost: Mapping[str, Any] = field(default_factory=dict)
     errors: tuple[str, ...] = ()
     manifest_version: int = MANIFEST_VERSION
     #: ``{"origin": "scheme://host:port", "emulated": bool}`` of the server this run used.
     server: Mapping[str, Any] | None = None
-    #: This run's coins: ``--max-coins``, the estimate and how it was made, the coins spent
-    #: by tasks this run ran, and whether it stopped submitting at ``--max-coins``.
+    #: This run's spend: ``--max-coins`` and ``--max-money``, the estimates and how they were
+    #: made, the coins and money spent by tasks this run ran, and whether it stopped
+    #: submitting at a cap.
     budget: Mapping[str, Any] | None = None
 
     @property
@@ -228,6 +238,13 @@ class Manifest:
         )
 
 
+def _typed(value: Any, kinds: type | tuple[type, ...], key: str) -> Any:
+    """``value`` when it is None or of ``kinds``; a ValueError naming ``key`` otherwise."""
+    if value is None or (isinstance(value, kinds) and not isinstance(value, bool)):
+        return value
+    raise ValueError(f"{key!r}: {value!r} is not a {getattr(kinds, '__name__', 'number')}")
+
+
 def count_statuses(tasks: tuple[TaskEntry, ...]) -> dict[str, int]:
     """``{"total": n, "succeeded": n, ...}`` with every task status present."""
     counts = {"total": len(tasks)} | {s: 0 for s in TASK_STATUSES}
@@ -241,11 +258,13 @@ def manifest_text(manifest: Manifest) -> str:
     return json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n"
 
 
-def total_cost(tasks: tuple[TaskEntry, ...]) -> dict[str, float]:
-    """``{"coins": ..., "cost_time": ...}`` summed over ``tasks`` (unknown counts as 0)."""
+def total_cost(tasks: tuple[TaskEntry, ...]) -> dict[str, Any]:
+    """``{"coins": ..., "cost_time": ...}`` summed over ``tasks`` (unknown counts as 0), and
+    ``"money": {CURRENCY: ...}`` when some task was paid in money."""
     coins = sum(t.coins or 0.0 for t in tasks)
     seconds = sum(t.cost_time or 0.0 for t in tasks)
-    return {"coins": coins, "cost_time": seconds}
+    money = money_totals(tasks)
+    return {"coins": coins, "cost_time": seconds} | ({"money": money} if money else {})
 
 
 def write_manifest(path: Path, manifest: Manifest) -> None:

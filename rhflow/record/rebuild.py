@@ -145,6 +145,8 @@ def record_of(entry: TaskEntry, base: Path) -> TaskRecord:
         finished_at=_epoch(entry.finished_at),
         cost_time=entry.cost_time,
         coins=entry.coins,
+        money=entry.money,
+        currency=entry.currency,
         failure=None if entry.failure_detail is None else dict(entry.failure_detail),
         notes=(*entry.notes, REBUILT_NOTE),
         outputs=outputs,

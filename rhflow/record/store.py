@@ -29,7 +29,7 @@ from rhflow.errors import DamagedStateError, StateError, StateUnusableError
 
 STATE_DIR = ".rhflow"
 DB_NAME = "state.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RESERVE_NAME = "reserve"
 RESERVE_BYTES = 256 * 1024
 
@@ -58,6 +58,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     finished_at REAL,
     cost_time REAL,
     coins REAL,
+    money REAL,
+    currency TEXT,
     failure TEXT,
     notes TEXT NOT NULL DEFAULT '[]',
     updated_at REAL NOT NULL,
@@ -123,6 +125,10 @@ class TaskRecord:
     finished_at: float | None = None
     cost_time: float | None = None
     coins: float | None = None
+    #: What an enterprise key paid (consumeMoney and thirdPartyConsumeMoney), and in what
+    #: currency (as accountStatus gives it; None when it did not).
+    money: float | None = None
+    currency: str | None = None
     failure: Mapping[str, Any] | None = None
     notes: tuple[str, ...] = ()
     outputs: tuple[OutputRecord, ...] = ()
@@ -177,10 +183,7 @@ class Store:
         self._db.executescript(_SCHEMA)
         _check_columns(self._db, self.path)
         _add_missing_columns(self._db)
-        self._db.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-            (str(SCHEMA_VERSION),),
-        )
+        _migrate(self._db, version)
 
     def check(self) -> None:
         """Read every record once: a DamagedStateError names the first that cannot be read."""
@@ -293,8 +296,8 @@ class Store:
         db.execute(
             "INSERT OR REPLACE INTO tasks (id, step, status, remote_id, server, emulated, key, "
             "attempts, params, node_info_list, submitted_at, started_at, finished_at, "
-            "cost_time, coins, failure, notes, updated_at, sending, unanswered) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "cost_time, coins, failure, notes, updated_at, sending, unanswered, money, currency) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             _task_row(record, self._clock()),
         )
         if before is None or before.outputs != record.outputs:
@@ -442,6 +445,11 @@ _ADDED_COLUMNS = (
     ("tasks", "sending", "REAL"),
     ("tasks", "unanswered", "INTEGER NOT NULL DEFAULT 0"),
 )
+#: Schema migrations, by the version they bring a store to: (table, column, declaration)
+#: added. Version 2: what enterprise keys pay, money and its currency, per task.
+_MIGRATIONS: dict[int, tuple[tuple[str, str, str], ...]] = {
+    2: (("tasks", "money", "REAL"), ("tasks", "currency", "TEXT")),
+}
 #: Columns every store has had since its first release; a table without them is not ours.
 _REQUIRED_COLUMNS = {
     "meta": {"key", "value"},
@@ -551,6 +559,26 @@ def _texts(value: Any) -> list[str]:
     return [str(v) for v in value]
 
 
+def _migrate(db: sqlite3.Connection, version: int | None) -> None:
+    """Bring a store of an earlier schema ``version`` (None: a new store, or one of version 1
+    written before stores were stamped) to ``SCHEMA_VERSION``, one step at a time, each in one
+    transaction with its new version stamp."""
+    for target in range(max(2, (version or 1) + 1), SCHEMA_VERSION + 1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for table, column, declaration in _MIGRATIONS.get(target, ()):
+                if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(target),),
+            )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+
 def _add_missing_columns(db: sqlite3.Connection) -> None:
     """Bring a store written by an earlier rhflow up to the current columns."""
     for table, column, declaration in _ADDED_COLUMNS:
@@ -586,6 +614,8 @@ def _task_row(r: TaskRecord, now: float) -> tuple[Any, ...]:
         now,
         r.sending,
         r.unanswered,
+        r.money,
+        r.currency,
     )
 
 
@@ -609,6 +639,8 @@ def _task_from_row(row: sqlite3.Row, outputs: tuple[OutputRecord, ...]) -> TaskR
         finished_at=row["finished_at"],
         cost_time=row["cost_time"],
         coins=row["coins"],
+        money=row["money"],
+        currency=row["currency"],
         failure=_object(json.loads(row["failure"]), "failure") if row["failure"] else None,
         notes=tuple(_texts(json.loads(row["notes"]))),
         outputs=outputs,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from rhflow.record.costs import money_text, money_totals, spend_text
 from rhflow.record.manifest import Manifest, TaskEntry, write_atomic
 from rhflow.view.grid import Cell, Grid, arrange, cell_of, show, value_key
 
@@ -86,6 +87,7 @@ def _summary(manifest: Manifest) -> str:
         ("status", manifest.status),
         ("tasks", f"{manifest.counts.get('total', len(manifest.tasks))} ({counts or 'none'})"),
         ("coins", _number(manifest.cost.get("coins"))),
+        *([("money", money_text(money))] if (money := manifest.cost.get("money")) else []),
         ("remote seconds", _number(manifest.cost.get("cost_time"))),
         ("wall time", f"{wall:.1f} s" if wall is not None else "-"),
         ("started", manifest.started_at),
@@ -137,12 +139,12 @@ def _step(manifest: Manifest, step: str, base: Path, where: Path) -> str:
     names = list(dict.fromkeys(k for t in tasks for k in t.params))
     varying = [n for n in names if len({value_key(t.params.get(n)) for t in tasks}) > 1]
     axes = varying or names
-    coins = sum(t.coins or 0.0 for t in tasks)
+    spent = spend_text(sum(t.coins or 0.0 for t in tasks), money_totals(tasks))
     durations = [t.duration for t in tasks if t.duration is not None]
     mean = f"{sum(durations) / len(durations):.1f} s" if durations else "-"
     head = (
         f'<section class="step" id="step-{escape(step)}"><h2>Step {escape(step)}</h2>'
-        f'<p class="note">{len(tasks)} tasks, {_number(coins)} coins, mean duration {mean}</p>'
+        f'<p class="note">{len(tasks)} tasks, {escape(spent)}, mean duration {mean}</p>'
     )
     if not axes:
         cells = "".join(f"<td>{_cell(cell_of(t, base), where)}</td>" for t in tasks)
@@ -199,6 +201,8 @@ def _task_note(task: TaskEntry) -> str:
     parts = [task.id[:10]]
     if task.coins is not None:
         parts.append(f"{_number(task.coins)} coins")
+    if task.money is not None:
+        parts.append(money_text({task.currency or "": task.money}))
     if task.duration is not None:
         parts.append(f"{task.duration:.1f} s")
     return escape(", ".join(parts))
@@ -249,7 +253,8 @@ def _task_row(task: TaskEntry) -> str:
         escape(_params_text(task.params)),
         escape(task.status),
         str(task.attempts),
-        _number(task.coins),
+        _number(task.coins)
+        + ("" if task.money is None else f" / {money_text({task.currency or '': task.money})}"),
         _number(task.cost_time),
         _number(task.duration),
         outputs,
