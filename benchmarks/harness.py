@@ -65,29 +65,54 @@ def child_env(*, key: bool = True) -> dict[str, str]:
     return env
 
 
+#: Starts the measured command from a small process of its own and writes its wall time, CPU
+#: seconds, peak RSS (KiB) and exit code. Started straight from this (large) process, a
+#: child's peak RSS would be this process's: Linux carries the peak of the address space a
+#: process had before its exec into the new program's, and subprocess uses vfork.
+LAUNCHER = """
+import os, sys, time
+started = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - started
+code = os.waitstatus_to_exitcode(status)
+with open(sys.argv[1], "w") as out:
+    out.write(f"{wall} {usage.ru_utime + usage.ru_stime} {usage.ru_maxrss} {code}")
+"""
+
+
 def run_child(
     argv: Sequence[str], *, stdout: Path | None = None, cwd: Path | None = None, key: bool = True
 ) -> Proc:
     """Run ``argv`` to its end; its own wall time, CPU seconds and peak RSS."""
     out = open(stdout, "wb") if stdout else subprocess.DEVNULL  # noqa: SIM115
-    try:
-        started = time.perf_counter()
-        child = subprocess.Popen(
-            list(argv), stdout=out, stderr=subprocess.PIPE, env=child_env(key=key), cwd=cwd
-        )
-        assert child.stderr is not None
-        errors = child.stderr.read()
-        _, status, usage = os.wait4(child.pid, 0)
-        wall = time.perf_counter() - started
-        child.returncode = os.waitstatus_to_exitcode(status)
-    finally:
-        if stdout:
-            out.close()  # type: ignore[union-attr]
-    if child.returncode != 0:
+    with tempfile.TemporaryDirectory(prefix="rhflow-bench-usage-") as tmp:
+        report = Path(tmp) / "usage"
+        try:
+            child = subprocess.Popen(
+                [sys.executable, "-c", LAUNCHER, str(report), *argv],
+                stdout=out,
+                stderr=subprocess.PIPE,
+                env=child_env(key=key),
+                cwd=cwd,
+            )
+            _, errors = child.communicate()
+        finally:
+            if stdout:
+                out.close()  # type: ignore[union-attr]
+        fields = report.read_text().split() if report.exists() else []
+    if child.returncode != 0 or len(fields) != 4 or fields[3] != "0":
         raise RuntimeError(
-            f"{' '.join(argv)} exited with {child.returncode}: {errors.decode()[-2000:]}"
+            f"{' '.join(argv)} exited with {fields[3] if fields else child.returncode}: "
+            f"{errors.decode()[-2000:]}"
         )
-    return Proc(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, child.returncode)
+    wall, cpu, rss = float(fields[0]), float(fields[1]), int(fields[2])
+    return Proc(wall, cpu, rss / 1024, 0)
 
 
 def rhflow(*args: str) -> list[str]:

@@ -16,7 +16,14 @@ from rhflow.pipeline.loader import load_pipeline
 from rhflow.pipeline.needs import order_steps
 from rhflow.pipeline.paths import check_output_path
 from rhflow.pipeline.yamlfile import parse_assignments
-from rhflow.planning.planner import output_name, plan, resolve
+from rhflow.planning.planner import (
+    _canonical,
+    _canonical_params,
+    _canonical_value,
+    output_name,
+    plan,
+    resolve,
+)
 
 EXAMPLES = Path(__file__).parent / "examples"
 PIPELINES = Path(__file__).parent.parent / "pipelines"
@@ -401,6 +408,20 @@ def test_output_name_renders_the_outputs_template() -> None:
         ),
         ("", "output name '' is empty; the outputs template must give a file name"),
         ("dir/", "output name 'dir/' is empty; the outputs template must give a file name"),
+        (".", "output name '.' is empty; the outputs template must give a file name"),
+        (" ./.", "output name ' ./.' is empty; the outputs template must give a file name"),
+        (
+            ".rhflow/a.png",
+            "output name '.rhflow/a.png' is inside .rhflow/, where rhflow keeps "
+            "its state and staging files; choose another folder",
+        ),
+        ("Manifest.json", "output name 'Manifest.json' would overwrite the run's manifest.json"),
+        (
+            "a/" + "x" * 256,
+            f"output name {'a/' + 'x' * 58!r}... (258 characters) has a part of "
+            "256 bytes; file systems take names of at most 255 bytes (and paths of 4,096)",
+        ),
+        ("a\x00b", "output name 'a\\x00b' contains a NUL character; no file name can"),
     ],
 )
 def test_output_paths_must_stay_inside(name: str, message: str) -> None:
@@ -412,6 +433,10 @@ def test_output_paths_must_stay_inside(name: str, message: str) -> None:
 def test_output_paths_are_normalised() -> None:
     assert check_output_path("a\\b.png") == "a/b.png"
     assert check_output_path("./a//b.png") == "a/b.png"
+    assert check_output_path(" cat/00001-s3-0.png ") == "cat/00001-s3-0.png"
+    assert check_output_path("a/manifest.json") == "a/manifest.json"
+    two = "é" * 100 + "/" + "é" * 100  # 400 bytes in all, 200 per part
+    assert check_output_path(two) == two
 
 
 def test_parse_assignments() -> None:
@@ -664,3 +689,18 @@ def test_the_reserved_output_names_are_what_rhflow_keeps_in_the_folder() -> None
 
     assert (RESERVED_FOLDER, RESERVED_FILE) == (STATE_DIR, MANIFEST_NAME)
     assert STAGING.startswith(f"{RESERVED_FOLDER}/")
+
+
+_ODD_VALUES = [
+    "plain", "é 中文 \U0001f600", "quote \" and \\ and \n\t\x00\x1f", "\ud800", "",
+    0, -1, 10**30, True, False, None, 0.5, -0.0, 1e300, 1e-7, float("nan"), float("inf"),
+    float("-inf"), [1, "a", None], {"b": 1, "a": [2.5]}, (1, 2), {3: "int key"},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", _ODD_VALUES)
+def test_the_fast_canonical_text_is_the_encoders_so_task_ids_do_not_change(value: Any) -> None:
+    assert _canonical_value(value) == _canonical(value)
+    params = {"z": value, "a": 1, "é": value, "B": "x"}
+    assert _canonical_params(params) == _canonical(params)
+    assert _canonical_params({1: value}) == _canonical({1: value})

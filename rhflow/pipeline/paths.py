@@ -19,9 +19,20 @@ def check_output_path(name: str) -> str:
     """``name`` normalised to a relative POSIX path; PlanError if empty, absolute, with ``..``, a
     NUL character, a part too long for a file system, or where rhflow keeps its own files."""
     text = name.replace("\\", "/").strip()
+    parts = text.split("/")
+    if (
+        # no part over MAX_NAME_BYTES: 4 bytes at most per character, 1 per ASCII one
+        (len(text) <= MAX_NAME_BYTES // 4 or (len(text) <= MAX_NAME_BYTES and text.isascii()))
+        and "\x00" not in text
+        and ":" not in text[1:2]
+        and all(part and part != "." and part != ".." for part in parts)
+        and parts[0].casefold() != RESERVED_FOLDER
+        and text.casefold() != RESERVED_FILE
+    ):
+        return text  # already what PurePosixPath would make of it, and nothing to refuse
     path = PurePosixPath(text)
     shown = _show(name)
-    if not text or text.endswith("/"):
+    if not text or text.endswith("/") or not path.parts:  # "", "dir/", ".", "./."
         raise PlanError(f"output name {shown} is empty; the outputs template must give a file name")
     if path.is_absolute() or (len(text) > 1 and text[1] == ":"):
         raise PlanError(

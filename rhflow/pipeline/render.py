@@ -72,7 +72,12 @@ OUTPUT_NAMES = frozenset({"index", "ext", "node_id", "task"})
 
 def is_template(value: object) -> bool:
     """True if ``value`` is a string holding Jinja markup."""
-    return isinstance(value, str) and any(m in value for m in _MARKERS)
+    # the markers of _MARKERS, spelled out: a generator per call cost a tenth of planning
+    return (
+        isinstance(value, str)
+        and "{" in value
+        and ("{{" in value or "{%" in value or "{#" in value)
+    )
 
 
 class Template:
@@ -84,7 +89,7 @@ class Template:
     avoids Jinja2's per-call merge and keeps large sweeps fast.
     """
 
-    __slots__ = ("_is_expr", "_needs", "_plain", "_template", "names", "source")
+    __slots__ = ("_is_expr", "_needs", "_plain", "_single", "_template", "names", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -99,6 +104,12 @@ class Template:
             self._template = ENV.from_string(_expression_ast(match["expr"]) if match else ast)
             self._template.globals = _GLOBALS  # a plain dict: cheaper per render than a ChainMap
             self._plain = _plain_pieces(ast)
+            # "{{ name }}": its value, typed, the most common template of all
+            self._single: str | None = None
+            if self._is_expr and self._plain is not None and len(self._plain) == 1:
+                piece = self._plain[0]
+                if not isinstance(piece, str) and piece[1:] == (None, None, ()):
+                    self._single = piece[0]
         except jinja2.TemplateSyntaxError as exc:
             raise RenderError(f"template syntax error: {exc.message}") from exc
         except TooLarge as exc:
@@ -112,6 +123,8 @@ class Template:
         return self._needs
 
     def render(self, context: Mapping[str, Any]) -> Any:
+        if self._single is not None and self._single in context:
+            return check_value(context[self._single], "a value")
         if self._plain is not None:
             value = _render_plain(self._plain, context, typed=self._is_expr)
             if value is not _UNSURE:

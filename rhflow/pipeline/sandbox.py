@@ -143,6 +143,10 @@ def bounded(render: Callable[[], Any]) -> Any:
 def weight(value: Any, cap: int | None = None) -> int:
     """The size of ``value``: characters of its strings and digits of its numbers, plus one per
     item of its lists and mappings; stops counting past ``cap`` (default: the value limit)."""
+    if type(value) is str:  # most rendered values: no stack needed
+        return len(value)
+    if type(value) is int:
+        return value.bit_length() * 3 // 10 + 1
     cap = limits().value if cap is None else cap
     total = 0
     stack = [value]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from rhflow.errors import ConfigError, PlanError, Problem, UsageError
@@ -21,6 +21,7 @@ from rhflow.model import (
     DeferredValue,
     FileInput,
     FileRef,
+    Override,
     Pipeline,
     PlannedTask,
     Step,
@@ -301,6 +302,9 @@ def _key(params: Mapping[str, Any], names: tuple[str, ...]) -> Any:
     return values
 
 
+_FILE, _DEFERRED, _TEMPLATE, _PLAIN = "file", "deferred", "template", "plain"
+
+
 class _TaskMaker:
     """Builds the tasks of one step; per-step work (target hash, compiled templates) done once.
 
@@ -327,33 +331,53 @@ class _TaskMaker:
             self.prefix = f"[{_canonical(step.name)},{_canonical(target_key)},"
         self.vars = dict(pipeline.vars)
         self.requests: dict[bytes, list[str]] = {}
+        # Once per step instead of once per task: what each override is, and the canonical
+        # JSON of its entry around the value (of the whole entry when the value is fixed).
+        self.overrides: list[tuple[Override, str, str, str]] = []
+        for override in step.overrides:
+            value = override.value
+            kind = _TEMPLATE if is_template(value) else _PLAIN
+            if isinstance(value, FileRef):
+                kind, value = _FILE, f"<upload:{value.relpath}>"
+            elif override.deferred:
+                kind = _DEFERRED
+            head = f'{{"fieldName":{_canonical(override.field)},"fieldValue":'
+            tail = f',"nodeId":{_canonical(override.node_id)}}}'
+            if kind is not _TEMPLATE:
+                head, tail = f"{head}{_canonical(value)}{tail}", ""
+            self.overrides.append((override, kind, head, tail))
 
     def make(self, params: dict[str, Any], needs: dict[str, str]) -> PlannedTask:
         step = self.step
         context = {**params, "params": params, "vars": self.vars, "step": step.name}
         node_info: list[dict[str, Any]] = []
+        texts: list[str] = []  # each entry's canonical JSON
         files: list[FileInput] = []
         deferred: list[DeferredValue] = []
-        for index, override in enumerate(step.overrides):
+        for index, (override, kind, head, tail) in enumerate(self.overrides):
             value = override.value
-            if isinstance(value, FileRef):
+            if kind is _FILE:
                 files.append(FileInput(index, value.path, value.sha256))
                 value = f"<upload:{value.relpath}>"
-            elif override.deferred:
+            elif kind is _DEFERRED:
                 deferred.append(DeferredValue(index, value))
-            elif is_template(value):
+            elif kind is _TEMPLATE:
                 value = _render(value, context, override.where)
                 self.cap.count_rendered(value, override.where)
+            texts.append(f"{head}{_canonical_value(value)}{tail}" if tail else head)
             node_info.append(
                 {"nodeId": override.node_id, "fieldName": override.field, "fieldValue": value}
             )
         # what is sent (deferred templates are in node_info too), then the id's text:
         # _canonical([step, target, node_info, files, deferred, params, needs])
-        sent = _canonical([node_info, [f.sha256 for f in files], [d.template for d in deferred]])
+        shas = _canonical([f.sha256 for f in files]) if files else "[]"
+        templates = _canonical([d.template for d in deferred]) if deferred else "[]"
+        sent = f"[[{','.join(texts)}],{shas},{templates}]"
         needs_text = _canonical(sorted(needs.items())) if needs else "[]"
-        rest = f"{sent[1:-1]},{_canonical(params)},{needs_text}]"
+        params_text = _canonical_params(params)
+        rest = f"{sent[1:-1]},{params_text},{needs_text}]"
         task_id = _digest(f"{self.prefix}{rest}")
-        legacy_id = self._legacy_id(sent, params, needs)
+        legacy_id = self._legacy_id(sent, params_text, needs)
         if legacy_id is not None:
             self.legacy[task_id[:ID_LENGTH]] = legacy_id
         request = hashlib.sha256(f"{sent}{needs_text}".encode()).digest()
@@ -378,14 +402,14 @@ class _TaskMaker:
             legacy_id=legacy_id,
         )
 
-    def _legacy_id(self, sent: str, params: dict[str, Any], needs: dict[str, str]) -> str | None:
+    def _legacy_id(self, sent: str, params_text: str, needs: dict[str, str]) -> str | None:
         """The id without any server copy's hash (its own or an upstream task's); None when
         that is the id itself."""
         old_needs = {step: self.legacy.get(up, up) for step, up in needs.items()}
         if self.legacy_prefix == self.prefix and old_needs == needs:
             return None
         needs_text = _canonical(sorted(old_needs.items())) if old_needs else "[]"
-        rest = f"{sent[1:-1]},{_canonical(params)},{needs_text}]"
+        rest = f"{sent[1:-1]},{params_text},{needs_text}]"
         return _digest(f"{self.legacy_prefix}{rest}")[:ID_LENGTH]
 
 
@@ -396,11 +420,40 @@ def _render(source: str, context: Mapping[str, Any], where: object) -> Any:
         raise PlanError(f"{where}: {exc}") from exc
 
 
+_encode_string: Callable[[str], str] = json.encoder.encode_basestring  # ensure_ascii=False
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def _canonical(value: Any) -> str:
     return _ENCODER.encode(value)
+
+
+def _canonical_value(value: Any) -> str:
+    """``_canonical(value)``, written directly for the scalars most values are (the encoder
+    costs more to set up per call than a short value takes to encode)."""
+    kind = type(value)
+    if kind is str:
+        return _encode_string(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if kind is float and value == value and value not in (_INF, -_INF):
+        return float.__repr__(value)
+    return _canonical(value)
+
+
+def _canonical_params(params: Mapping[str, Any]) -> str:
+    """``_canonical(params)``: the keys sorted, each value by ``_canonical_value``."""
+    if not all(type(key) is str for key in params):
+        return _canonical(params)
+    items = sorted(params.items())
+    return "{" + ",".join(f"{_encode_string(k)}:{_canonical_value(v)}" for k, v in items) + "}"
+
+
+_INF = float("inf")
 
 
 def _digest(text: str) -> str:

@@ -27,8 +27,8 @@ def _task_json(task: PlannedTask, base: Path) -> dict[str, Any]:
     return {
         "id": task.id,
         "step": task.step,
-        "params": dict(task.params),
-        "node_info_list": [dict(entry) for entry in task.node_info_list],
+        "params": _plain(task.params),
+        "node_info_list": [_plain(entry) for entry in task.node_info_list],
         "needs": list(task.upstream_ids),
         "target": _target_json(task),
         "files": [
@@ -37,6 +37,11 @@ def _task_json(task: PlannedTask, base: Path) -> dict[str, Any]:
         ],
         "deferred": [{"index": d.index, "template": d.template} for d in task.deferred],
     }
+
+
+def _plain(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """A dict the encoder takes (a mapping that is one already is not copied)."""
+    return mapping if type(mapping) is dict else dict(mapping)
 
 
 def _target_json(task: PlannedTask) -> dict[str, Any]:
@@ -78,8 +83,11 @@ def plan_json_chunks(
     yield "\n}"
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)  # one, not one per call
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
+    return _ENCODER.encode(value)
 
 
 def plan_table(graph: TaskGraph) -> str:
