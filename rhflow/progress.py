@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from rhflow.record.costs import spend_text
@@ -48,7 +48,18 @@ RESUME_HINT = (
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The time in UTC, ISO 8601 to the millisecond: ``2024-05-01T12:00:00.123Z``."""
+    global _second
+    now = time.time()
+    second, text = _second  # one read: another thread may replace it
+    if second != int(now):  # formatted once per second, not once per event
+        second = int(now)
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second = (second, text)
+    return f"{text}.{int((now - second) * 1000):03d}Z"
+
+
+_second: tuple[int, str] = (-1, "")
 
 
 class QuietReporter:
@@ -61,6 +72,9 @@ class QuietReporter:
         return None
 
 
+_ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)  # one, not one per event
+
+
 class JsonReporter:
     """One JSON event per line, flushed at once so a reader can follow along."""
 
@@ -71,7 +85,7 @@ class JsonReporter:
 
     def emit(self, event: str, **fields: Any) -> None:
         record = {"event": event, "time": now_iso(), **fields}
-        self._stream.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
+        self._stream.write(_ENCODER.encode(record) + "\n")
         self._stream.flush()
 
     def close(self) -> None:
@@ -117,7 +131,8 @@ def describe(event: str, fields: Mapping[str, Any]) -> str | None:
         return f"{name}: cancelled ({fields['reason']})"
     if event == "task_detached":
         return (
-            f"{name}: left running remotely as task {fields.get('task_id')} (--detach); "
+            f"{name}: left running remotely as task {fields.get('task_id')} "
+            f"({fields.get('reason', '--detach')}); "
             "the next run picks it up"
         )
     if event == "task_skipped":

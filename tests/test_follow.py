@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from rhflow.api.client import Client
 from rhflow.api.follow import ProgressEvent, decode_frame, events_from_frame, follow
 
 Handler = Callable[[web.WebSocketResponse], Awaitable[None]]
@@ -253,6 +254,32 @@ def test_an_error_in_the_callback_is_not_swallowed() -> None:
 def test_decode_frame(data: str | bytes, expected: str | None) -> None:
     frame = decode_frame(data)
     assert (frame["type"] if frame else None) == expected
+
+
+_KEY = "frame-key-0123456789abcdef"
+_ESCAPED = "".join(f"\\u{ord(c):04x}" for c in _KEY)
+
+
+def _executing(node: str, field: str) -> str:
+    return '{"type": "executing", "data": {"node": "' + node + '", "' + field + '": 1}}'
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _executing(_KEY, _KEY),
+        _executing(_ESCAPED, _ESCAPED),
+        _executing(_KEY, _KEY).encode("utf-16"),
+        "text around " + _executing(f"x {_KEY} y", _ESCAPED) + " text",
+    ],
+)
+def test_a_frame_is_masked_whether_the_key_is_written_plain_or_escaped(data: str | bytes) -> None:
+    client = Client(_KEY, "http://127.0.0.1:9")
+    frame = decode_frame(data, client.mask)
+    assert frame is not None and frame["type"] == "executing"
+    assert _KEY not in json.dumps(frame, ensure_ascii=False)
+    assert "***" in frame["data"]["node"] and "***" in frame["data"]
+    assert decode_frame(data) is not None and _KEY in json.dumps(decode_frame(data))
 
 
 def test_events_from_odd_frames() -> None:

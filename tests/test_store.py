@@ -58,6 +58,25 @@ def test_update_changes_only_the_named_fields(tmp_path: Path) -> None:
             store.update("nope", status="failed")
 
 
+def test_params_and_overrides_written_anew_reach_the_disk(tmp_path: Path) -> None:
+    first = ({"nodeId": "6", "fieldName": "text", "fieldValue": "a cat"},)
+    then = ({"nodeId": "6", "fieldName": "text", "fieldValue": "a dog"},)
+    with Store.for_output(tmp_path) as store:
+        store.save(_record(node_info_list=first))
+        store.update("t1", status="running")  # the same params: their text is kept
+        store.update("t1", params={"seed": 2}, node_info_list=then)
+        store.update("t1", status="succeeded")
+    with Store.for_output(tmp_path) as store:
+        record = store.get("t1")
+        assert record is not None and record.status == "succeeded"
+        assert record.params == {"seed": 2} and record.node_info_list == then
+        store.forget(["t1"])
+        store.save(_record(params={"seed": 3}))
+    with Store.for_output(tmp_path) as store:
+        again = store.get("t1")
+        assert again is not None and again.params == {"seed": 3}
+
+
 def test_every_remote_id_is_kept_even_after_a_retry_replaces_it(tmp_path: Path) -> None:
     with Store.for_output(tmp_path) as store:
         store.save(_record(remote_id="1"))

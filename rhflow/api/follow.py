@@ -102,10 +102,10 @@ async def _read(
 ) -> FollowResult:
     started = False
     while True:
-        frame = await _receive(ws)
+        frame = await _receive(ws, mask)
         if frame is None:
             return "lost"
-        for event in events_from_frame(mask(frame) if mask else frame):
+        for event in events_from_frame(frame):
             on_event(event)
             if event.kind in ("success", "error"):
                 return "success" if event.kind == "success" else "error"
@@ -128,8 +128,11 @@ async def _connect(
         return None
 
 
-async def _receive(ws: aiohttp.ClientWebSocketResponse[bool]) -> dict[str, Any] | None:
-    """The next JSON message as a dict; None once the socket is closed or broken."""
+async def _receive(
+    ws: aiohttp.ClientWebSocketResponse[bool], mask: Callable[[Any], Any] | None = None
+) -> dict[str, Any] | None:
+    """The next JSON message as a dict (cleaned by ``mask``); None once the socket is closed
+    or broken."""
     while True:
         try:
             msg = await ws.receive()
@@ -137,7 +140,7 @@ async def _receive(ws: aiohttp.ClientWebSocketResponse[bool]) -> dict[str, Any] 
             log.debug("websocket broke: %s", exc)
             return None
         if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-            frame = decode_frame(msg.data)
+            frame = decode_frame(msg.data, mask)
             if frame is not None:
                 return frame
         elif msg.type in (
@@ -157,12 +160,19 @@ async def _close(ws: aiohttp.ClientWebSocketResponse[bool]) -> None:
         log.debug("websocket close failed: %s", exc)
 
 
-def decode_frame(data: str | bytes) -> dict[str, Any] | None:
+def decode_frame(
+    data: str | bytes, mask: Callable[[Any], Any] | None = None
+) -> dict[str, Any] | None:
     """A frame's JSON object, from text or bytes in utf-8, utf-16 or latin-1; None if not JSON.
 
     As the official plugin does, a ``{...}`` block inside other text is found too. ComfyUI's
     binary frames (a 4-byte big-endian event type such as 1 = PREVIEW_IMAGE, then image bytes)
     are skipped: no JSON text starts with three zero bytes.
+
+    ``mask`` (text or decoded JSON -> the same, a key masked) cleans the frame: its text
+    before decoding when the text has no escapes (every string of the object is then
+    written in it as it is, so masking the text masks them all, for the cost of one
+    ``str.replace`` instead of a walk of the object), else the decoded object.
     """
     if isinstance(data, bytes) and data[:3] == b"\0\0\0":
         return None
@@ -171,12 +181,15 @@ def decode_frame(data: str | bytes) -> dict[str, Any] | None:
         for candidate in (text, _braced(text)):
             if candidate is None:
                 continue
+            masked = mask is not None and "\\" not in candidate
+            if masked and mask is not None:
+                candidate = mask(candidate)
             try:
                 value = json.loads(candidate)
             except ValueError:
                 continue
             if isinstance(value, dict) and isinstance(value.get("type"), str):
-                return value
+                return value if masked or mask is None else mask(value)
     return None
 
 

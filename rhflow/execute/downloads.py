@@ -44,6 +44,7 @@ class Downloads:
     def __init__(self, remote: Remote, output_dir: Path) -> None:
         self._remote = remote
         self._output_dir = output_dir
+        self._root: Path | None = None  # output_dir resolved
         self._claimed: dict[Path, str] = {}
 
     async def collect(
@@ -174,7 +175,9 @@ class Downloads:
                 node_id=safe_part(node_id or ""),
                 task_short=task.id[:8],
             )
-            dest = safe_destination(self._output_dir, name)
+            if self._root is None:  # the folder's own path resolved once, not per file
+                self._root = self._output_dir.resolve()
+            dest = safe_destination(self._root, name, resolved=True)
         except PlanError as err:
             raise _failure(str(err)) from err
         owner = self._claimed.setdefault(dest, task.id)

@@ -130,9 +130,10 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def safe_destination(output_dir: Path, name: str) -> Path:
-    """``output_dir / name``, resolved, refusing anything that lands outside ``output_dir``."""
-    root = output_dir.resolve()
+def safe_destination(output_dir: Path, name: str, *, resolved: bool = False) -> Path:
+    """``output_dir / name``, resolved, refusing anything that lands outside ``output_dir``
+    (``resolved``: ``output_dir`` is resolved already)."""
+    root = output_dir if resolved else output_dir.resolve()
     target = (root / name).resolve()
     if target == root or not target.is_relative_to(root):
         raise PlanError(

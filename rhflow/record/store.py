@@ -149,6 +149,8 @@ class Store:
         self._lock = threading.RLock()
         self._reserved = False
         self._cache: dict[str, TaskRecord] = {}
+        #: task id -> (params, node_info_list, their JSON texts) as last written
+        self._texts: dict[str, tuple[Any, Any, str | None, str | None]] = {}
         self._changed: set[str] = set()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -298,7 +300,7 @@ class Store:
             "attempts, params, node_info_list, submitted_at, started_at, finished_at, "
             "cost_time, coins, failure, notes, updated_at, sending, unanswered, money, currency) "
             "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            _task_row(record, self._clock()),
+            _task_row(record, self._clock(), self._request_texts(record)),
         )
         if before is None or before.outputs != record.outputs:
             self._write_outputs(db, record)
@@ -308,6 +310,20 @@ class Store:
                 "VALUES (?,?,?,?)",
                 (record.remote_id, record.id, record.server, self._clock()),
             )
+
+    def _request_texts(self, record: TaskRecord) -> tuple[str | None, str | None]:
+        """The JSON of ``record``'s params and node_info_list, kept from its last write while
+        they are the same objects (a record's update keeps them: most writes of a task change
+        only its status or outputs, and encoding these was most of a write's cost)."""
+        kept = self._texts.get(record.id)
+        if kept is None or kept[0] is not record.params or kept[1] is not record.node_info_list:
+            nil = record.node_info_list
+            texts = (
+                _dump(dict(record.params)),
+                None if nil is None else _dump([dict(e) for e in nil]),
+            )
+            kept = self._texts[record.id] = (record.params, nil, *texts)
+        return kept[2], kept[3]
 
     def _write_outputs(self, db: sqlite3.Connection, record: TaskRecord) -> None:
         db.execute("DELETE FROM outputs WHERE task = ?", (record.id,))
@@ -338,6 +354,7 @@ class Store:
                     db.execute("DELETE FROM outputs WHERE task = ?", (task_id,))
             for task_id in task_ids:
                 self._cache.pop(task_id, None)
+                self._texts.pop(task_id, None)
                 self._changed.add(task_id)
 
     def get(self, task_id: str) -> TaskRecord | None:
@@ -591,8 +608,7 @@ def _dump(value: Any) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True, default=str)
 
 
-def _task_row(r: TaskRecord, now: float) -> tuple[Any, ...]:
-    nil = None if r.node_info_list is None else [dict(e) for e in r.node_info_list]
+def _task_row(r: TaskRecord, now: float, texts: tuple[str | None, str | None]) -> tuple[Any, ...]:
     return (
         r.id,
         r.step,
@@ -602,8 +618,7 @@ def _task_row(r: TaskRecord, now: float) -> tuple[Any, ...]:
         int(r.emulated),
         r.key,
         r.attempts,
-        _dump(dict(r.params)),
-        _dump(nil),
+        *texts,  # params, node_info_list
         r.submitted_at,
         r.started_at,
         r.finished_at,
