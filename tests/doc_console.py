@@ -3,12 +3,12 @@
 A block is a transcript: ``$ COMMAND`` lines, each followed by what it prints. The essentials
 leave out what changes from run to run or machine to machine: durations (``1.2 s`` -> ``N s``,
 and rhflow diff's task seconds), RunningHub task ids, the folder the commands ran in (shown
-as ``/home/me/rhflow``), the server's URL (shown as ``https://www.runninghub.cn``) and
-timestamps. A line ``...`` in a block stands for any number of lines, and ``...`` inside a
-line for any text. A ``^C`` line after a command means the command is interrupted (a real
-SIGINT, sent once its second task succeeded). What a terminal keeps is compared: stdout, and
-the ``Error:``/``warning:`` lines of stderr (the live progress display is gone once a run
-ends).
+as ``/home/me/rhflow``), the server's URL (shown as ``https://www.runninghub.cn``, so the
+summary's line saying that server is an emulator goes too) and timestamps. A line ``...`` in a
+block stands for any number of lines, and ``...`` inside a line for any text. A ``^C`` line
+after a command means the command is interrupted (a real SIGINT, sent once its second task
+succeeded). What a terminal keeps is compared: stdout, and the ``Error:``/``warning:`` lines
+of stderr (the live progress display is gone once a run ends).
 """
 
 from __future__ import annotations
@@ -59,6 +59,9 @@ def essentials(
         text = text.replace(str(folder.resolve()), SHOWN_FOLDER).replace(str(folder), SHOWN_FOLDER)
     if server is not None:
         text = text.replace(server, SHOWN_SERVER)
+        # the summary's word that the server is an emulator (the built-in one's stays)
+        shown = re.escape(SHOWN_SERVER)
+        text = re.sub(rf"^server: {shown}(:\d+)?, an emulator: .*\n?", "", text, flags=re.M)
     text = re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z?", "<time>", text)
     text = re.sub(r"\b\d+(?:\.\d+)? (s|min|h)\b", r"N \1", text)
     text = re.sub(r"task seconds [\d.]+ -> [\d.]+ \([+-]?[\d.]+\)", "task seconds N -> N (N)", text)

@@ -70,7 +70,9 @@ def test_resume_page_ctrl_c_detach_status_and_cancel(tmp_path: Path, slow_tasks:
         env = environment(folder, slow_tasks)
         try:
             for body in blocks:
-                run_block(body, folder, env, shown_as=shown_as, codes=unfinished)
+                run_block(
+                    body, folder, env, server=slow_tasks.url, shown_as=shown_as, codes=unfinished
+                )
         except AssertionError:
             if attempt == 2:
                 raise
