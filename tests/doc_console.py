@@ -63,7 +63,7 @@ def essentials(
         shown = re.escape(SHOWN_SERVER)
         text = re.sub(rf"^server: {shown}(:\d+)?, an emulator: .*\n?", "", text, flags=re.M)
     text = re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z?", "<time>", text)
-    text = re.sub(r"\b\d+(?:\.\d+)? (s|min|h)\b", r"N \1", text)
+    text = re.sub(r"[+-]?\b\d+(?:\.\d+)? (s|min|h)\b", r"N \1", text)
     text = re.sub(r"task seconds [\d.]+ -> [\d.]+ \([+-]?[\d.]+\)", "task seconds N -> N (N)", text)
     text = re.sub(r"\b\d{16,20}\b", "<taskId>", text)
     return text
