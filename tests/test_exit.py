@@ -1,5 +1,6 @@
-"""How the ``rhflow`` program ends: what the interpreter does before its teardown is done
-(threads joined, exit handlers run, output flushed), the teardown itself is skipped."""
+"""How the ``rhflow`` program starts and ends: aiohttp is left to the run; at the end, what the
+interpreter does before its teardown is done (threads joined, exit handlers run, output
+flushed) and the teardown itself is skipped."""
 
 from __future__ import annotations
 
@@ -73,3 +74,16 @@ def test_a_large_output_is_flushed_whole_and_an_error_keeps_its_exit_code(tmp_pa
     )
     assert missing.returncode == 1
     assert "cannot read the file" in missing.stdout + missing.stderr
+
+
+def test_aiohttp_loads_only_once_a_run_has_started(tmp_path: Path) -> None:
+    """Loading the run command leaves aiohttp (a tenth of a second of imports) to the run,
+    which loads it in a thread while its first tasks are created."""
+    code = """
+        import sys
+        import rhflow.cli, rhflow.commands.run, rhflow.execute.watching
+        print("aiohttp" in sys.modules)
+    """
+    done = _python(code, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
