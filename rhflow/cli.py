@@ -433,6 +433,13 @@ def lock(files: tuple[str, ...], **options: Any) -> int:
     help="Abandon a download that brings less than SIZE in SECONDS, or 'off' [default: 1KB/15s].",
 )
 @click.option(
+    "--server-silence",
+    type=float,
+    metavar="SECONDS",
+    help="Stop the run (exit 3, resumable) when the server has answered no API request "
+    "for this long [default: 45].",
+)
+@click.option(
     "--max-outputs",
     type=int,
     metavar="N",
@@ -444,7 +451,7 @@ def run(file: str, **options: Any) -> int:
     """Run a pipeline: submit, follow, retry, download, write the manifest.
 
     Exit codes: 0 every task succeeded, 1 some failed, 2 invalid pipeline or usage,
-    130 interrupted.
+    3 the server stopped answering (run again to resume), 130 interrupted.
 
     \b
     Examples:

@@ -5,7 +5,11 @@ full, so a create always reaches the server and makes its task. Then, for the cr
 in ``drop`` (1-based, in arrival order), the client's connection is closed without an answer
 (a lost answer: the client cannot know the task exists); for those in ``hold`` the answer is
 kept back until ``release()`` (a process killed meanwhile never learns it). Every other answer
-is passed on with ``Connection: close``.
+is passed on with ``Connection: close``. Once ``silent_after`` creates were passed on, the proxy
+stands for a server that stopped answering: the creates after those, and every other request
+from the last of those on, are read, neither forwarded nor answered, their connections held
+open (``unanswered`` counts them) until ``speak()``. Once ``refuse_after`` creates were
+answered, it stops listening: every connection is refused.
 """
 
 from __future__ import annotations
@@ -38,6 +42,11 @@ class DroppingProxy:
         self._released = threading.Event()
         self.holding = threading.Event()  # set once a held create has reached the server
         self.creates = 0
+        self.silent_after: int | None = None
+        self.refuse_after: int | None = None
+        self.unanswered = 0
+        self._arrived = 0  # creates that reached the proxy
+        self._speaking = threading.Event()
         self.dropped: list[dict[str, Any]] = []  # bodies of the creates whose answers were lost
         self._server = socket.create_server(("127.0.0.1", 0))
         self._thread = threading.Thread(target=self._accept, daemon=True)
@@ -52,10 +61,25 @@ class DroppingProxy:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+        self._speaking.set()
         self._server.close()
 
     def release(self) -> None:
         self._released.set()
+
+    def speak(self) -> None:
+        """Answer again: the requests held go on unanswered (their clients gave up)."""
+        self.silent_after = None
+        self._speaking.set()
+
+    def _silent(self, path: str) -> bool:
+        with self._lock:
+            create = path.startswith(CREATE)
+            self._arrived += int(create)
+            if self.silent_after is None or self._arrived < self.silent_after + create:
+                return False
+            self.unanswered += 1
+            return True
 
     def _accept(self) -> None:
         while True:
@@ -72,6 +96,9 @@ class DroppingProxy:
                 return
             head, body = request
             path = head.split(b" ", 2)[1].decode()
+            if self._silent(path):
+                self._speaking.wait(60)
+                return
             answer = self._forward(head, body)
             if path.startswith(CREATE):
                 with self._lock:
@@ -94,6 +121,8 @@ class DroppingProxy:
                     self._released.wait(60)
                     return
             conn.sendall(answer)
+            if path.startswith(CREATE) and number == self.refuse_after:
+                self._server.close()
 
     def _forward(self, head: bytes, body: bytes) -> bytes:
         with socket.create_connection(self._upstream) as up:

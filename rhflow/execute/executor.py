@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from rhflow.api.client import Client, TaskCreated, TaskOutputs
 from rhflow.errors import RhflowError, StateError
+from rhflow.execute.breaker import SERVER_STOPPED
 from rhflow.execute.caching import CacheUse
 from rhflow.execute.downloads import Downloads
 from rhflow.execute.failures import Lost, TaskFailure, failure_of
@@ -81,6 +82,7 @@ class Executor:
             client, store, journal, reporter, options=options, server=server, rand=rand, keys=keys
         )
         self._keys = self._remote.keys
+        self._remote.breaker.on_trip = self._server_stopped
         self._held: dict[str, PoolKey] = {}  # task id -> the key whose slot it holds
         self._watcher = Watcher(self._remote, store, journal)
         self._downloads = Downloads(self._remote, graph.output_dir)
@@ -172,6 +174,13 @@ class Executor:
         self._reporter.emit("run_error", message="interrupted: stopping")
         self._stop("interrupted", cancel=True)
 
+    def _server_stopped(self, message: str) -> None:
+        """The server stopped answering (``rhflow.execute.breaker``): create nothing more and
+        end every worker, leaving each task created as it is for the next run."""
+        self._journal.errors.append(message)
+        self._reporter.emit("run_error", message=message)
+        self._stop(SERVER_STOPPED, cancel=True)
+
     def _stopped(self) -> bool:
         return self._stop_reason is not None or self._over_budget
 
@@ -260,14 +269,18 @@ class Executor:
                     self._journal.errors.append(f"{type(again).__name__}: {again}")
                     self._stop("fatal", cancel=False)
             except asyncio.CancelledError:
-                left = await self._remote.abandon(live.task, self._abandon_reason())
+                reason = self._abandon_reason()
+                left = await self._remote.abandon(live.task, reason)
                 if left is not None:
-                    self._remote.emit("task_detached", live.task, task_id=left)
+                    why = "--detach" if reason == "interrupted" else reason
+                    self._remote.emit("task_detached", live.task, task_id=left, reason=why)
                 else:
-                    self._remote.emit("task_cancelled", live.task, reason=self._abandon_reason())
+                    self._remote.emit("task_cancelled", live.task, reason=reason)
                 raise
 
     def _abandon_reason(self) -> str:
+        if self._stop_reason == SERVER_STOPPED:
+            return SERVER_STOPPED
         if self._stop_reason == "interrupted":
             return "interrupted"
         return "stopped by --fail-fast after a failure"

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from rhflow.api.client import BUILTIN_EMULATOR, TaskCreated, TaskOutputs
 from rhflow.errors import ApiError, BadResponseError, RhflowError, TransportError, UsageError
+from rhflow.execute.breaker import SERVER_STOPPED, Breaker
 from rhflow.execute.failures import TaskFailure, api_failure
 from rhflow.execute.keys import KeyPool, PoolKey
 from rhflow.execute.scheduling import ExecuteOptions
@@ -83,6 +84,8 @@ class Remote:
         self.started: dict[str, float] = {}  # task id -> monotonic time of its create
         self.dirty = False
         self.no_more_creates: str | None = None  # why, once the state cannot be written
+        #: Trips when the server stopped answering; the executor sets its ``on_trip``.
+        self.breaker = Breaker(options.silent_requests, options.silent_seconds)
         self._uploads = UploadCache(
             lambda path: str(self.keys.primary.upload(path).file_name),
             store,
@@ -131,6 +134,26 @@ class Remote:
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await self._loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    async def ask(self, fn: Callable[..., T], *args: Any) -> T:
+        """An API request through the pool, whether it got an answer told to the breaker."""
+        sent = time.monotonic()
+        try:
+            answer = await self.call(fn, *args)
+        except ApiError as err:
+            self.breaker.observe(err, sent)
+            raise
+        self.breaker.answered()
+        return answer
+
+    def retrying(self, err: ApiError, errors: int) -> bool:
+        """Whether a request that failed with ``err`` after ``errors`` earlier failures is
+        tried again (a transient error, within the retries). Once the server stopped
+        answering, the task's worker is cancelled here, as the executor cancels the others:
+        the task is left as it is for the next run."""
+        if self.breaker.tripped:
+            raise asyncio.CancelledError()
+        return err.retryable and errors < self.options.api_retries
 
     def emit(self, event: str, task: PlannedTask, **fields: Any) -> None:
         self._reporter.emit(event, task=task.id, step=task.step, **fields)
@@ -204,18 +227,23 @@ class Remote:
             if self.no_more_creates:
                 detail = {"kind": "error", "message": self.no_more_creates}
                 raise TaskFailure(detail, retry=False, fatal=True)
+            sent = time.monotonic()
             try:
-                return await self._create_recorded(task, entries, key)
+                created = await self._create_recorded(task, entries, key)
+                self.breaker.answered()
+                return created
             except ApiError as err:
+                self.breaker.observe(err, sent)
                 if unanswered(err):
                     self.emit("note", task, message=UNANSWERED_NOTE.format(err=err))
+                again = self.retrying(err, errors)
                 if err.busy:
                     delay = self.options.busy_backoff.delay(busy, self.rand)
                     busy += 1
                     self.emit("task_busy", task, reason=str(err), delay=delay)
                     await self._wait_for_slot(delay)
                     continue
-                if err.retryable and errors < self.options.api_retries:
+                if again:
                     await self.api_pause(task, errors, err, "submitting")
                     errors += 1
                     continue
@@ -418,8 +446,9 @@ class Remote:
             or record.status not in ("submitted", "queued", "running")
         ):
             return None
-        if reason == "interrupted" and self.options.detach:
-            notes = (*record.notes, f"left running remotely (--detach) as task {record.remote_id}")
+        if reason == SERVER_STOPPED or (reason == "interrupted" and self.options.detach):
+            why = "--detach" if reason == "interrupted" else reason
+            notes = (*record.notes, f"left running remotely ({why}) as task {record.remote_id}")
             self.save(task, notes=notes)  # the caller says so, in one line per task
             return record.remote_id
         problem = await self.cancel_quietly(record.remote_id, record.key)

@@ -25,6 +25,7 @@ from typing import Any
 
 from rhflow.api.client import BUILTIN_EMULATOR, Account, Client, origin_of, split_keys
 from rhflow.errors import ApiError, StateError, UnreachableError, UsageError
+from rhflow.execute.breaker import SERVER_STOPPED
 from rhflow.execute.downloads import STAGING
 from rhflow.execute.estimate import estimate
 from rhflow.execute.executor import execute
@@ -116,13 +117,16 @@ def run_pipeline(
     max_output_size: str | int | None = None,
     download_timeout: float | None = None,
     min_download_rate: str | None = None,
+    server_silence: float | None = None,
 ) -> RunResult:
     """Load, plan and run a pipeline; return the manifest (written to disk as the run went).
 
     ``max_outputs``, ``max_output_size`` (bytes, or text such as ``"500MB"``),
     ``download_timeout`` (seconds per output file) and ``min_download_rate`` (``"1KB/15s"``,
     or ``"off"``) bound what a server can make the run download; they apply to the client
-    this function makes, not to one passed in."""
+    this function makes, not to one passed in. ``server_silence`` (seconds) is how long the
+    server may leave API requests unanswered before the run stops (exit code 3: see
+    ``rhflow.execute.breaker``)."""
     started = time.monotonic()
     reporter = SafeReporter(reporter or QuietReporter())
     loading = _Loading(Path(path), tuple(set_vars), out, concurrency)
@@ -137,6 +141,12 @@ def run_pipeline(
         execute_options = {**dict(execute_options or {}), "max_outputs": max_outputs}
         if max_outputs < 1:
             raise UsageError(f"--max-outputs {max_outputs} must be at least 1")
+    if server_silence is not None:
+        if not 0 < server_silence < float("inf"):
+            raise UsageError(
+                f"--server-silence {server_silence!r} must be a positive number of seconds"
+            )
+        execute_options = {**dict(execute_options or {}), "silent_seconds": server_silence}
     task_cache = open_cache(cache) if cache else None  # a bad --cache too
     try:
         made_client = open_client(
@@ -188,7 +198,7 @@ def run_pipeline(
         paid = [t for t in result.tasks if t.id in tally.followed]
         run_coins, run_money = sum(t.coins or 0.0 for t in paid), money_totals(paid)
         finished: dict[str, Any] = {}
-        if result.status == "interrupted":
+        if result.status == "interrupted" or server_stopped(result):
             finished["hint"] = RESUME_HINT
         reporter.emit(
             "run_finished",
@@ -200,6 +210,7 @@ def run_pipeline(
             money_this_run=run_money,
             money_total=dict(result.cost.get("money") or {}),
             manifest=str(manifest_path),
+            server=dict(result.server or {}),
             errors=list(result.errors),
             **finished,
             maybe_twice=len(result.maybe_twice),
@@ -641,9 +652,17 @@ def emulated_workflows(pipeline: Pipeline) -> dict[str, Mapping[str, Any]]:
 
 
 def exit_code(manifest: Manifest) -> int:
-    """0 every task succeeded, 130 interrupted, 1 otherwise."""
+    """0 every task succeeded, 130 interrupted, 3 the server stopped answering (the next run
+    resumes), 1 otherwise."""
     if manifest.status == "succeeded":
         return 0
     if manifest.status == "interrupted":
         return 130
+    if server_stopped(manifest):
+        return 3
     return 1
+
+
+def server_stopped(manifest: Manifest) -> bool:
+    """The run was stopped because the server stopped answering."""
+    return any(error.startswith(SERVER_STOPPED) for error in manifest.errors)

@@ -162,6 +162,10 @@ class ExecuteOptions:
     threads: int | None = None
     max_coins: float | None = None  # stop submitting once this run has spent this many coins
     max_money: float | None = None  # ... or this much money (in the key's currency)
+    # the server stopped answering: this many API requests in a row got no answer, the first
+    # sent this many seconds ago or more (see rhflow.execute.breaker)
+    silent_requests: int = 2
+    silent_seconds: float = 45.0
 
     def __post_init__(self) -> None:
         if self.threads is None:

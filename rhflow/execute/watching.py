@@ -145,12 +145,12 @@ class Watcher:
         errors = 0
         while True:
             try:
-                return await self._remote.call(self._remote.client_for(task).outputs, remote_id)
+                return await self._remote.ask(self._remote.client_for(task).outputs, remote_id)
             except TaskNotFoundError as err:
                 message = f"the server no longer knows task {remote_id}"
                 raise Lost(message) from err
             except ApiError as err:
-                if err.retryable and errors < self._remote.options.api_retries:
+                if self._remote.retrying(err, errors):
                     await self._remote.api_pause(task, errors, err, "checking the task")
                     errors += 1
                     continue
