@@ -346,6 +346,12 @@ def format_summary(
             lines.append(
                 f"  {task.status} {task.step}/{task.id[:10]} [{params}]{remote}: {task.failure}"
             )
+    server = manifest.server or {}
+    if server.get("emulated"):  # a CI log must not read as RunningHub's work
+        lines.append(
+            f"server: {server.get('origin')}, an emulator: the outputs are placeholders and "
+            "its coins are not real"
+        )
     lines.append(f"manifest: {manifest_path}")
     if manifest.status == "interrupted":
         lines.append(RESUME_HINT)

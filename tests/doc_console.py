@@ -3,7 +3,8 @@
 A block is a transcript: ``$ COMMAND`` lines, each followed by what it prints. The essentials
 leave out what changes from run to run or machine to machine: durations (``1.2 s`` -> ``N s``),
 RunningHub task ids, the folder the commands ran in (shown as ``/home/me/rhflow``) and the
-server's URL (shown as ``https://www.runninghub.cn``). A line ``...`` in a block stands for any
+server's URL (shown as ``https://www.runninghub.cn``, so the summary's line saying the server
+is an emulator goes too). A line ``...`` in a block stands for any
 number of lines. What a terminal keeps is compared: stdout, and the ``Error:``/``warning:``
 lines of stderr (the live progress display is gone once a run ends).
 """
@@ -46,6 +47,7 @@ def essentials(text: str, *, folder: Path | None = None, server: str | None = No
         text = text.replace(str(folder.resolve()), SHOWN_FOLDER).replace(str(folder), SHOWN_FOLDER)
     if server is not None:
         text = text.replace(server, SHOWN_SERVER)
+        text = re.sub(r"^server: .*, an emulator: .*\n?", "", text, flags=re.M)
     text = re.sub(r"\b\d+(?:\.\d+)? (s|min|h)\b", r"N \1", text)
     text = re.sub(r"\b\d{16,20}\b", "<taskId>", text)
     return text

@@ -87,3 +87,30 @@ def test_init_into_a_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixtu
         f"Error: Invalid value for '[DIRECTORY]': Directory '{tmp_path}/taken' is a file.\n"
     )
     assert (tmp_path / "taken").read_text() == "x"
+
+
+def test_a_write_that_fails_halfway_leaves_no_starter_file(tmp_path: Path) -> None:
+    """Files over 4 KB cannot be written (RLIMIT_FSIZE): pipeline.yaml and the workflow are,
+    the schema is not; init takes back what it wrote and says so."""
+    import os
+    import resource
+    import sys
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    run = subprocess.run(
+        [sys.executable, "-m", "rhflow", "init", "starter"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=limit,
+    )
+    assert run.returncode == 2
+    assert run.stderr == (
+        "Error: cannot write the starter files into starter: File too large; nothing was "
+        "written (choose a folder you can write to: rhflow init DIR)\n"
+    )
+    assert [p for p in (tmp_path / "starter").rglob("*") if p.is_file()] == []

@@ -75,6 +75,7 @@ def test_json_events_one_per_line_and_exit_0(
     assert all(e["task_id"].isdigit() and e["step"] == "gen" for e in submitted)
     assert events[-1]["status"] == "succeeded"
     assert events[-1]["counts"]["succeeded"] == 2
+    assert events[-1]["server"] == {"origin": emu.url, "emulated": True}
     assert api_key not in out + err
 
 
@@ -101,7 +102,10 @@ def test_a_failed_task_exits_1_and_the_summary_says_which_and_why(
         f"{failed['failure']}"
     )
     assert "OutOfMemoryError" in lines[1]
-    assert lines[2] == f"manifest: {tmp_path / 'out' / 'manifest.json'}"
+    assert lines[2] == (  # a log of this run must not read as RunningHub's work
+        f"server: {emu.url}, an emulator: the outputs are placeholders and its coins are not real"
+    )
+    assert lines[3] == f"manifest: {tmp_path / 'out' / 'manifest.json'}"
     assert err == ""
 
 

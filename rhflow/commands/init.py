@@ -84,10 +84,21 @@ def init(directory: str | None) -> int:
             f"not overwriting {listing}; nothing was written (choose another folder: "
             "rhflow init DIR)"
         )
-    for name, data in written.items():
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, data)
+    done: list[Path] = []
+    try:
+        for name, data in written.items():
+            path = folder / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, data)
+            done.append(path)
+    except OSError as exc:
+        for path in done:  # all the starter files or none
+            path.unlink(missing_ok=True)
+        raise UsageError(
+            f"cannot write the starter files into {folder}: {exc.strerror or exc}; nothing was "
+            "written (choose a folder you can write to: rhflow init DIR)"
+        ) from exc
+    for path in done:
         click.echo(f"wrote {path}")
     where = "" if folder == Path(".") else f"cd {folder} && "
     click.echo(f"next: {where}rhflow run pipeline.yaml --emulator")

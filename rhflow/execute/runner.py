@@ -210,6 +210,7 @@ def run_pipeline(
             money_this_run=run_money,
             money_total=dict(result.cost.get("money") or {}),
             manifest=str(manifest_path),
+            server=dict(result.server or {}),
             errors=list(result.errors),
             **finished,
             maybe_twice=len(result.maybe_twice),

@@ -277,7 +277,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     try:
         atomic.write_atomic(path, data)
     except OSError as exc:
-        raise StateError(f"cannot write {path}: {exc}; check the folder is writable") from exc
+        raise StateError(atomic.cannot_write(path, exc)) from exc
 
 
 def read_manifest(path: Path) -> Manifest:

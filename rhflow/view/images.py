@@ -11,6 +11,7 @@ from pathlib import Path
 
 from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageStat, UnidentifiedImageError
 
+from rhflow.atomic import cannot_write, replacing
 from rhflow.errors import StateError
 
 Color = tuple[int, int, int]
@@ -87,15 +88,12 @@ def paste_fitted(image: Image.Image, picture: Image.Image, box: Box) -> Box:
 
 
 def save_png(image: Image.Image, path: Path) -> None:
-    """Write ``image`` to ``path`` as PNG, through a temporary file renamed into place."""
-    temp = path.with_name(f".{path.name}.tmp")
+    """Write ``image`` to ``path`` as PNG, replacing it atomically (:mod:`rhflow.atomic`)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        image.save(temp, format="PNG")
-        temp.replace(path)
+        with replacing(path) as handle:
+            image.save(handle, format="PNG")
     except OSError as exc:
-        temp.unlink(missing_ok=True)
-        raise StateError(f"cannot write {path}: {exc}; check the folder is writable") from exc
+        raise StateError(cannot_write(path, exc)) from exc
 
 
 def difference(first: Path, second: Path) -> float | None:
