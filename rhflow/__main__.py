@@ -1,5 +1,5 @@
 """``python -m rhflow`` runs the command line."""
 
-from rhflow.cli import main
+from rhflow.cli import console
 
-raise SystemExit(main())
+console()

@@ -17,9 +17,10 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import aiohttp
+if TYPE_CHECKING:  # imported where a socket is opened: a run loads it while it starts
+    import aiohttp
 
 __all__ = ["FollowResult", "ProgressEvent", "decode_frame", "events_from_frame", "follow"]
 
@@ -117,6 +118,8 @@ async def _read(
 async def _connect(
     session: aiohttp.ClientSession, url: str
 ) -> aiohttp.ClientWebSocketResponse[bool] | None:
+    import aiohttp
+
     options: dict[str, Any] = {"heartbeat": HEARTBEAT, "max_msg_size": 0}
     ws_timeout = getattr(aiohttp, "ClientWSTimeout", None)
     if ws_timeout is not None:
@@ -133,6 +136,8 @@ async def _receive(
 ) -> dict[str, Any] | None:
     """The next JSON message as a dict (cleaned by ``mask``); None once the socket is closed
     or broken."""
+    import aiohttp
+
     while True:
         try:
             msg = await ws.receive()
@@ -154,6 +159,8 @@ async def _receive(
 
 
 async def _close(ws: aiohttp.ClientWebSocketResponse[bool]) -> None:
+    import aiohttp
+
     try:
         await ws.close()
     except (aiohttp.ClientError, OSError, RuntimeError, asyncio.TimeoutError) as exc:

@@ -30,8 +30,6 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-import aiohttp
-
 from rhflow.api.client import Client, TaskCreated, TaskOutputs
 from rhflow.errors import RhflowError, StateError
 from rhflow.execute.breaker import SERVER_STOPPED
@@ -108,23 +106,24 @@ class Executor:
         """Run every task; return the run status (succeeded, failed or interrupted)."""
         loop = asyncio.get_running_loop()
         pool = ThreadPoolExecutor(self._options.threads, thread_name_prefix="rhflow")
+        self._remote.bind(loop, pool)
+        if self._options.websocket:
+            self._remote.open_session()  # loads while the run starts
         self._prepare()
-        async with aiohttp.ClientSession() as session:
-            self._remote.bind(loop, pool, session)
-            restore = self._install_signals(loop)
-            writer = asyncio.create_task(self._journal_loop())
-            try:
-                await self._cancel_superseded()
-                self._workers = [
-                    asyncio.create_task(self._worker())
-                    for _ in range(max(1, self._keys.total_slots))
-                ]
-                await asyncio.gather(*self._workers, return_exceptions=True)
-                self._budget_note()
-            finally:
-                restore()
-                writer.cancel()
-                pool.shutdown(wait=False, cancel_futures=True)
+        restore = self._install_signals(loop)
+        writer = asyncio.create_task(self._journal_loop())
+        try:
+            await self._cancel_superseded()
+            self._workers = [
+                asyncio.create_task(self._worker()) for _ in range(max(1, self._keys.total_slots))
+            ]
+            await asyncio.gather(*self._workers, return_exceptions=True)
+            self._budget_note()
+        finally:
+            restore()
+            writer.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
+            await self._remote.close_session()
         return self._status()
 
     def _status(self) -> str:

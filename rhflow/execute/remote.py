@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import json
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
-
-import aiohttp
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rhflow.api.client import BUILTIN_EMULATOR, TaskCreated, TaskOutputs
 from rhflow.errors import ApiError, BadResponseError, RhflowError, TransportError, UsageError
@@ -31,6 +30,9 @@ from rhflow.model import PlannedTask
 from rhflow.progress import Reporter
 from rhflow.record.journal import Journal
 from rhflow.record.store import OutputRecord, Store, TaskRecord
+
+if TYPE_CHECKING:
+    import aiohttp
 
 T = TypeVar("T")
 
@@ -94,13 +96,34 @@ class Remote:
             on_upload=self._uploaded,
         )
 
-    def bind(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        pool: ThreadPoolExecutor,
-        session: aiohttp.ClientSession,
-    ) -> None:
-        self._loop, self._pool, self.session = loop, pool, session
+    def bind(self, loop: asyncio.AbstractEventLoop, pool: ThreadPoolExecutor) -> None:
+        self._loop, self._pool = loop, pool
+        self._session: aiohttp.ClientSession | None = None
+        self._opening: asyncio.Future[None] | None = None
+
+    def open_session(self) -> None:
+        """Start loading aiohttp (a tenth of a second of imports) in a thread while the run
+        starts, for the WebSockets; ``session`` waits for it."""
+        if self._opening is None:
+            self._opening = asyncio.ensure_future(self._open())
+
+    async def _open(self) -> None:
+        module = await self._loop.run_in_executor(None, importlib.import_module, "aiohttp")
+        self._session = module.ClientSession()
+
+    async def session(self) -> aiohttp.ClientSession:
+        """The run's session for WebSockets (opened on first use if not started yet)."""
+        self.open_session()
+        assert self._opening is not None
+        await asyncio.shield(self._opening)
+        assert self._session is not None
+        return self._session
+
+    async def close_session(self) -> None:
+        if self._opening is not None:
+            await asyncio.gather(self._opening, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
 
     def _uploaded(self, path: Path, sha256: str, name: str) -> None:
         self._loop.call_soon_threadsafe(

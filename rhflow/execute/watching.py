@@ -93,7 +93,7 @@ class Watcher:
         socket = asyncio.create_task(
             follow(
                 wss,
-                session=self._remote.session,
+                session=await self._remote.session(),
                 timeout=_remaining(deadline),
                 on_event=functools.partial(self._progress, task),
                 mask=getattr(self._remote.client, "mask", None),
