@@ -13,10 +13,12 @@ of stderr (the live progress display is gone once a run ends).
 
 from __future__ import annotations
 
+import contextlib
 import re
+import shlex
 import signal
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 SHOWN_FOLDER = "/home/me/rhflow"
@@ -120,12 +122,22 @@ def run_block(
     server: str | None = None,
     shown_as: Mapping[str, str] | None = None,
     codes: Mapping[str, int] | None = None,
+    rewrite: Mapping[str, str] | None = None,
 ) -> list[subprocess.CompletedProcess[str]]:
     """Run each command of a console block with bash in ``folder`` (interrupting it where the
     block shows ``^C``) and compare what it printed with what the block shows; ``codes`` gives
-    the exit code of a command that must not end with 0 (130 after ``^C``)."""
+    the exit code of a command that must not end with 0 (130 after ``^C``). ``rewrite``
+    replaces text in the commands before they run (the page's port by the one in use). An
+    ``export NAME=VALUE ...`` line sets the environment of the commands after it."""
     done = []
-    for command, shown in transcript(body):
+    env = dict(env)
+    for shown_command, shown in transcript(body):
+        command = shown_command
+        for page_text, real in (rewrite or {}).items():
+            command = command.replace(page_text, real)
+        if command.startswith("export "):
+            env |= dict(word.split("=", 1) for word in shlex.split(command)[1:])
+            continue
         interrupted = shown.splitlines()[:1] == ["^C"]
         if interrupted:
             shown = shown.split("\n", 1)[1] if "\n" in shown else ""
@@ -135,13 +147,33 @@ def run_block(
                 ["bash", "-c", command], cwd=folder, env=dict(env), capture_output=True,
                 text=True, timeout=180,
             )  # fmt: skip
-        want = 130 if interrupted else (codes or {}).get(command, 0)
+        want = 130 if interrupted else (codes or {}).get(shown_command, 0)
         assert outcome.returncode == want, f"$ {command}\n{outcome.stdout}\n{outcome.stderr}"
         assert "Traceback" not in outcome.stderr, command
         actual = essentials(kept(outcome), folder=folder, server=server, shown_as=shown_as)
-        compare(command, shown, actual)
+        compare(shown_command, shown, actual)
         done.append(outcome)
     return done
+
+
+@contextlib.contextmanager
+def serving(command: str, folder: Path, env: Mapping[str, str]) -> Iterator[tuple[str, str]]:
+    """Run ``rhflow emulator --port P ...`` on a free port instead of P until the block ends;
+    yield the line it printed once ready and its URL."""
+    port = re.search(r"--port (\d+)", command)
+    assert port is not None, command
+    argv = shlex.split(command.replace(port.group(0), "--port 0"))
+    with subprocess.Popen(argv, cwd=folder, env=dict(env), text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL) as proc:  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline().rstrip("\n")
+            url = re.search(r"http://127\.0\.0\.1:\d+", line)
+            assert url is not None, line
+            yield line, url.group(0)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=30)
 
 
 def interrupt(

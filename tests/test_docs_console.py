@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from rhflow.emulator import Emulator
-from tests.doc_console import compare, console_blocks, essentials, run_block, transcript
+from tests.doc_console import compare, console_blocks, run_block, serving, transcript
 from tests.test_docs_howto import shell_lines
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,23 +106,33 @@ def _validate_all(body: str) -> str:
 
 
 def _serve(body: str, folder: Path, env: dict[str, str]) -> None:
-    """``rhflow emulator --port P ...`` prints its URL once ready: run it on a free port,
-    read that line, stop it with Ctrl-C."""
+    """``rhflow emulator --port P ...`` prints its URL once ready (on a free port here)."""
     [(command, shown)] = transcript(body)
+    with serving(command, folder, env) as (line, url):
+        compare(command, shown, line.replace(url, _page_url(command)))
+
+
+def _page_url(command: str) -> str:
     port = re.search(r"--port (\d+)", command)
     assert port is not None, command
-    argv = command.replace(port.group(0), "--port 0").split()
-    with subprocess.Popen(argv, cwd=folder, env=env, text=True, stdout=subprocess.PIPE) as proc:
-        try:
-            assert proc.stdout is not None
-            line = proc.stdout.readline().rstrip("\n")
-        finally:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=30)
-    url = re.search(r"http://127\.0\.0\.1:\d+", line)
-    assert url is not None, line
-    actual = essentials(line, shown_as={url.group(0): f"http://127.0.0.1:{port.group(1)}"})
-    compare(command, shown, actual)
+    return f"http://127.0.0.1:{port.group(1)}"
+
+
+@pytest.mark.slow
+def test_emulator_and_client_pages_run_against_the_emulator_they_start(folder: Path) -> None:
+    """Each page starts ``rhflow emulator`` in its first block and points the rest at it."""
+    env = environment(folder)
+    client_page = (DOCS / "reference" / "client.md").read_text(encoding="utf-8")
+    (example,) = re.findall(r"^```python\n(.*?)^```$", client_page, re.M | re.S)[:1]
+    (folder / "example.py").write_text(example, encoding="utf-8")
+    for name in ("emulator.md", "client.md"):
+        first, *rest = console_blocks((DOCS / "reference" / name).read_text(encoding="utf-8"))
+        [(command, shown)] = transcript(first)
+        with serving(command, folder, env) as (line, url):
+            page_url = _page_url(command)
+            compare(command, shown, line.replace(url, page_url))
+            for body in rest:
+                run_block(body, folder, env, shown_as={url: page_url}, rewrite={page_url: url})
 
 
 @pytest.mark.slow
