@@ -8,6 +8,8 @@ Commands that need a key run against a loopback emulator through ``RH_BASE_URL``
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import re
 import shutil
@@ -19,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from rhflow.emulator import Emulator
+from rhflow.emulator.workflows import BUILTIN_WORKFLOWS, TEXT_TO_IMAGE
 from tests.doc_console import compare, console_blocks, run_block, serving, transcript
 from tests.test_docs_howto import shell_lines
 
@@ -152,3 +155,25 @@ def test_results_page_diff_prints_what_the_page_shows(folder: Path) -> None:
 def _diffs(body: str) -> dict[str, int]:
     """``rhflow diff`` exits 1 when the runs differ, as the page shows them doing."""
     return {c: 1 for c, _ in transcript(body) if c.startswith("rhflow diff ")}
+
+
+@pytest.mark.slow
+def test_reproduce_page_lock_then_a_workflow_changed_on_the_server(
+    folder: Path, make_emulator: Callable[..., Emulator]
+) -> None:
+    """The lock's transcripts, with the served workflow edited between them (the page says
+    its steps changed on the server)."""
+    page = (DOCS / "how-to" / "reproduce.md").read_text(encoding="utf-8")
+    (cloud,) = re.findall(r"^```yaml file=cloud.yaml\n(.*?)^```$", page, re.M | re.S)
+    (folder / "cloud.yaml").write_text(cloud, encoding="utf-8")
+    served = folder / "served"
+    served.mkdir()
+    graph = copy.deepcopy(BUILTIN_WORKFLOWS[TEXT_TO_IMAGE])
+    (served / f"{TEXT_TO_IMAGE}.json").write_text(json.dumps(graph))
+    emu = make_emulator(account="consumer", concurrency=50, workflows_dir=str(served))
+    env = environment(folder, emu)
+    locking, running = console_blocks(page)
+    run_block(locking, folder, env, server=emu.url)
+    graph["3"]["inputs"]["steps"] = 30  # edited on the website, behind the same id
+    (served / f"{TEXT_TO_IMAGE}.json").write_text(json.dumps(graph))
+    run_block(running, folder, env, server=emu.url, codes={"rhflow run cloud.yaml --frozen": 2})
