@@ -191,3 +191,10 @@ def test_scheduler_page_no_key_progress_and_a_failed_run(
     emu = make_emulator(account="consumer", concurrency=50, task_seconds=(0.5, 1.0))
     run_block(failed, folder, environment(folder, emu), server=emu.url,
               codes={transcript(failed)[1][0]: 1})  # fmt: skip
+
+
+@pytest.mark.slow
+def test_editor_and_shell_page_verbose_transcript(folder: Path) -> None:
+    (body,) = console_blocks((DOCS / "how-to" / "editor-and-shell.md").read_text(encoding="utf-8"))
+    [done] = run_block(body, folder, environment(folder))
+    assert "POST /task/openapi/create -> HTTP 200, code 0" in done.stdout
