@@ -304,3 +304,21 @@ def test_money_texts() -> None:
     assert money_text({"USD": 1, "CNY": 2}) == "2.00 CNY + 1.00 USD"
     assert spend_text(3, {}) == "3 coins" and spend_text(1, None) == "1 coin"
     assert spend_text(0, {"CNY": 0.06}) == "0 coins / 0.06 CNY"
+
+
+def test_diff_shows_the_money_of_two_enterprise_runs(
+    enterprise: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(enterprise, "--only", "subject=cat", "--out", "one", "--quiet") == 0
+    assert run(enterprise, "--out", "two", "--quiet") == 0
+    capsys.readouterr()
+    assert main(["diff", "one/manifest.json", "two/manifest.json"]) == 1
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert re.fullmatch(
+        r"4 tasks: 0 changed, 2 added, 0 removed, 2 unchanged; coins 0 -> 0 \(\+0\); "
+        r"money 0\.02 -> 0\.04 \(\+0\.02 USD\); task seconds [\d.]+ -> [\d.]+ \([+-][\d.]+\)",
+        last,
+    ), last
+    assert main(["diff", "one/manifest.json", "two/manifest.json", "--json"]) == 1
+    totals = json.loads(capsys.readouterr().out)["totals"]
+    assert totals["money"] == {"a": 0.02, "b": 0.04, "delta": 0.02}

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rhflow.record.costs import amount_text, money_amount, money_totals
 from rhflow.record.manifest import Manifest, TaskEntry
 from rhflow.view import images
 from rhflow.view.grid import show, value_key
@@ -86,7 +87,8 @@ class Comparison:
     b: Path
     pipelines: tuple[str, str]
     tasks: tuple[TaskChange, ...]
-    totals: Mapping[str, tuple[float, float]]  # coins, duration: (A, B)
+    totals: Mapping[str, tuple[float, float]]  # coins, duration (and money, if paid): (A, B)
+    currency: str = ""  # of the money, where some task was paid in money
 
     @property
     def changed(self) -> bool:
@@ -113,6 +115,7 @@ class Comparison:
 def compare(a: Manifest, a_path: Path, b: Manifest, b_path: Path) -> Comparison:
     """Match the tasks of run ``a`` (read from ``a_path``) with those of run ``b``."""
     left, right = _by_key(a.tasks), _by_key(b.tasks)
+    paid = (money_totals(a.tasks), money_totals(b.tasks))  # enterprise keys pay money
     changes = [
         _compare_pair(left.get(key), right.get(key), a_path.parent, b_path.parent)
         for key in dict.fromkeys([*left, *right])
@@ -126,7 +129,9 @@ def compare(a: Manifest, a_path: Path, b: Manifest, b_path: Path) -> Comparison:
         totals={
             "coins": (_sum(a.tasks, "coins"), _sum(b.tasks, "coins")),
             "duration": (_sum(a.tasks, "duration"), _sum(b.tasks, "duration")),
+            **({"money": (money_amount(paid[0]), money_amount(paid[1]))} if any(paid) else {}),
         },
+        currency=next(iter({**paid[0], **paid[1]}), ""),
     )
 
 
@@ -195,10 +200,18 @@ def summary_lines(comparison: Comparison) -> list[str]:
     counts = ", ".join(f"{comparison.count(k)} {k}" for k in KINDS)
     coins_a, coins_b = comparison.totals["coins"]
     time_a, time_b = comparison.totals["duration"]
+    money = ""
+    if "money" in comparison.totals:
+        money_a, money_b = comparison.totals["money"]
+        unit = comparison.currency or "money"
+        money = (
+            f"; money {amount_text(money_a)} -> {amount_text(money_b)} "
+            f"({'+' if money_b >= money_a else '-'}{amount_text(abs(money_b - money_a))} {unit})"
+        )
     lines.append(
         f"{len(comparison.tasks)} tasks: {counts}; coins {coins_a:g} -> {coins_b:g} "
-        f"({_signed(coins_b - coins_a, 'g')}); task seconds {time_a:.1f} -> {time_b:.1f} "
-        f"({_signed(time_b - time_a, '.1f')})"
+        f"({_signed(coins_b - coins_a, 'g')}){money}; task seconds {time_a:.1f} -> "
+        f"{time_b:.1f} ({_signed(time_b - time_a, '.1f')})"
     )
     return lines
 
