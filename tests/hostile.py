@@ -367,6 +367,8 @@ def setup(name: str, h: Hostile, output_dir: Path, victim: Path) -> str:
         h.create = {**h.create, "taskId": int("9" * 400)}
     elif name == "20,000 outputs":
         h.outputs = [{"fileUrl": png, "fileType": "png"}] * 20000
+    elif name == "1,000 outputs":  # as many as --max-outputs lets a task have: all downloaded
+        h.outputs = [{"fileUrl": png, "fileType": "png"}] * 1000
     else:
         raise KeyError(name)
     return template

@@ -103,6 +103,11 @@ def test_costs_examples_run(tmp_path: Path, emulator: Emulator) -> None:
     assert capped["budget"]["spent"] == 3 and capped["counts"]["pending"] == 3
     refused = runs["rhflow run pipelines/sweep.yaml --quiet --max-coins 3"]
     assert refused.stderr.startswith("Error: this run is estimated at 4 coins, over --max-coins 3")
+    text = (HOWTO / "costs.md").read_text()
+    shown = [b for b in console_blocks(text) if "--max-money" not in b]
+    assert len(shown) == 2  # the estimate and the account, as the page shows them
+    for body in shown:
+        check_block(body, runs, folder=tmp_path, server=emulator.url)
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -166,3 +167,45 @@ def test_a_bad_server_silence_is_a_usage_error(tmp_path: Path, api_key: str) -> 
     with pytest.raises(UsageError) as info:
         run_pipeline(path, api_key=api_key, base_url="http://127.0.0.1:9", server_silence=0)
     assert str(info.value) == "--server-silence 0 must be a positive number of seconds"
+
+
+def test_an_upload_whose_answer_never_comes_stops_the_run_without_creating(
+    tmp_path: Path,
+) -> None:
+    """The upload's own deadline is long (a large file takes time to send); once it is sent,
+    its answer must come within ``timeout``, and two such silences stop the run. Before, each
+    upload waited out its whole deadline, 7 times."""
+    from hostile import KEY, PNG, Hostile, silent
+
+    (tmp_path / "face.png").write_bytes(PNG)
+    (tmp_path / "wf.json").write_text(
+        json.dumps({"2": {"class_type": "LoadImage", "inputs": {"image": "x.png"}}})
+    )
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "version: 1\nname: upload\noutput: out\nsteps:\n  gen:\n"
+        '    workflow: "1904136902449209346"\n    workflow_file: wf.json\n    retries: 0\n'
+        '    nodes:\n      "2": {image: {file: face.png}}\n    outputs: "img-{{ index }}.png"\n'
+    )
+    with Hostile() as h:
+        h.api.routes[("POST", "/task/openapi/upload")] = silent()
+        options = {"api_backoff": Backoff(0.02, cap=0.1), "silent_seconds": 1.0}
+        started = time.monotonic()
+        with Client(KEY, h.api.url, timeout=0.5, upload_timeout=20) as client:
+            result = run_pipeline(
+                path, client=client, execute_options=options, out=tmp_path / "out"
+            )
+        elapsed = time.monotonic() - started
+        uploads = [s for s in h.api.seen if s.path == "/task/openapi/upload"]
+        creates = [s for s in h.api.seen if s.path == "/task/openapi/create"]
+    assert exit_code(result.manifest) == 3
+    (error,) = result.manifest.errors
+    assert re.match(
+        rf"{SERVER_STOPPED}: 2 API requests in a row got no answer over \d+ s \(the last: "
+        r"RunningHub answered 0 CONNECTION_ERROR: POST /task/openapi/upload timed out: no "
+        r"answer within 0\.5 s of the request being sent",
+        error,
+    ), error
+    assert elapsed < 8
+    assert (len(uploads), creates) == (2, [])
+    assert [t.status for t in result.manifest.tasks] == ["pending"]

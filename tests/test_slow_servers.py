@@ -5,7 +5,11 @@ checks that the defaults are those the documentation gives."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -179,3 +183,19 @@ def test_a_bad_min_download_rate_is_a_usage_error(text: str) -> None:
         f"--min-download-rate {text!r} is not a rate: write a size, a slash and seconds, e.g. "
         "--min-download-rate 1KB/15s (at least 1 KB in every 15 s), or off"
     )
+
+
+def test_the_slow_server_benchmark_runs_a_scenario_through_the_cli(tmp_path: Path) -> None:
+    """``python -m benchmarks.slow_servers`` (its figures are the benchmark's to report)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.slow_servers", "--only", "huge Content-Length"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    row = json.loads(done.stdout.splitlines()[0])
+    assert (row["scenario"], row["exit"], row["traceback"]) == ("huge Content-Length", 1, False)
+    assert "1 scenarios, default settings: 0 past 75 s; slowest" in done.stdout

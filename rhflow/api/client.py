@@ -572,9 +572,12 @@ class Client:
         method = "GET" if query is not None else "POST"
         limit = timeout or self.timeout
         answering = False  # the headers came: a body that does not is a server dripping it
-        with deadline(limit) as watch:
+        # A long limit (an upload's) is for sending: the answer must still come in ``timeout``.
+        answer = self.timeout if limit > self.timeout else None
+        with deadline(limit, answer=answer) as watch:
             try:
                 resp = self._send_following(method, path, query, json_body, form, files, limit)
+                watch.begun()
                 answering = True
                 with resp:
                     body = read_capped(resp, MAX_ANSWER_BYTES, watch)
@@ -585,6 +588,11 @@ class Client:
             except (Expired, requests.RequestException) as exc:
                 if watch.expired:
                     _log_request(method, path, started, "timed out")
+                    if watch.reason == "headers":
+                        raise TransportError(
+                            f"POST {path} timed out: no answer within {self.timeout:g} s of "
+                            "the request being sent"
+                        ) from None
                     kind = RefusedAnswerError if answering else TransportError
                     raise kind(
                         f"POST {path} timed out: no complete answer within {limit:g} s"

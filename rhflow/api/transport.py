@@ -77,16 +77,22 @@ class _Watch:
     """The connections used inside one ``deadline`` block; shut down when it expires.
 
     It expires at ``ends``; before the headers of the answer came (``begun``), also at
-    ``headers_ends``; after, when a ``min_rate`` window brings fewer bytes than it asks
-    (``received`` counts the body as it arrives). ``reason`` says which: "deadline",
-    "headers" or "stalled"."""
+    ``headers_ends`` (``headers`` seconds from the start, or ``answer`` seconds from the end
+    of sending the request, whichever comes first); after, when a ``min_rate`` window brings
+    fewer bytes than it asks (``received`` counts the body as it arrives). ``reason`` says
+    which: "deadline", "headers" or "stalled"."""
 
     def __init__(
-        self, seconds: float, headers: float | None = None, min_rate: MinRate | None = None
+        self,
+        seconds: float,
+        headers: float | None = None,
+        min_rate: MinRate | None = None,
+        answer: float | None = None,
     ) -> None:
         now = time.monotonic()
         self.ends = now + seconds
         self.headers_ends = None if headers is None else now + headers
+        self.answer = answer
         self.min_rate = min_rate
         self.received = 0  # body bytes so far (written by the reading thread)
         self.window_bytes = 0  # what the last window brought, once stalled
@@ -104,6 +110,16 @@ class _Watch:
             self._connections.append(conn)
             if self.expired:
                 _shut(conn)
+
+    def sent(self) -> None:
+        """The request is sent (a large upload may take long): its answer has ``answer``
+        seconds from now."""
+        if self.answer is None or self._begun:
+            return
+        by = time.monotonic() + self.answer
+        if self.headers_ends is None or by < self.headers_ends:
+            self.headers_ends = by
+            _watchdog.add(self)
 
     def begun(self) -> None:
         """The headers of the answer came: from now on the body's rate counts."""
@@ -217,12 +233,17 @@ _local = threading.local()
 
 @contextmanager
 def deadline(
-    seconds: float, *, headers: float | None = None, min_rate: MinRate | None = None
+    seconds: float,
+    *,
+    headers: float | None = None,
+    min_rate: MinRate | None = None,
+    answer: float | None = None,
 ) -> Iterator[_Watch]:
     """Every request of this thread inside the block ends by ``seconds`` from now; with
     ``headers``, its answer's headers come within that many seconds (call ``begun`` when
-    they did); with ``min_rate``, its body then comes at least that fast."""
-    watch = _Watch(seconds, headers, min_rate)
+    they did); with ``answer``, within that many seconds of the request being sent; with
+    ``min_rate``, its body then comes at least that fast."""
+    watch = _Watch(seconds, headers, min_rate, answer)
     outer = getattr(_local, "watch", None)
     _local.watch = watch
     _watchdog.add(watch)
@@ -240,16 +261,30 @@ def _attach(conn: HTTPConnection) -> None:
         watch.attach(conn)
 
 
+def _sent() -> None:
+    watch = getattr(_local, "watch", None)
+    if watch is not None:
+        watch.sent()
+
+
 class _WatchedHTTPConnection(HTTPConnection):
     def request(self, *args: Any, **kwargs: Any) -> None:
         _attach(self)
         super().request(*args, **kwargs)
+
+    def getresponse(self) -> Any:
+        _sent()
+        return super().getresponse()
 
 
 class _WatchedHTTPSConnection(HTTPSConnection):
     def request(self, *args: Any, **kwargs: Any) -> None:
         _attach(self)
         super().request(*args, **kwargs)
+
+    def getresponse(self) -> Any:
+        _sent()
+        return super().getresponse()
 
 
 class _WatchedPool(urllib3.HTTPConnectionPool):

@@ -87,13 +87,14 @@ class Remote:
         #: Trips when the server stopped answering; the executor sets its ``on_trip``.
         self.breaker = Breaker(options.silent_requests, options.silent_seconds)
         self._uploads = UploadCache(
-            lambda path: str(self.keys.primary.upload(path).file_name),
+            self._upload,
             store,
             getattr(client, "base_url", server),  # uploads live on this very process/port
             backoff=options.api_backoff,
             retries=options.api_retries,
             rand=rand,
             on_upload=self._uploaded,
+            give_up=lambda: self.breaker.tripped is not None,
         )
 
     def bind(self, loop: asyncio.AbstractEventLoop, pool: ThreadPoolExecutor) -> None:
@@ -124,6 +125,17 @@ class Remote:
             await asyncio.gather(self._opening, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
+
+    def _upload(self, path: Path) -> str:
+        """In a pool thread: upload ``path``, telling the breaker (on the loop) how it went."""
+        sent = time.monotonic()
+        try:
+            name = str(self.keys.primary.upload(path).file_name)
+        except ApiError as err:
+            self._loop.call_soon_threadsafe(self.breaker.observe, err, sent)
+            raise
+        self._loop.call_soon_threadsafe(self.breaker.answered)
+        return name
 
     def _uploaded(self, path: Path, sha256: str, name: str) -> None:
         self._loop.call_soon_threadsafe(

@@ -47,6 +47,7 @@ class UploadCache:
         rand: Rand,
         sleep: Callable[[float], None] = time.sleep,
         on_upload: Callable[[Path, str, str], None] | None = None,
+        give_up: Callable[[], bool] = lambda: False,
     ) -> None:
         self._upload = upload
         self._store = store
@@ -56,6 +57,7 @@ class UploadCache:
         self._rand = rand
         self._sleep = sleep
         self._on_upload = on_upload
+        self._give_up = give_up  # no more retries (the server stopped answering)
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
 
@@ -78,7 +80,7 @@ class UploadCache:
             try:
                 return self._upload(path)
             except ApiError as err:
-                if not err.retryable or attempt == self._retries:
+                if not err.retryable or attempt == self._retries or self._give_up():
                     raise
                 # A short pause inside the pool thread doing this one upload.
                 self._sleep(self._backoff.delay(attempt, self._rand))
