@@ -63,9 +63,9 @@ def test_resume_page_ctrl_c_detach_status_and_cancel(tmp_path: Path, slow_tasks:
     page is tried up to three times, each in a new folder."""
     text = (DOCS / "how-to" / "resume.md").read_text(encoding="utf-8")
     blocks = console_blocks(text)
-    assert len(blocks) == 3 and sum(b.count("\n^C\n") for b in blocks) == 3
+    assert len(blocks) == 4 and sum(b.count("\n^C\n") for b in blocks) == 3
     shown_as = {f"{slow_tasks.url} (an emulator)": "https://www.runninghub.cn:443"}
-    unfinished = {"rhflow status out/detached": 3, "rhflow status out/left": 3}
+    unfinished = {f"rhflow status out/{name}": 3 for name in ("detached", "left", "sweep")}
     for attempt in range(3):
         folder = tmp_path / f"try-{attempt}"
         shutil.copytree(ROOT / "pipelines", folder / "pipelines")
@@ -177,3 +177,17 @@ def test_reproduce_page_lock_then_a_workflow_changed_on_the_server(
     graph["3"]["inputs"]["steps"] = 30  # edited on the website, behind the same id
     (served / f"{TEXT_TO_IMAGE}.json").write_text(json.dumps(graph))
     run_block(running, folder, env, server=emu.url, codes={"rhflow run cloud.yaml --frozen": 2})
+
+
+@pytest.mark.slow
+def test_scheduler_page_no_key_progress_and_a_failed_run(
+    folder: Path, make_emulator: Callable[..., Emulator]
+) -> None:
+    no_key, shown, failed = console_blocks(
+        (DOCS / "explanation" / "scheduler.md").read_text(encoding="utf-8")
+    )
+    run_block(no_key, folder, environment(folder), codes={"rhflow run pipelines/sweep.yaml": 2})
+    run_block(shown, folder, environment(folder))
+    emu = make_emulator(account="consumer", concurrency=50, task_seconds=(0.5, 1.0))
+    run_block(failed, folder, environment(folder, emu), server=emu.url,
+              codes={transcript(failed)[1][0]: 1})  # fmt: skip
