@@ -191,3 +191,27 @@ def test_scheduler_page_no_key_progress_and_a_failed_run(
     emu = make_emulator(account="consumer", concurrency=50, task_seconds=(0.5, 1.0))
     run_block(failed, folder, environment(folder, emu), server=emu.url,
               codes={transcript(failed)[1][0]: 1})  # fmt: skip
+
+
+@pytest.mark.slow
+def test_editor_and_shell_page_verbose_transcript(folder: Path) -> None:
+    (body,) = console_blocks((DOCS / "how-to" / "editor-and-shell.md").read_text(encoding="utf-8"))
+    [done] = run_block(body, folder, environment(folder))
+    assert "POST /task/openapi/create -> HTTP 200, code 0" in done.stdout
+
+
+@pytest.mark.slow
+def test_scheduler_page_json_events_have_the_keys_a_run_prints(folder: Path) -> None:
+    """The page's ``--json`` lines are examples (their values vary); each has the keys of the
+    event of that name a run prints."""
+    page = (DOCS / "explanation" / "scheduler.md").read_text(encoding="utf-8")
+    (block,) = re.findall(r"^```json\n(.*?)^```$", page, re.M | re.S)
+    shown = [json.loads(line) for line in block.splitlines()]
+    done = subprocess.run(
+        ["rhflow", "run", "pipelines/sweep.yaml", "--emulator", "--json", "--limit", "1"],
+        cwd=folder, env=environment(folder), capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    printed = {e["event"]: set(e) for e in map(json.loads, done.stdout.splitlines())}
+    for event in shown:
+        assert set(event) == printed.get(event["event"]), event["event"]

@@ -69,16 +69,13 @@ def run_page(
 
 @pytest.mark.slow
 def test_editor_and_shell_examples_run(tmp_path: Path, emulator: Emulator, api_key: str) -> None:
-    errs = [
-        done.stderr for done in run_page(HOWTO / "editor-and-shell.md", tmp_path, emulator, api_key)
-    ]
+    run_page(HOWTO / "editor-and-shell.md", tmp_path, emulator, api_key)
     shipped = json.loads((ROOT / "schemas" / "pipeline.schema.json").read_text())
     assert json.loads((tmp_path / "pipeline.schema.json").read_text()) == shipped
     assert (
         "complete -o nosort -F _rhflow_completion rhflow"
         in (tmp_path / "rhflow-complete.bash").read_text()
     )
-    assert any("POST /task/openapi/create -> HTTP 200, code 0" in e for e in errs)
     assert len(list((tmp_path / "out" / "plain").rglob("*.png"))) == 1  # --limit 1
 
 

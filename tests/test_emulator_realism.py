@@ -114,7 +114,8 @@ def test_concurrency_overrides_the_account(make_emulator: Factory, api_key: str)
 def test_an_enterprise_key_queues_personally_and_pays_money(
     make_emulator: Factory, api_key: str
 ) -> None:
-    emu = make_emulator(concurrency=1, money=0.02, queue_seconds=0)
+    # the first task runs long enough that the second is created while it runs, even under load
+    emu = make_emulator(concurrency=1, money=0.02, queue_seconds=0, task_seconds=(2, 2))
     first = create(emu, api_key)["data"]["taskId"]
     queued = create(emu, api_key, usePersonalQueue=True)["data"]
     assert queued["taskStatus"] == "QUEUED"

@@ -265,3 +265,18 @@ def test_validate_compares_with_the_lock(
     monkeypatch.delenv("RH_API_KEY")
     assert main(["validate", "--strict", str(path)]) == 1
     assert "rhflow.lock not compared: no API key" in capsys.readouterr().out
+
+
+def test_a_run_asks_for_a_locked_workflow_once(
+    tmp_path: Path, served: Emulator, api_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock check fetches the workflow fresh; the override check uses that same copy."""
+
+    def fetches() -> int:
+        return int(served.stats()["requests"].get("/api/openapi/getJsonApiFormat", 0))
+
+    path = pipeline(tmp_path)
+    assert cli(["lock", str(path)], served, api_key, monkeypatch) == 0
+    before = fetches()
+    assert run(path, served, api_key).status == "succeeded"
+    assert fetches() - before == 1

@@ -168,11 +168,11 @@ def run_pipeline(
             if len(clients) > 1:  # a refused key of a pool is out before it is asked anything
                 _precheck(keys, reporter)
             made = keys.primary
-            locks = check_lock(pipeline, made, server=server, frozen=frozen)
+            workflows = CachedWorkflows(made, persist=not emulator)
+            locks = check_lock(pipeline, _Remembered(made, workflows), server=server, frozen=frozen)
             for warning in locks.warnings:
                 reporter.emit("run_warning", message=warning)
             if _has_unchecked_workflows(pipeline):
-                workflows = CachedWorkflows(made, persist=not emulator)
                 pipeline = loading.load(workflows=workflows)
                 _require_workflows(pipeline, workflows)
             pipeline = with_hashes(pipeline, locks.hashes)
@@ -219,6 +219,23 @@ def run_pipeline(
         reporter.close()
     elapsed = time.monotonic() - started
     return RunResult(result, manifest_path, elapsed, tally.reused, run_coins, run_money)
+
+
+class _Remembered:
+    """The client as the lock check uses it, leaving each workflow it fetches in the cache the
+    overrides are checked against next: one ``getJsonApiFormat`` per workflow at start."""
+
+    def __init__(self, client: Any, workflows: CachedWorkflows) -> None:
+        self._client = client
+        self._workflows = workflows
+
+    def get_workflow_json(self, workflow_id: str) -> Any:
+        fetched = self._client.get_workflow_json(workflow_id)
+        self._workflows.remember(workflow_id, fetched)
+        return fetched
+
+    def app_fields(self, webapp_id: str) -> Any:
+        return self._client.app_fields(webapp_id)
 
 
 class _Tally:

@@ -104,11 +104,26 @@ class CachedWorkflows:
             if cached is None:
                 self.errors[workflow_id] = ValueError("the server's answer is not a workflow")
             return cached
+        self._keep(workflow_id, graph)
+        return graph
+
+    def remember(self, workflow_id: str, fetched: Any) -> None:
+        """Keep ``fetched``, the server's answer for ``workflow_id`` just now (the lock check
+        fetches every locked workflow fresh): the overrides are checked against the same copy
+        and the workflow is not asked for twice."""
+        graph = workflow_nodes(fetched) if fetched is not None else None
+        if graph is not None and _SAFE_ID.match(workflow_id):
+            self._memory[workflow_id] = graph
+            self._keep(workflow_id, graph)
+
+    def _keep(self, workflow_id: str, graph: Mapping[str, Any]) -> None:
         if self._persist:
             with contextlib.suppress(OSError):  # a cache that cannot be written is only slower
                 # in the server's order: rhflow inspect shows fields as the workflow lists them
-                write_atomic(path, json.dumps(graph, ensure_ascii=False).encode())
-        return graph
+                write_atomic(
+                    self._dir / f"{workflow_id}.json",
+                    json.dumps(graph, ensure_ascii=False).encode(),
+                )
 
     @staticmethod
     def _read(path: Path) -> dict[str, Any] | None:
