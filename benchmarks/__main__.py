@@ -407,20 +407,30 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     started = time.monotonic()
+    load_before = os.getloadavg()
     runs = measure(sizes, set(args.only or GROUPS))
     found = figures(runs, sizes)
     print(table(found))
     result = {
         "mode": "quick" if args.quick else "full",
         "seconds": round(time.monotonic() - started, 1),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            # the 1-minute load average before and after: other work on the machine
+            "load": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+        },
         "figures": [asdict(f) for f in found],
         "runs": runs,
     }
     args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     for name, error in runs.get("errors", {}).items():
         print(f"not measured: {name}: {error}")
-    print(f"{len(found)} figures in {result['seconds']} s; written to {args.output}")
+    load = result["machine"]["load"]
+    print(
+        f"{len(found)} figures in {result['seconds']} s (load average {load[0]:g} before, "
+        f"{load[1]:g} after); written to {args.output}"
+    )
     return 1 if runs.get("errors") else 0
 
 

@@ -48,6 +48,8 @@ def test_the_quick_benchmark_measures_every_figure(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(output.read_text(encoding="utf-8"))
     assert result["mode"] == "quick"
+    loads = result["machine"]["load"]  # what else ran on the machine, for reading the figures
+    assert len(loads) == 2 and all(isinstance(x, (int, float)) and x >= 0 for x in loads)
     figures = result["figures"]
     names = [f["name"] for f in figures]
     for expected in FIGURES:

@@ -20,6 +20,7 @@ from rhflow.execute.scheduling import (
     parse_shard,
     shard_tasks,
 )
+from rhflow.execute.watching import saturated
 from rhflow.model import PlannedTask, Target, TaskGraph
 
 
@@ -137,6 +138,14 @@ def test_a_queued_task_is_asked_for_its_socket_while_it_runs_not_after_it_ended(
     # queued for a short time comes after it ended: its end is noticed late.
     assert _socket_found(PollPolicy(), 300, socket=False) < 0.8
     assert _socket_found(PollPolicy(), 300, socket=True) == 1.0
+
+
+def test_a_saturated_loop_polls_queued_tasks_for_their_end_not_their_socket() -> None:
+    # K=500 C=50 T=1 s: sleeps woke about 1 ms late; K=5000 C=200: about 50 ms (one core of
+    # CPU was not enough), when an early socket no longer brought the end sooner.
+    assert not saturated(0.001, 1.2)
+    assert saturated(0.05, 1.2)
+    assert not saturated(10.0, None)  # nothing known yet: the socket search as usual
 
 
 def test_scaled_divides_every_duration() -> None:

@@ -25,6 +25,10 @@ from rhflow.record.store import Store
 
 #: seconds between two progress events of one task (a node's last step is always shown)
 PROGRESS_EVERY = 0.25
+#: A loop whose sleeps wake this share of the shortest run time late is saturated: a socket
+#: found early is noticed no sooner than a poll at the end, and costs CPU (its connection,
+#: its frames, an extra request), so a queued task is then polled for its end instead.
+BUSY = 0.02
 
 
 class Watcher:
@@ -36,6 +40,7 @@ class Watcher:
         self._journal = journal
         self._run_times = RunTimes()
         self._shown: dict[str, float] = {}  # task id -> when its last progress event went out
+        self._late = 0.0  # how late a sleep of this loop wakes, averaged (seconds)
 
     async def wait_end(self, task: PlannedTask, wss: str | None, *, fresh: bool) -> TaskOutputs:
         """Follow the remote task until it is done (or its timeout passes)."""
@@ -59,7 +64,11 @@ class Watcher:
                 interval = self._interval(polls, searching=not tried_ws)
                 polls += 1
                 left = _remaining(deadline)
-                await asyncio.sleep(interval if left is None else min(interval, left))
+                wait = interval if left is None else min(interval, left)
+                slept = time.monotonic()
+                await asyncio.sleep(wait)
+                late = time.monotonic() - slept - wait  # the loop's own delay: how busy it is
+                self._late += (late - self._late) * 0.1
             else:
                 polls = 0  # re-attaching: ask at once
             if outputs is None:
@@ -80,8 +89,9 @@ class Watcher:
     def _interval(self, polls: int, *, searching: bool) -> float:
         """Seconds to the next ``outputs`` call; ``searching``: only to learn the socket."""
         options, times = self._remote.options, self._run_times
-        if searching and options.websocket:
-            return options.poll.until_socket(polls, self._remote.rand, earliest=times.earliest())
+        earliest = times.earliest()
+        if searching and options.websocket and not saturated(self._late, earliest):
+            return options.poll.until_socket(polls, self._remote.rand, earliest=earliest)
         return options.poll.interval(polls, self._remote.rand, expected=times.expected())
 
     async def _watch(
@@ -199,6 +209,12 @@ class Watcher:
             )
             return TaskOutputs("SUCCESS", recorded), True
         raise Lost("the outputs of the earlier run can no longer be fetched")
+
+
+def saturated(late: float, earliest: float | None) -> bool:
+    """Whether a loop whose sleeps wake ``late`` seconds late (on average) is too busy for an
+    early socket to help tasks of at least ``earliest`` seconds (see ``BUSY``)."""
+    return earliest is not None and late > BUSY * earliest
 
 
 def _remaining(deadline: float | None) -> float | None:
