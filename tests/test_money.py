@@ -322,3 +322,16 @@ def test_diff_shows_the_money_of_two_enterprise_runs(
     assert main(["diff", "one/manifest.json", "two/manifest.json", "--json"]) == 1
     totals = json.loads(capsys.readouterr().out)["totals"]
     assert totals["money"] == {"a": 0.02, "b": 0.04, "delta": 0.02}
+
+
+def test_a_cache_entry_keeps_what_its_task_paid_and_the_note_says_it(
+    enterprise: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(enterprise, "--only", "subject=cat", "--out", "a", "--cache", "cache") == 0
+    assert run(enterprise, "--only", "subject=cat", "--out", "b", "--cache", "cache") == 0
+    assert creates(enterprise) == 2  # the second machine took both from the cache
+    entries = [json.loads(p.read_text()) for p in Path("cache").rglob("entry.json")]
+    assert [(e["money"], e["currency"]) for e in entries] == [(0.01, "USD")] * 2
+    notes = [n for t in manifest("b/manifest.json")["tasks"] for n in t["notes"]]
+    assert len(notes) == 2 and all("0 coins / 0.01 USD there); nothing was submitted" in n
+                                   for n in notes)  # fmt: skip

@@ -21,10 +21,11 @@ from rhflow.execute.remote import Remote
 from rhflow.execute.transfers import place
 from rhflow.model import PlannedTask
 from rhflow.record.cache import CachedOutput, CacheEntry, TaskCache
+from rhflow.record.costs import spend_text
 from rhflow.record.store import OutputRecord, TaskRecord
 
 TAKEN_NOTE = (
-    "taken from the cache {url} (run as task {remote_id} on {server}, {coins} coins there); "
+    "taken from the cache {url} (run as task {remote_id} on {server}, {cost} there); "
     "nothing was submitted"
 )
 
@@ -57,7 +58,7 @@ class CacheUse:
             url=self._cache.url,
             remote_id=entry.remote_id,
             server=entry.server,
-            coins=entry.coins if entry.coins is not None else "?",
+            cost=_cost(entry),
         )
         record = remote.record(task)
         notes = record.notes if record else ()
@@ -133,9 +134,19 @@ def _entry(record: TaskRecord, server: str) -> CacheEntry | None:
         node_info_list=record.node_info_list,
         cost_time=record.cost_time,
         coins=record.coins,
+        money=record.money,
+        currency=record.currency,
         finished_at=record.finished_at,
         outputs=tuple(
             CachedOutput(o.index, o.node_id, o.url, o.file_type, o.sha256 or "", o.bytes or 0)
             for o in record.outputs
         ),
     )
+
+
+def _cost(entry: CacheEntry) -> str:
+    """``3 coins``, ``0 coins / 0.01 CNY``, or ``? coins`` when the entry does not say."""
+    if entry.coins is None and entry.money is None:
+        return "? coins"
+    money = {entry.currency or "": entry.money} if entry.money is not None else None
+    return spend_text(entry.coins or 0.0, money)

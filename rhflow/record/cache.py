@@ -71,6 +71,8 @@ class CacheEntry:
     coins: float | None
     finished_at: float | None
     outputs: tuple[CachedOutput, ...]
+    money: float | None = None  # what an enterprise key paid, and in what currency
+    currency: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +88,8 @@ class CacheEntry:
             else [dict(e) for e in self.node_info_list],
             "cost_time": self.cost_time,
             "coins": self.coins,
+            "money": self.money,
+            "currency": self.currency,
             "finished_at": self.finished_at,
             "outputs": [
                 {
@@ -130,6 +134,8 @@ class CacheEntry:
             coins=data.get("coins"),
             finished_at=data.get("finished_at"),
             outputs=outputs,
+            money=_money(data.get("money")),
+            currency=str(data["currency"])[:16] if data.get("currency") else None,
         )
 
 
@@ -335,3 +341,12 @@ def open_cache(url: str) -> TaskCache:
     except (ValueError, TypeError, OSError) as exc:
         raise UsageError(f"--cache {url}: {exc}") from exc
     return TaskCache(url, _Fsspec(fs, str(root)))
+
+
+def _money(value: Any) -> float | None:
+    """An entry's money: a number, or None (an entry of an earlier rhflow has none)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"money {value!r} is not a number")
+    return float(value)
