@@ -350,7 +350,7 @@ def format_summary(
     if server.get("emulated"):  # a CI log must not read as RunningHub's work
         lines.append(
             f"server: {server.get('origin')}, an emulator: the outputs are placeholders and "
-            "its coins are not real"
+            "nothing was paid"
         )
     lines.append(f"manifest: {manifest_path}")
     if manifest.status == "interrupted":

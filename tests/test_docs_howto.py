@@ -158,3 +158,35 @@ def test_start_from_a_workflow_examples_run(
     ran = runs["rhflow run restyle.yaml --emulator --out out/restyle"].stdout
     assert ran.startswith("main: succeeded: 1 succeeded, 0 failed (1 task)")
     assert len(list((tmp_path / "out" / "restyle").rglob("*.png"))) == 1
+
+
+@pytest.mark.slow
+def test_reproduce_page_key_pool_lines_run_as_written(
+    tmp_path: Path, make_emulator: Callable[..., Emulator]
+) -> None:
+    """The pool block is one script (its ``export`` holds for the lines after it), run with
+    two keys the emulator accepts; both runs share the six tasks between the two keys."""
+    emu = make_emulator(account="consumer", concurrency=2, task_seconds=(0.3, 0.3))
+    page = HOWTO / "reproduce.md"
+    [block] = re.findall(r"^```sh pool\n(.*?)^```$", page.read_text(), re.M | re.S)
+    shutil.copytree(ROOT / "pipelines", tmp_path / "pipelines")
+    keys = {"KEY_ONE": "pool-key-one-0123456789abcdef", "KEY_TWO": "pool-key-two-0123456789abcdef"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RH_", "NO_COLOR"))}
+    env |= {
+        "PYTHONPATH": str(ROOT),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "RH_BASE_URL": emu.url,
+        "XDG_CACHE_HOME": str(tmp_path / ".cache"),
+        **keys,
+    }
+    done = subprocess.run(
+        ["bash", "-e", "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert not any(key in done.stdout + done.stderr for key in keys.values())
+    manifest = json.loads((tmp_path / "out" / "sweep" / "manifest.json").read_text())
+    assert manifest["counts"]["succeeded"] == 6
+    assert len({task["key"] for task in manifest["tasks"]}) == 2  # both keys ran tasks
+    assert emu.stats()["tasks"]["created"] == 6  # the second line resumed: nothing again

@@ -103,7 +103,7 @@ def test_a_failed_task_exits_1_and_the_summary_says_which_and_why(
     )
     assert "OutOfMemoryError" in lines[1]
     assert lines[2] == (  # a log of this run must not read as RunningHub's work
-        f"server: {emu.url}, an emulator: the outputs are placeholders and its coins are not real"
+        f"server: {emu.url}, an emulator: the outputs are placeholders and nothing was paid"
     )
     assert lines[3] == f"manifest: {tmp_path / 'out' / 'manifest.json'}"
     assert err == ""
