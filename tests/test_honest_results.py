@@ -461,3 +461,26 @@ def test_tasks_taken_from_the_cache_cost_this_run_nothing(
     assert run(path, "--base-url", emu.url, "--cache", cache, "--out", "elsewhere") == 0
     assert "; 0 coins this run, " in capsys.readouterr().out
     assert emu.stats()["tasks"]["created"] == 2
+
+
+def test_ctrl_c_while_the_command_line_is_still_loading_is_an_interrupt_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """On a loaded machine ``rhflow`` can take a second to import; a Ctrl-C then lands inside
+    an import. Here it is made to land there for certain: the first module the command line
+    imports raises KeyboardInterrupt, as the signal would."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "click.py").write_text("raise KeyboardInterrupt\n")
+    root = Path(__file__).resolve().parent.parent
+    run = subprocess.run(
+        [sys.executable, "-m", "rhflow", "run", "pipelines/sweep.yaml", "--emulator"],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{root}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (run.returncode, run.stdout, run.stderr) == (130, "", "Interrupted.\n")
