@@ -216,6 +216,16 @@ class BadResponseError(ApiError):
     retryable = True
 
 
+class StalledError(TransportError):
+    """A download that brought less than the minimum rate: a hiccup of the network or of the
+    file host, so it is tried once more (``retries_at_most``), but a host that stays that slow
+    is not waited on again and again."""
+
+    name = "STALLED"
+    hint = ""
+    retries_at_most: ClassVar[int] = 1
+
+
 class RefusedAnswerError(BadResponseError):
     """An answer rhflow will not take: over a size or time cap, a file URL that is not
     http(s), an id no integer can hold, too many outputs. The same request would get the same

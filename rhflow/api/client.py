@@ -76,6 +76,7 @@ from rhflow.errors import (
     RateLimitError,
     RefusedAnswerError,
     ServerError,
+    StalledError,
     TransportError,
     UnreachableError,
     UsageError,
@@ -476,8 +477,11 @@ class Client:
                         size += len(chunk)
             except (Expired, requests.RequestException) as exc:
                 if watch.expired:
-                    raise RefusedAnswerError(
-                        self._too_slow(where, watch.reason, watch.window_bytes, size)
+                    slow = self._too_slow(where, watch.reason, watch.window_bytes, size)
+                    raise (
+                        StalledError(slow)
+                        if watch.reason == "stalled"
+                        else RefusedAnswerError(slow)
                     ) from None
                 if refused := refused_headers(exc):
                     raise RefusedAnswerError(

@@ -132,7 +132,8 @@ class Downloads:
                 sha, size = await remote.call(self._fetch, output, staged, ext, dest)
                 break
             except ApiError as err:
-                if attempt == tries or not err.retryable:
+                last = min(tries, getattr(err, "retries_at_most", tries))
+                if attempt >= last or not err.retryable:
                     raise _failure(
                         f"downloading output {index} failed: {err}; "
                         "run again to retry the download (the task is not run again)"
