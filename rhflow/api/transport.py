@@ -359,8 +359,8 @@ def _arriving(resp: requests.Response, size: int) -> Iterator[bytes]:
     requests raises them: ``iter_content`` would block until ``size`` bytes came, so a slow
     body would show no progress to the watchdog until then."""
     raw = resp.raw
-    if not isinstance(raw, urllib3.HTTPResponse):  # a session of the caller's own
-        yield from resp.iter_content(size)
+    if not isinstance(raw, urllib3.HTTPResponse) or not hasattr(raw, "read1"):
+        yield from resp.iter_content(size)  # a session of the caller's own, an older urllib3
         return
     try:
         while piece := raw.read1(size, decode_content=True):
