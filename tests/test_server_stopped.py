@@ -24,19 +24,37 @@ from rhflow.api.client import Client
 from rhflow.emulator import Emulator
 from rhflow.errors import TransportError, UsageError
 from rhflow.execute.breaker import SERVER_STOPPED, Breaker
+from rhflow.execute.executor import NOT_CANCELLED
 from rhflow.execute.runner import RunResult, exit_code, run_pipeline
 from rhflow.execute.scheduling import Backoff, ExecuteOptions, PollPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(url: str, path: Path, key: str) -> tuple[RunResult, float]:
+class Events:
+    shows_progress = False
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, Any]] = []
+
+    def emit(self, event: str, **fields: Any) -> None:
+        self.seen.append({"event": event, **fields})
+
+    def close(self) -> None:
+        pass
+
+
+def run(url: str, path: Path, key: str, events: Events | None = None) -> tuple[RunResult, float]:
     """A run whose API answers must come within 0.5 s, stopped after 1 s without any."""
     options = {"api_backoff": Backoff(0.02, cap=0.1), "silent_seconds": 1.0}
     started = time.monotonic()
     with Client(key, url, timeout=0.5) as client:
         result = run_pipeline(
-            path, client=client, poll=PollPolicy(first=0.1, cap=0.3), execute_options=options
+            path,
+            client=client,
+            poll=PollPolicy(first=0.1, cap=0.3),
+            execute_options=options,
+            reporter=events,
         )
     return result, time.monotonic() - started
 
@@ -56,7 +74,8 @@ def test_a_server_that_stops_answering_stops_the_run_and_the_next_run_resumes(
     path = write_pipeline(tmp_path, 5, concurrency=3)
     with DroppingProxy(emu.url) as proxy:
         proxy.silent_after = 2  # two creates answered; the third, and every poll, not
-        result, elapsed = run(proxy.url, path, api_key)
+        events = Events()
+        result, elapsed = run(proxy.url, path, api_key, events)
         assert elapsed < 10
         assert exit_code(result.manifest) == 3
         (error,) = result.manifest.errors
@@ -76,6 +95,9 @@ def test_a_server_that_stops_answering_stops_the_run_and_the_next_run_resumes(
         assert len(by_status.pop("running")) == 2  # recorded with their ids, not cancelled
         flagged = [t for t in data["tasks"] if t["maybe_twice"]]
         assert len(flagged) == 1 and flagged[0]["task_id"] is None  # its create got no answer
+        said = [e for e in events.seen if e.get("task") == flagged[0]["id"]]
+        assert "task_cancelled" not in [e["event"] for e in said]  # nothing could cancel it
+        assert any(str(e.get("message", "")).endswith(NOT_CANCELLED) for e in said)
         assert sum(map(len, by_status.values())) == 3
 
         proxy.speak()

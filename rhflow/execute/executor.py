@@ -55,6 +55,13 @@ __all__ = ["ExecuteOptions", "Executor", "execute"]
 log = logging.getLogger(__name__)
 
 
+#: What a task whose create got no answer is told when the run stops: it was not cancelled.
+NOT_CANCELLED = (
+    "not cancelled: its create got no answer, so RunningHub may be running it under an id "
+    "rhflow does not know (it is flagged 'may have been created twice')"
+)
+
+
 class Executor:
     """Runs one TaskGraph to the end against a Client, recording into a Store."""
 
@@ -274,9 +281,21 @@ class Executor:
                 if left is not None:
                     why = "--detach" if reason == "interrupted" else reason
                     self._remote.emit("task_detached", live.task, task_id=left, reason=why)
+                elif self._unanswered(live.task):
+                    self._remote.emit("note", live.task, message=f"{reason}: {NOT_CANCELLED}")
                 else:
                     self._remote.emit("task_cancelled", live.task, reason=reason)
                 raise
+
+    def _unanswered(self, task: PlannedTask) -> bool:
+        """A create of the task was sent and got no answer: it may exist remotely, under an id
+        rhflow does not know, so nothing can cancel it."""
+        record = self._remote.record(task)
+        return (
+            record is not None
+            and not record.remote_id
+            and bool(record.unanswered or record.sending)
+        )
 
     def _abandon_reason(self) -> str:
         if self._stop_reason == SERVER_STOPPED:
