@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from rhflow.errors import StateError, UsageError
-from rhflow.record.manifest import Manifest, read_manifest
+from rhflow.record.manifest import Manifest, read_given_manifest
 from rhflow.view.grid import arrange, draw
 
 
@@ -17,14 +16,10 @@ def manifest_path(given: str) -> Path:
 
 
 def open_manifest(given: str) -> tuple[Path, Manifest]:
-    """The path and content of the manifest named on the command line. One that cannot be
-    read is bad input (exit 2) for every command that reads one: never confused with a
-    result such as diff's 'something changed' (exit 1)."""
+    """The path and content of the manifest named on the command line (a usage error, exit 2,
+    when it cannot be read)."""
     path = manifest_path(given)
-    try:
-        return path, read_manifest(path)
-    except StateError as err:
-        raise UsageError(str(err)) from err
+    return path, read_given_manifest(path)
 
 
 def grid(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rhflow import atomic
-from rhflow.errors import StateError
+from rhflow.errors import StateError, UsageError
 from rhflow.record.costs import money_totals
 
 MANIFEST_VERSION = 1
@@ -278,6 +278,16 @@ def write_atomic(path: Path, data: bytes) -> None:
         atomic.write_atomic(path, data)
     except OSError as exc:
         raise StateError(atomic.cannot_write(path, exc)) from exc
+
+
+def read_given_manifest(path: Path) -> Manifest:
+    """A manifest named on a command line. One that cannot be read is bad input (exit 2) for
+    every command that reads one, never confused with a result such as diff's 'something
+    changed' (exit 1)."""
+    try:
+        return read_manifest(path)
+    except StateError as err:
+        raise UsageError(str(err)) from err
 
 
 def read_manifest(path: Path) -> Manifest:

@@ -13,13 +13,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
-from rhflow.errors import StateError, UsageError
+from rhflow.errors import UsageError
 from rhflow.record.manifest import (
     Manifest,
     OutputFile,
     TaskEntry,
     count_statuses,
-    read_manifest,
+    read_given_manifest,
     total_cost,
 )
 from rhflow.version import __version__
@@ -29,15 +29,7 @@ def merge_files(paths: Sequence[Path], out: Path) -> Manifest:
     """Read the manifests at ``paths`` and merge them for a manifest written at ``out``."""
     if len(paths) < 2:
         raise UsageError("give at least two manifests to merge (rhflow manifest merge A B -o M)")
-    return merge_manifests([(path, _read(path)) for path in paths], out)
-
-
-def _read(path: Path) -> Manifest:
-    """A manifest to merge; one that cannot be read is bad input (exit 2)."""
-    try:
-        return read_manifest(path)
-    except StateError as err:
-        raise UsageError(str(err)) from err
+    return merge_manifests([(path, read_given_manifest(path)) for path in paths], out)
 
 
 def merge_manifests(manifests: Sequence[tuple[Path, Manifest]], out: Path) -> Manifest:
