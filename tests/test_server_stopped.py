@@ -231,3 +231,36 @@ def test_an_upload_whose_answer_never_comes_stops_the_run_without_creating(
     assert elapsed < 8
     assert (len(uploads), creates) == (2, [])
     assert [t.status for t in result.manifest.tasks] == ["pending"]
+
+
+def test_abort_ends_a_request_waiting_on_a_silent_server_at_once(api_key: str) -> None:
+    """What a run does when it stops because the server stopped answering: the requests its
+    threads still wait on end now, not at their deadline (30 s here), so the program can end
+    right after its summary."""
+    import threading
+
+    from hostile import Server, silent
+
+    server = Server().start()
+    server.routes[("POST", "/uc/openapi/accountStatus")] = silent()
+    ended: list[BaseException] = []
+    try:
+        with Client(api_key, server.url, timeout=30.0) as client:
+
+            def ask() -> None:
+                try:
+                    client.account()
+                except BaseException as exc:  # what the thread ended with
+                    ended.append(exc)
+
+            waiting = threading.Thread(target=ask)
+            waiting.start()
+            time.sleep(0.5)  # the request is sent and waits
+            started = time.monotonic()
+            client.abort()
+            waiting.join(5)
+            assert not waiting.is_alive()
+            assert time.monotonic() - started < 2
+    finally:
+        server.stop()
+    assert [type(e) for e in ended] == [TransportError]

@@ -58,6 +58,7 @@ from rhflow.api.transport import (
     MinRate,
     NotAllowed,
     TooLarge,
+    abort,
     announced_length,
     check_file_url,
     chunks,
@@ -200,6 +201,7 @@ class Client:
         self.download_timeout = download_timeout
         #: A download slower than this once its headers came is abandoned (None: no floor).
         self.min_download_rate = min_download_rate
+        self._live: set[Any] = set()  # the deadline blocks of requests in flight
         #: Seconds the headers of an output file may take (redirects included): by default
         #: a connection and a read timeout.
         self.headers_timeout = (
@@ -248,6 +250,12 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def abort(self) -> None:
+        """End every request of this client now in flight, in any thread, as if its deadline
+        had passed: a run that stopped because the server stopped answering does not wait
+        for each of them to time out before the program can end."""
+        abort(self._live)
 
     def close(self) -> None:
         """Close the connection pool (only when the client created the session itself)."""
@@ -455,7 +463,10 @@ class Client:
         digest, size = hashlib.sha256(), 0
         started = time.monotonic()
         with deadline(
-            self.download_timeout, headers=self.headers_timeout, min_rate=self.min_download_rate
+            self.download_timeout,
+            headers=self.headers_timeout,
+            min_rate=self.min_download_rate,
+            live=self._live,
         ) as watch:
             try:
                 with self._get_following(url) as resp:
@@ -578,7 +589,7 @@ class Client:
         answering = False  # the headers came: a body that does not is a server dripping it
         # A long limit (an upload's) is for sending: the answer must still come in ``timeout``.
         answer = self.timeout if limit > self.timeout else None
-        with deadline(limit, answer=answer) as watch:
+        with deadline(limit, answer=answer, live=self._live) as watch:
             try:
                 resp = self._send_following(method, path, query, json_body, form, files, limit)
                 watch.begun()

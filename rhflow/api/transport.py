@@ -238,21 +238,34 @@ def deadline(
     headers: float | None = None,
     min_rate: MinRate | None = None,
     answer: float | None = None,
+    live: set[_Watch] | None = None,
 ) -> Iterator[_Watch]:
     """Every request of this thread inside the block ends by ``seconds`` from now; with
     ``headers``, its answer's headers come within that many seconds (call ``begun`` when
     they did); with ``answer``, within that many seconds of the request being sent; with
-    ``min_rate``, its body then comes at least that fast."""
+    ``min_rate``, its body then comes at least that fast. The block is in ``live`` while it
+    lasts, for ``abort`` to end it sooner."""
     watch = _Watch(seconds, headers, min_rate, answer)
     outer = getattr(_local, "watch", None)
     _local.watch = watch
     _watchdog.add(watch)
+    if live is not None:
+        live.add(watch)
     try:
         yield watch
     finally:
         with watch._lock:
             watch.done = True
         _local.watch = outer
+        if live is not None:
+            live.discard(watch)
+
+
+def abort(live: set[_Watch]) -> None:
+    """End now every block of ``live`` (their connections shut, their requests raising as at
+    a deadline, with the reason "stopped"): the caller gave up waiting for them."""
+    for watch in list(live):
+        watch.expire("stopped")
 
 
 def _attach(conn: HTTPConnection) -> None:

@@ -130,6 +130,8 @@ class Executor:
             restore()
             writer.cancel()
             pool.shutdown(wait=False, cancel_futures=True)
+            if self._stop_reason == SERVER_STOPPED:
+                self._keys.abort()  # requests still waiting on the silent server end now
             await self._remote.close_session()
         return self._status()
 

@@ -61,6 +61,14 @@ class KeyPool:
         active = self.active
         return (active[0] if active else self.keys[0]).client
 
+    def abort(self) -> None:
+        """End the requests every key's client has in flight (clients without ``abort``, such
+        as a test's own, are left to their deadlines)."""
+        for key in self.keys:
+            end = getattr(key.client, "abort", None)
+            if end is not None:
+                end()
+
     def balance(self) -> Account | None:
         """The coins (and money) left on the keys still in the pool, summed (None if one is
         not known; money None unless every key gives it)."""
