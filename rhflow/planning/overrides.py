@@ -23,6 +23,8 @@ MEMO_SIZE = 1 << 16
 #: After this many renderings, a memo that found fewer than one in two is dropped.
 _MEMO_TRIAL = 1024
 _MISSING = object()
+#: What marks a template whose rendering changes from call to call.
+_DRAWS = ("random", "lipsum")
 #: Values one rendering may hand to many tasks (none of them can be changed in place).
 _SHARED = frozenset({str, int, float, bool, type(None)})
 
@@ -104,9 +106,10 @@ class TemplateField:
         self._tail = f',"nodeId":{canonical(override.node_id)}}}'
         names = self.template.names
         self._names = tuple(sorted(names - _FIXED_NAMES))
-        # a template reading the whole of ``params`` varies with every parameter
-        memo = "params" not in names
-        self._memo: dict[tuple[Any, ...], Rendered] | None = {} if memo else None
+        # a template reading the whole of ``params`` varies with every parameter; one drawing
+        # at random (``| random``, ``lipsum()``) draws again for each task
+        memo = "params" not in names and not any(word in override.value for word in _DRAWS)
+        self._memo: dict[Any, Rendered] | None = {} if memo else None
         self._hits = 0
         self._tries = 0
 
@@ -129,10 +132,16 @@ class TemplateField:
             memo[key] = rendered
         return rendered
 
-    def _key(self, context: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        """The values the template reads from ``context``; None unless each is a string or an
-        integer (a key that cannot tell ``1`` from ``True`` or ``1.0`` would mix them up)."""
-        key = tuple([context.get(name, _MISSING) for name in self._names])
+    def _key(self, context: Mapping[str, Any]) -> Any:
+        """The values the template reads from ``context`` (the value itself for one name);
+        None unless each is a string or an integer (a key that cannot tell ``1`` from ``True``
+        or ``1.0`` would mix them up)."""
+        names = self._names
+        if len(names) == 1:
+            value = context.get(names[0], _MISSING)
+            kind = type(value)
+            return value if kind is str or kind is int or value is _MISSING else None
+        key = tuple([context.get(name, _MISSING) for name in names])
         for value in key:
             kind = type(value)
             if kind is not str and kind is not int and value is not _MISSING:

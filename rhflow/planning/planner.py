@@ -212,11 +212,10 @@ class _Cap:
             "raise --max-tasks"
         )
 
-    def count_size(self, size: int, where: object) -> None:
-        """Add a rendered value's size to the pipeline's; PlanError past the ``total`` limit."""
-        self.rendered += size
-        if self.rendered > self.total:
-            total = self.total
+    def too_large(self, where: object) -> None:
+        """PlanError: the values rendered so far (``rendered``) are past the ``total`` limit."""
+        total = self.total
+        if self.rendered > total:
             raise PlanError(
                 f"{where}: template too large: the templates of this pipeline render more than "
                 f"{total:,} characters together; raise it with --template-limit total=N"
@@ -253,10 +252,11 @@ def _plan_step(
     rows = _join(step, done, cap, len(own))
     cap.admit(step, len(rows), len(own))
     result = []
+    alone = rows == [({}, {})]  # no upstream: each combination (a dict of its own) is the params
     for upstream_params, needs in rows:
         for combo in own:
-            params = {**upstream_params, **combo}
-            if _keep(params, wanted):
+            params = combo if alone else {**upstream_params, **combo}
+            if not wanted or _keep(params, wanted):
                 result.append(maker.make(params, needs))
     return result
 
@@ -360,10 +360,13 @@ class _TaskMaker:
         context = {**params, "params": params, "vars": self.vars, "step": step.name}
         node_info: list[dict[str, Any]] = []
         texts: list[str] = []  # each entry's canonical JSON
+        cap = self.cap
         for field in self.fields:
             if isinstance(field, TemplateField):
                 rendered = field.render(context)
-                self.cap.count_size(rendered.size, field.override.where)
+                cap.rendered += rendered.size
+                if cap.rendered > cap.total:
+                    cap.too_large(field.override.where)
                 texts.append(rendered.text)
                 node_info.append(rendered.entry)
             else:  # a fixed entry: the same for every task

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,10 @@ def _dumps(value: Any) -> str:
     return encode(value, _ENCODER)
 
 
+#: ``_dumps`` of a string (ensure_ascii=False)
+_string: Callable[[str], str] = json.encoder.encode_basestring
+
+
 class _TaskLine:
     """``_dumps(_task_json(task, base))``, with what a step's tasks share (step, target, files,
     deferred values: the same objects for every task of a step) encoded once per step, and
@@ -114,10 +118,10 @@ class _TaskLine:
             )
         step, shared = found
         entries = ", ".join([self._entry(entry) for entry in task.node_info_list])
+        needs = _dumps(list(task.upstream_ids)) if task.needs else "[]"
         return (
-            f'{{"id": {_dumps(task.id)}, "step": {step}, "params": {_dumps(_plain(task.params))}, '
-            f'"node_info_list": [{entries}], "needs": {_dumps(list(task.upstream_ids))}, '
-            f"{shared}}}"
+            f'{{"id": {_string(task.id)}, "step": {step}, "params": {_dumps(_plain(task.params))}, '
+            f'"node_info_list": [{entries}], "needs": {needs}, {shared}}}'
         )
 
     def _entry(self, entry: Mapping[str, Any]) -> str:
