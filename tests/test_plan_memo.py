@@ -15,10 +15,14 @@ from rhflow.pipeline.render import template_limits
 from rhflow.planning.planner import plan
 
 
-def _plan(tmp_path: Path, body: str) -> list[dict[str, object]]:
+def _write(tmp_path: Path, body: str) -> Path:
     path = tmp_path / "p.yaml"
     path.write_text(textwrap.dedent(body), encoding="utf-8")
-    graph = plan(load_pipeline(path))
+    return path
+
+
+def _plan(tmp_path: Path, body: str) -> list[dict[str, object]]:
+    graph = plan(load_pipeline(_write(tmp_path, body)))
     return [{e["fieldName"]: e["fieldValue"] for e in t.node_info_list} for t in graph.tasks]
 
 
@@ -63,19 +67,16 @@ def test_a_template_drawing_at_random_draws_for_every_task(tmp_path: Path) -> No
 def test_a_rendering_found_again_is_still_counted_against_the_total_limit(
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / "p.yaml"
-    path.write_text(
-        textwrap.dedent(
-            """
-            version: 1
-            steps:
-              gen:
-                workflow: "1"
-                matrix: {seed: {range: [0, 300]}}
-                nodes: {"6": {text: "{{ 'x' * 1000 }}", seed: "{{ seed }}"}}
-            """
-        ),
-        encoding="utf-8",
+    path = _write(
+        tmp_path,
+        """
+        version: 1
+        steps:
+          gen:
+            workflow: "1"
+            matrix: {seed: {range: [0, 300]}}
+            nodes: {"6": {text: "{{ 'x' * 1000 }}", seed: "{{ seed }}"}}
+        """,
     )
     with template_limits(["total=200000"]), pytest.raises(PlanError) as caught:
         plan(load_pipeline(path))
@@ -103,3 +104,26 @@ def test_the_cycle_collector_is_as_it_was_after_planning_or_failing(
         assert gc.isenabled() is enabled
     finally:
         (gc.enable if was else gc.disable)()
+
+
+def test_a_task_context_is_the_mapping_templates_see(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        """
+        version: 1
+        vars: {tone: warm}
+        steps:
+          gen:
+            workflow: "1"
+            matrix: {subject: [cat], seed: [3]}
+        """,
+    )
+    context = plan(load_pipeline(path)).tasks[0].context
+    params = {"subject": "cat", "seed": 3}
+    whole = {**params, "params": params, "vars": {"tone": "warm"}, "step": "gen"}
+    assert context == whole and dict(context) == whole and list(context) == list(whole)
+    assert {**context, "index": 1} == {**whole, "index": 1}
+    assert "seed" in context and "vars" in context and "index" not in context
+    assert len(context) == 5 and context["vars"]["tone"] == "warm"
+    with pytest.raises(KeyError):
+        context["index"]

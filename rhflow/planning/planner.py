@@ -135,7 +135,7 @@ def _check_outputs(steps: Sequence[Step], tasks: Mapping[str, list[PlannedTask]]
 
 def _name_problem(step: Step, task: PlannedTask, seen: dict[str, PlannedTask]) -> str:
     """What is wrong with ``task``'s output name, or ""; records the name in ``seen``."""
-    context = {**task.context, **_SAMPLE_OUTPUT, "task": task.id[:8]}
+    context = _with(task.context, {**_SAMPLE_OUTPUT, "task": task.id[:8]})
     try:
         name = check_output_path(render_text(step.outputs, context))
     except (RenderError, PlanError) as exc:
@@ -327,7 +327,8 @@ class _TaskMaker:
     entries, file inputs, deferred values) done once.
 
     ``requests`` groups the ids of the tasks made so far by a digest of what each would send
-    (overrides, input files, upstream tasks), taken from the text its id is hashed from.
+    (overrides, input files, upstream tasks), taken from the text its id is hashed from: the
+    id of the one task that sends it, or a list of the ids of several.
     """
 
     def __init__(self, pipeline: Pipeline, step: Step, legacy: dict[str, str], cap: _Cap) -> None:
@@ -348,7 +349,7 @@ class _TaskMaker:
             target_key[2] = target.content_hash
             self.prefix = f"[{_canonical(step.name)},{_canonical(target_key)},"
         self.vars = dict(pipeline.vars)
-        self.requests: dict[bytes, list[str]] = {}
+        self.requests: dict[bytes, str | list[str]] = {}
         self.fields, self.files, self.deferred = _fields(step.overrides)
         # what is sent besides the entries: _canonical([...files' sha256], [...deferred])
         self.shas = _canonical([f.sha256 for f in self.files]) if self.files else "[]"
@@ -379,13 +380,18 @@ class _TaskMaker:
         params_text = _canonical_params(params)
         rest = f"{sent[1:-1]},{params_text},{needs_text}]"
         task_id = _digest(f"{self.prefix}{rest}")
+        short_id = task_id[:ID_LENGTH]
         legacy_id = self._legacy_id(sent, params_text, needs)
         if legacy_id is not None:
-            self.legacy[task_id[:ID_LENGTH]] = legacy_id
+            self.legacy[short_id] = legacy_id
         request = hashlib.sha256(f"{sent}{needs_text}".encode()).digest()
-        self.requests.setdefault(request, []).append(task_id[:ID_LENGTH])
+        first = self.requests.setdefault(request, short_id)  # a list only for a duplicate
+        if isinstance(first, list):
+            first.append(short_id)
+        elif first is not short_id:
+            self.requests[request] = [first, short_id]
         return PlannedTask(
-            id=task_id[:ID_LENGTH],
+            id=short_id,
             step=step.name,
             params=params,
             target=step.target,
@@ -400,7 +406,7 @@ class _TaskMaker:
             add_metadata=step.add_metadata,
             use_personal_queue=step.use_personal_queue,
             webhook_url=step.webhook_url,
-            context=context,
+            context=_Context(params, self.vars, step.name),
             legacy_id=legacy_id,
         )
 
@@ -413,6 +419,52 @@ class _TaskMaker:
         needs_text = _canonical(sorted(old_needs.items())) if old_needs else "[]"
         rest = f"{sent[1:-1]},{params_text},{needs_text}]"
         return _digest(f"{self.legacy_prefix}{rest}")[:ID_LENGTH]
+
+
+class _Context(Mapping[str, Any]):
+    """A task's template context, ``{**params, "params": params, "vars": vars, "step": step}``,
+    as a mapping over the three: a dict of its own per task held a quarter of a planned task's
+    memory. (A parameter cannot be named ``params``, ``vars`` or ``step``.)"""
+
+    __slots__ = ("_params", "_step", "_vars")
+
+    def __init__(self, params: Mapping[str, Any], vars_: Mapping[str, Any], step: str) -> None:
+        self._params = params
+        self._vars = vars_
+        self._step = step
+
+    def __getitem__(self, key: str) -> Any:
+        if key in _CONTEXT_NAMES:
+            return self._params if key == "params" else self._vars if key == "vars" else self._step
+        return self._params[key]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._params
+        yield from _CONTEXT_NAMES
+
+    def __len__(self) -> int:
+        return len(self._params) + len(_CONTEXT_NAMES)
+
+    def __contains__(self, key: object) -> bool:
+        return key in _CONTEXT_NAMES or key in self._params
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+    def merged(self, extra: Mapping[str, Any]) -> dict[str, Any]:
+        """``{**self, **extra}``, built without a call per key."""
+        params = self._params
+        return {**params, "params": params, "vars": self._vars, "step": self._step, **extra}
+
+
+def _with(context: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``{**context, **extra}``: a task's context with the names a template adds."""
+    if type(context) is _Context:
+        return context.merged(extra)
+    return {**context, **extra}
+
+
+_CONTEXT_NAMES = ("params", "vars", "step")
 
 
 #: An override as the task maker uses it: a template, or a fixed entry's canonical JSON and
@@ -450,11 +502,11 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _duplicates(step: str, groups: Iterable[list[str]]) -> list[str]:
+def _duplicates(step: str, groups: Iterable[str | list[str]]) -> list[str]:
     """A warning for each group of more than one task (ids) that send the same request."""
     warnings = []
     for ids in groups:
-        if len(ids) > 1:
+        if isinstance(ids, list):
             shown = ", ".join(ids[:_DUPLICATES_SHOWN]) + (
                 ", ..." if len(ids) > _DUPLICATES_SHOWN else ""
             )
@@ -475,7 +527,7 @@ def resolve(task: PlannedTask, needs: Mapping[str, Any]) -> list[dict[str, Any]]
     values = [dict(entry) for entry in task.node_info_list]
     if not task.deferred:
         return values
-    context = {**task.context, "needs": needs}
+    context = _with(task.context, {"needs": needs})
     for item in task.deferred:
         try:
             values[item.index]["fieldValue"] = compile_template(item.template).render(context)
@@ -488,7 +540,9 @@ def resolve(task: PlannedTask, needs: Mapping[str, Any]) -> list[dict[str, Any]]
 
 def output_name(task: PlannedTask, *, index: int, ext: str, node_id: str, task_short: str) -> str:
     """The relative POSIX path of an output, from the step's ``outputs`` template."""
-    context = {**task.context, "index": index, "ext": ext, "node_id": node_id, "task": task_short}
+    context = _with(
+        task.context, {"index": index, "ext": ext, "node_id": node_id, "task": task_short}
+    )
     try:
         name = render_text(task.outputs, context)
     except RenderError as exc:
