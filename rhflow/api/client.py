@@ -129,6 +129,11 @@ DOWNLOAD_TIMEOUT = 1800.0
 #: that brings less than 1 KiB in 15 s has stalled (a byte dripped now and then, nothing at
 #: all) and is abandoned then, not at ``--download-timeout``.
 MIN_DOWNLOAD_RATE = MinRate(1024, 15.0)
+#: The endpoints a run calls for every task (also over aiohttp: ``rhflow.api.aio``).
+CREATE = "/task/openapi/create"
+RUN_APP = "/task/openapi/ai-app/run"
+RUN_QUICK_APP = "/task/openapi/quick-ai-app/run"
+OUTPUTS = "/task/openapi/outputs"
 #: Redirects followed: by an API call (same origin, 307/308 only), by a download (http(s)).
 MAX_REDIRECTS = 5
 NO_KEY_MESSAGE = (
@@ -156,16 +161,11 @@ def _secret_kept(
     def wrapper(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return method(self, *args, **kwargs)
-        except UnreachableError as err:
-            cause = self._scrub(err.cause)
-            if cause == err.cause:
-                raise
-            raise UnreachableError(err.host, cause) from None
         except ApiError as err:
-            message, name = self._scrub(err.message), self._scrub(err.name)
-            if message == err.message and name == err.name:
+            clean = self.cleaned(err)
+            if clean is err:
                 raise
-            raise type(err)(message, code=err.code, name=name) from None
+            raise clean from None
 
     return wrapper
 
@@ -214,6 +214,11 @@ class Client:
         self.answered = False
         #: The server said it is an emulator (``X-Rhflow-Emulator``): its outputs are placeholders.
         self.emulated = False
+
+    @property
+    def owns_session(self) -> bool:
+        """Whether the client made its own session (none was given to it)."""
+        return self._owns_session
 
     @property
     def host(self) -> str:
@@ -277,14 +282,16 @@ class Client:
         use_personal_queue: bool | None = None,
     ) -> TaskCreated:
         """``/task/openapi/create``: run a saved workflow, optionally with overrides."""
-        body: dict[str, Any] = {"workflowId": _id(workflow_id)}
-        if node_info_list is not None:
-            body["nodeInfoList"] = _node_info(node_info_list)
-        if workflow is not None:
-            body["workflow"] = workflow if isinstance(workflow, str) else _dumps(workflow)
-        _put_optional(body, addMetadata=add_metadata, webhookUrl=webhook_url)
-        _put_optional(body, instanceType=instance_type, usePersonalQueue=use_personal_queue)
-        return TaskCreated.from_data(self._data("/task/openapi/create", body))
+        body = create_body(
+            workflow_id,
+            node_info_list,
+            workflow=workflow,
+            add_metadata=add_metadata,
+            webhook_url=webhook_url,
+            instance_type=instance_type,
+            use_personal_queue=use_personal_queue,
+        )
+        return TaskCreated.from_data(self._data(CREATE, body))
 
     @_secret_kept
     def run_ai_app(
@@ -296,12 +303,10 @@ class Client:
         instance_type: str | None = None,
     ) -> TaskCreated:
         """``/task/openapi/ai-app/run``: run an AI app (webapp)."""
-        body: dict[str, Any] = {
-            "webappId": _id(webapp_id),
-            "nodeInfoList": _node_info(node_info_list),
-        }
-        _put_optional(body, webhookUrl=webhook_url, instanceType=instance_type)
-        return TaskCreated.from_data(self._data("/task/openapi/ai-app/run", body))
+        body = app_body(
+            webapp_id, node_info_list, webhook_url=webhook_url, instance_type=instance_type
+        )
+        return TaskCreated.from_data(self._data(RUN_APP, body))
 
     @_secret_kept
     def run_quick_ai_app(
@@ -311,12 +316,8 @@ class Client:
         node_info_list: Iterable[Mapping[str, Any]],
     ) -> TaskCreated:
         """``/task/openapi/quick-ai-app/run``: run a quick-create module of an AI app."""
-        body = {
-            "webappId": _id(webapp_id),
-            "quickCreateCode": str(quick_create_code),
-            "nodeInfoList": _node_info(node_info_list),
-        }
-        return TaskCreated.from_data(self._data("/task/openapi/quick-ai-app/run", body))
+        body = quick_app_body(webapp_id, quick_create_code, node_info_list)
+        return TaskCreated.from_data(self._data(RUN_QUICK_APP, body))
 
     @_secret_kept
     def get_workflow_json(self, workflow_id: str | int) -> dict[str, Any]:
@@ -360,7 +361,7 @@ class Client:
     @_secret_kept
     def outputs(self, task_id: str | int) -> TaskOutputs:
         """``/task/openapi/outputs``: the task's state, its outputs or why it failed."""
-        payload = self._envelope("/task/openapi/outputs", {"taskId": _id(task_id)})
+        payload = self._envelope(OUTPUTS, {"taskId": _id(task_id)})
         return TaskOutputs.from_response(payload)
 
     @_secret_kept
@@ -597,47 +598,84 @@ class Client:
                 with resp:
                     body = read_capped(resp, MAX_ANSWER_BYTES, watch)
             except requests.exceptions.InvalidJSONError as exc:
-                raise UsageError(
-                    f"POST {path}: the request cannot be sent as JSON: {self._scrub(str(exc))}"
-                ) from exc
+                raise self.not_json(path, exc) from exc
             except (Expired, requests.RequestException) as exc:
                 if watch.expired:
-                    _log_request(method, path, started, "timed out")
-                    if watch.reason == "headers":
-                        raise TransportError(
-                            f"POST {path} timed out: no answer within {self.timeout:g} s of "
-                            "the request being sent"
-                        ) from None
-                    kind = RefusedAnswerError if answering else TransportError
-                    raise kind(
-                        f"POST {path} timed out: no complete answer within {limit:g} s"
-                        + (" (the answer began but its body did not end)" if answering else "")
+                    raise self.timed_out(
+                        method, path, started, limit, answering=answering, reason=watch.reason
                     ) from None
                 assert isinstance(exc, requests.RequestException)
                 if refused := refused_headers(exc):
-                    _log_request(method, path, started, "headers refused")
-                    raise RefusedAnswerError(
-                        f"POST {path}: the server's headers were refused ({refused})"
-                    ) from None
+                    raise self.headers_refused(method, path, started, refused) from None
                 error = self._transport_error(path, exc)
                 _log_request(method, path, started, f"no answer ({error.message})")
                 raise error from exc
             except TooLarge:
-                _log_request(method, path, started, "answer too large")
-                raise RefusedAnswerError(
-                    f"POST {path} answered more than {_size(MAX_ANSWER_BYTES)}; "
-                    "no RunningHub answer is that large"
-                ) from None
+                raise self.too_large(method, path, started) from None
+        return self.answer(method, path, started, resp.status_code, resp.headers, body)
+
+    # What an answer, or its absence, comes to: shared with the calls over aiohttp.
+
+    def not_json(self, path: str, exc: Exception) -> UsageError:
+        return UsageError(
+            f"POST {path}: the request cannot be sent as JSON: {self._scrub(str(exc))}"
+        )
+
+    def timed_out(
+        self,
+        method: str,
+        path: str,
+        started: float,
+        limit: float,
+        *,
+        answering: bool,
+        reason: str | None,
+    ) -> ApiError:
+        """A request whose deadline passed: before its headers (the server may have the
+        request), or while its body came (a server dripping it)."""
+        _log_request(method, path, started, "timed out")
+        if reason == "headers":
+            return TransportError(
+                f"POST {path} timed out: no answer within {self.timeout:g} s of "
+                "the request being sent"
+            )
+        kind = RefusedAnswerError if answering else TransportError
+        return kind(
+            f"POST {path} timed out: no complete answer within {limit:g} s"
+            + (" (the answer began but its body did not end)" if answering else "")
+        )
+
+    def headers_refused(self, method: str, path: str, started: float, refused: str) -> ApiError:
+        _log_request(method, path, started, "headers refused")
+        return RefusedAnswerError(f"POST {path}: the server's headers were refused ({refused})")
+
+    def too_large(self, method: str, path: str, started: float) -> ApiError:
+        _log_request(method, path, started, "answer too large")
+        return RefusedAnswerError(
+            f"POST {path} answered more than {_size(MAX_ANSWER_BYTES)}; "
+            "no RunningHub answer is that large"
+        )
+
+    def answer(
+        self,
+        method: str,
+        path: str,
+        started: float,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> dict[str, Any]:
+        """The JSON object of an answer (the key masked in it), or its ApiError."""
         self.answered = True
-        if resp.headers.get(EMULATOR_HEADER):
+        if headers.get(EMULATOR_HEADER):
             self.emulated = True
         try:
-            payload = self._decode(path, resp.status_code, body)
+            payload = self._decode(path, status, body)
         except ApiError as err:
-            _log_request(method, path, started, f"HTTP {resp.status_code}, {err.name}")
+            _log_request(method, path, started, f"HTTP {status}, {err.name}")
             raise
         code = payload.get("code", payload.get("errorCode", "-"))
-        _log_request(method, path, started, f"HTTP {resp.status_code}, code {code}")
+        _log_request(method, path, started, f"HTTP {status}, code {code}")
         return payload
 
     def _send_following(
@@ -669,25 +707,43 @@ class Client:
             if not resp.is_redirect:
                 return resp
             resp.close()
-            target = urljoin(url, resp.headers["location"])
-            same = origin_of(target) == self.origin
-            if not same or resp.status_code not in (307, 308) or files is not None:
-                raise ForeignRedirectError(_redirect_message(path, resp.status_code, target, self))
-            url, query = target, None  # the target carries its own query
-        raise ForeignRedirectError(f"POST {path} was redirected more than {MAX_REDIRECTS} times")
+            target = self.redirect_target(
+                path, resp.status_code, url, resp.headers, files=files is not None
+            )
+            url, query = target, None
+        raise self.redirected_too_often(path)
+
+    def redirect_target(
+        self, path: str, status: int, url: str, headers: Mapping[str, str], *, files: bool = False
+    ) -> str:
+        """Where a redirected API request goes next (the target carries its own query):
+        only a 307/308 within the API's origin, and never an upload, is followed."""
+        target = urljoin(url, headers["location"])
+        if origin_of(target) != self.origin or status not in (307, 308) or files:
+            raise ForeignRedirectError(_redirect_message(path, status, target, self))
+        return target
+
+    @staticmethod
+    def redirected_too_often(path: str) -> ForeignRedirectError:
+        return ForeignRedirectError(f"POST {path} was redirected more than {MAX_REDIRECTS} times")
 
     def _transport_error(self, path: str, exc: requests.RequestException) -> ApiError:
         if isinstance(exc, requests.ConnectionError) and not isinstance(
             exc, requests.exceptions.ChunkedEncodingError
         ):  # refused, DNS, TLS, connect timeout
-            if not self.answered and _never_connected(exc):
-                return UnreachableError(self.host, self._scrub(_cause(exc)))
-            failed = TransportError(f"POST {path} failed: {self._scrub(_cause(exc))}")
-            failed.sent = not _never_connected(exc)  # a dropped answer, not a refusal
-            return failed
+            return self.dropped(path, _cause(exc), connected=not _never_connected(exc))
         if isinstance(exc, requests.Timeout):
             return TransportError(f"POST {path} timed out: {self._scrub(str(exc))}")
         return TransportError(f"POST {path} failed: {self._scrub(str(exc))}")
+
+    def dropped(self, path: str, cause: str, *, connected: bool) -> TransportError:
+        """No answer came: the server is unreachable (no connection was ever made and nothing
+        answered before: a wrong address), or the request may have reached it (``sent``)."""
+        if not self.answered and not connected:
+            return UnreachableError(self.host, self._scrub(cause))
+        failed = TransportError(f"POST {path} failed: {self._scrub(cause)}")
+        failed.sent = connected  # a dropped answer, not a refusal
+        return failed
 
     def _decode(self, path: str, status: int, body: bytes) -> dict[str, Any]:
         text = body.decode("utf-8", errors="replace")  # messages are scrubbed on the way out
@@ -731,6 +787,19 @@ class Client:
 
     def _scrub(self, text: str) -> str:
         return redact(text, self._secrets)
+
+    def cleaned(self, err: ApiError) -> ApiError:
+        """``err``, or the same error with the API key masked in its words."""
+        if isinstance(err, UnreachableError):
+            cause = self._scrub(err.cause)
+            return err if cause == err.cause else UnreachableError(err.host, cause)
+        message, name = self._scrub(err.message), self._scrub(err.name)
+        if message == err.message and name == err.name:
+            return err
+        clean = type(err)(message, code=err.code, name=name)
+        if isinstance(err, TransportError) and isinstance(clean, TransportError):
+            clean.sent = err.sent
+        return clean
 
     def _auth_headers(self) -> dict[str, str]:
         return {**self._plain_headers(), "Authorization": f"Bearer {self._api_key}"}
@@ -862,6 +931,51 @@ def _dumps(value: Mapping[str, Any]) -> str:
 
 def _put_optional(body: dict[str, Any], **fields: Any) -> None:
     body.update({name: value for name, value in fields.items() if value is not None})
+
+
+def create_body(
+    workflow_id: str | int,
+    node_info_list: Iterable[Mapping[str, Any]] | None = None,
+    *,
+    workflow: str | Mapping[str, Any] | None = None,
+    add_metadata: bool | None = None,
+    webhook_url: str | None = None,
+    instance_type: str | None = None,
+    use_personal_queue: bool | None = None,
+) -> dict[str, Any]:
+    """The body of ``/task/openapi/create`` (without the key)."""
+    body: dict[str, Any] = {"workflowId": _id(workflow_id)}
+    if node_info_list is not None:
+        body["nodeInfoList"] = _node_info(node_info_list)
+    if workflow is not None:
+        body["workflow"] = workflow if isinstance(workflow, str) else _dumps(workflow)
+    _put_optional(body, addMetadata=add_metadata, webhookUrl=webhook_url)
+    _put_optional(body, instanceType=instance_type, usePersonalQueue=use_personal_queue)
+    return body
+
+
+def app_body(
+    webapp_id: str | int,
+    node_info_list: Iterable[Mapping[str, Any]],
+    *,
+    webhook_url: str | None = None,
+    instance_type: str | None = None,
+) -> dict[str, Any]:
+    """The body of ``/task/openapi/ai-app/run`` (without the key)."""
+    body: dict[str, Any] = {"webappId": _id(webapp_id), "nodeInfoList": _node_info(node_info_list)}
+    _put_optional(body, webhookUrl=webhook_url, instanceType=instance_type)
+    return body
+
+
+def quick_app_body(
+    webapp_id: str | int, quick_create_code: str, node_info_list: Iterable[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The body of ``/task/openapi/quick-ai-app/run`` (without the key)."""
+    return {
+        "webappId": _id(webapp_id),
+        "quickCreateCode": str(quick_create_code),
+        "nodeInfoList": _node_info(node_info_list),
+    }
 
 
 def _open_upload(file: str | Path | bytes | BinaryIO, filename: str | None) -> tuple[str, Any]:

@@ -14,7 +14,7 @@ import importlib
 import json
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+
+#: Why a create the loop stopped waiting for counts as unanswered.
+STOPPED_WAITING = "the run stopped before the create was answered"
 
 UNANSWERED_NOTE = (
     "a create request got no answer ({err}); RunningHub may have made the task anyway, under "
@@ -101,24 +104,43 @@ class Remote:
         self._loop, self._pool = loop, pool
         self._session: aiohttp.ClientSession | None = None
         self._opening: asyncio.Future[None] | None = None
+        self._calls: dict[int, Any] = {}  # id(client) -> its calls on the loop
 
     def open_session(self) -> None:
         """Start loading aiohttp (a tenth of a second of imports) in a thread while the run
-        starts, for the WebSockets; ``session`` waits for it."""
+        starts; ``session`` waits for it."""
         if self._opening is None:
             self._opening = asyncio.ensure_future(self._open())
 
     async def _open(self) -> None:
-        module = await self._loop.run_in_executor(None, importlib.import_module, "aiohttp")
-        self._session = module.ClientSession()
+        module = await self._loop.run_in_executor(None, importlib.import_module, "rhflow.api.aio")
+        self._session = module.new_session()
 
     async def session(self) -> aiohttp.ClientSession:
-        """The run's session for WebSockets (opened on first use if not started yet)."""
+        """The run's session, for WebSockets and the calls of ``calls`` (opened on first use
+        if not started yet)."""
         self.open_session()
         assert self._opening is not None
         await asyncio.shield(self._opening)
         assert self._session is not None
         return self._session
+
+    async def calls(self, client: Any) -> Any:
+        """``client``'s create and outputs calls as coroutines over the run's session
+        (``rhflow.api.aio``). A client given a session of the caller's (its adapters, proxies,
+        hooks), or that is no :class:`rhflow.api.client.Client`, has its own calls run in
+        the pool instead."""
+        found = self._calls.get(id(client))
+        if found is None:
+            from rhflow.api.aio import AsyncCalls
+            from rhflow.api.client import Client
+
+            if isinstance(client, Client) and client.owns_session:
+                found = AsyncCalls(client, await self.session())
+            else:
+                found = _Pooled(client, self)
+            self._calls[id(client)] = found
+        return found
 
     async def close_session(self) -> None:
         if self._opening is not None:
@@ -147,11 +169,12 @@ class Remote:
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await self._loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
-    async def ask(self, fn: Callable[..., T], *args: Any) -> T:
-        """An API request through the pool, whether it got an answer told to the breaker."""
+    async def ask(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """An API request (a coroutine function of ``calls``), whether it got an answer told
+        to the breaker."""
         sent = time.monotonic()
         try:
-            answer = await self.call(fn, *args)
+            answer = await fn(*args)
         except ApiError as err:
             self.breaker.observe(err, sent)
             raise
@@ -264,15 +287,13 @@ class Remote:
     async def _create_recorded(
         self, task: PlannedTask, entries: list[dict[str, Any]], key: PoolKey
     ) -> TaskCreated:
-        future = self._loop.run_in_executor(
-            self._pool, functools.partial(self._create_and_record, task, entries, key)
-        )
+        future = asyncio.ensure_future(self._create_and_record(task, entries, key))
         try:
             created, attempts = await asyncio.shield(future)
         except asyncio.CancelledError:
             # The request is in the air: let its answer be recorded before stopping.
             try:
-                created, attempts = await future
+                created, attempts = await asyncio.shield(future)
             except ApiError:
                 raise asyncio.CancelledError() from None
             self._created(task, created, attempts)
@@ -280,21 +301,24 @@ class Remote:
         self._created(task, created, attempts)
         return created
 
-    def _create_and_record(
+    async def _create_and_record(
         self, task: PlannedTask, entries: list[dict[str, Any]], key: PoolKey
     ) -> tuple[TaskCreated, int]:
-        """In a pool thread: mark the create as sent, create, then commit the remote id (and
-        clear the mark) at once, without waiting for the event loop. A run killed in between
-        leaves the mark, so the next run knows the task may exist remotely under an id nobody
-        knows; a create whose answer never comes is counted the same way."""
+        """Mark the create as sent, create, then commit the remote id (and clear the mark)
+        as soon as the answer is read. A run killed in between leaves the mark, so the next
+        run knows the task may exist remotely under an id nobody knows; a create whose
+        answer never comes is counted the same way."""
         self._store.update(task.id, sending=time.time())  # nothing is sent if this fails
         try:
-            created = self._create(key.client, task, entries)
+            created = await self._create(await self.calls(key.client), task, entries)
         except ApiError as err:
             self._create_failed(task, err)
             raise
         except UsageError:  # the request could not even be built: nothing was sent
             self._store.update(task.id, sending=None)
+            raise
+        except asyncio.CancelledError:  # the loop is closing with the request in the air
+            self._create_failed(task, TransportError(STOPPED_WAITING))
             raise
         try:
             return self._record_created(task, created, entries, key)
@@ -302,11 +326,11 @@ class Remote:
             # A full disk: give back the room kept for this very commit, and create no more.
             self.no_more_creates = f"{err}; no more tasks are created"
             if not self._store.release_reserve():
-                raise self._unrecorded(created.task_id, err, key.client) from err
+                raise await self._unrecorded(created.task_id, err, key.client) from err
         try:
             return self._record_created(task, created, entries, key)
         except RhflowError as err:
-            raise self._unrecorded(created.task_id, err, key.client) from err
+            raise await self._unrecorded(created.task_id, err, key.client) from err
 
     def _record_created(
         self,
@@ -348,11 +372,11 @@ class Remote:
             notes=(*record.notes, UNANSWERED_NOTE.format(err=err)),
         )
 
-    def _unrecorded(self, remote_id: str, err: object, client: Any) -> TaskFailure:
+    async def _unrecorded(self, remote_id: str, err: object, client: Any) -> TaskFailure:
         """The task was created but its id cannot be recorded (a full disk): cancel it, so
         that the next run, which will create it again, does not pay for it twice."""
         try:
-            client.cancel(remote_id)
+            await self.call(client.cancel, remote_id)
             outcome = "it was cancelled so that it is not paid for twice"
         except ApiError as problem:
             outcome = f"cancelling it failed ({problem}): it may be paid for twice"
@@ -363,16 +387,19 @@ class Remote:
         }
         return TaskFailure(detail, retry=False, fatal=True)
 
-    def _create(self, client: Any, task: PlannedTask, entries: list[dict[str, Any]]) -> TaskCreated:
+    async def _create(
+        self, calls: Any, task: PlannedTask, entries: list[dict[str, Any]]
+    ) -> TaskCreated:
+        """Create ``task`` through ``calls`` (see ``calls``)."""
         target = task.target
         if target.kind == "app":
-            return client.run_ai_app(
+            return await calls.run_ai_app(
                 target.id, entries, webhook_url=task.webhook_url, instance_type=task.instance_type
             )
         if target.kind == "quick_app":
-            return client.run_quick_ai_app(target.id, target.quick_create_code or "", entries)
+            return await calls.run_quick_ai_app(target.id, target.quick_create_code or "", entries)
         workflow = _with_values(target.workflow_json, entries) if target.workflow_json else None
-        return client.create_task(
+        return await calls.create_task(
             target.id,
             entries,
             workflow=workflow,
@@ -527,6 +554,23 @@ class Remote:
                 "run downloads its files (it is not created again)",
             },
         )
+
+
+class _Pooled:
+    """The calls of a client that is not rhflow's own (a test's, a wrapper): each run as it is,
+    in the run's thread pool."""
+
+    def __init__(self, client: Any, remote: Remote) -> None:
+        self._client = client
+        self._remote = remote
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        method = getattr(self._client, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return await self._remote.call(method, *args, **kwargs)
+
+        return call
 
 
 def _with_values(graph: Mapping[str, Any], entries: list[dict[str, Any]]) -> str:

@@ -155,7 +155,8 @@ class Watcher:
         errors = 0
         while True:
             try:
-                return await self._remote.ask(self._remote.client_for(task).outputs, remote_id)
+                calls = await self._remote.calls(self._remote.client_for(task))
+                return await self._remote.ask(calls.outputs, remote_id)
             except TaskNotFoundError as err:
                 message = f"the server no longer knows task {remote_id}"
                 raise Lost(message) from err
