@@ -381,7 +381,9 @@ class _TaskMaker:
         rest = f"{sent[1:-1]},{params_text},{needs_text}]"
         task_id = _digest(f"{self.prefix}{rest}")
         short_id = task_id[:ID_LENGTH]
-        legacy_id = self._legacy_id(sent, params_text, needs)
+        legacy_id = None  # unless a server copy's hash is in this id or an upstream one
+        if self.legacy_prefix != self.prefix or (needs and self.legacy):
+            legacy_id = self._legacy_id(sent, params_text, needs)
         if legacy_id is not None:
             self.legacy[short_id] = legacy_id
         request = hashlib.sha256(f"{sent}{needs_text}".encode()).digest()
