@@ -317,6 +317,9 @@ def _plan(runs: dict[str, Any], sizes: Sizes) -> list[Figure]:
     at = next((r for r in plan["runs"] if r["tasks"] == 100_000), largest)
     tasks = f"{at['tasks']:,} tasks"
     sizes_text = ", ".join(f"{r['tasks']:,}: {r['wall']:.2f} s" for r in plan["runs"])
+    sizes_text += f"; from {plan['runs'][0]['tasks']:,}: {plan['exponent_all']:.2f}"
+    memory = f"{largest['tasks']:,} tasks: {largest['rss_mb']:.0f} MB"
+    memory += f", growth K^{plan['rss_exponent']:.2f}"
     return [
         Figure(f"plan --json, {tasks}: wall", at["wall"], " s", "<= 3 s", at["wall"] <= 3, "-"),
         Figure(
@@ -326,9 +329,10 @@ def _plan(runs: dict[str, Any], sizes: Sizes) -> list[Figure]:
             "<= 300 MB",
             at["rss_mb"] <= 300,
             "-",
+            memory,
         ),
         Figure(
-            "plan growth exponent (time ~ K^e)",
+            "plan growth exponent (time ~ K^e, two largest sizes)",
             plan["exponent"],
             "",
             "~1 (linear)",

@@ -150,7 +150,8 @@ def _baseline(
 
 
 def planning(axes: list[list[int]]) -> dict[str, Any]:
-    """``rhflow plan --json > /dev/null`` for sweeps of several sizes; the growth exponent."""
+    """``rhflow plan --json > /dev/null`` for sweeps of several sizes; the growth exponents of
+    time and peak RSS."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="rhflow-bench-") as tmp:
         for sizes in axes:
@@ -158,9 +159,18 @@ def planning(axes: list[list[int]]) -> dict[str, Any]:
             argv = harness.rhflow("plan", "--json", "--max-tasks", str(math.prod(sizes)), str(path))
             proc = harness.run_child(argv, key=False)
             rows.append({"tasks": math.prod(sizes), "wall": proc.wall, "rss_mb": proc.rss_mb})
-    first, last = rows[0], rows[-1]
-    exponent = math.log(last["wall"] / first["wall"]) / math.log(last["tasks"] / first["tasks"])
-    return {"runs": rows, "exponent": exponent}
+    return {
+        "runs": rows,
+        # between the two largest sizes, where start-up (about 0.25 s) weighs least
+        "exponent": _exponent(rows[-2], rows[-1], "wall"),
+        "exponent_all": _exponent(rows[0], rows[-1], "wall"),
+        "rss_exponent": _exponent(rows[-2], rows[-1], "rss_mb"),
+    }
+
+
+def _exponent(first: dict[str, Any], last: dict[str, Any], key: str) -> float:
+    """e in ``key ~ tasks^e`` between two runs."""
+    return math.log(last[key] / first[key]) / math.log(last["tasks"] / first["tasks"])
 
 
 def resume(sweep: Sweep) -> dict[str, Any]:

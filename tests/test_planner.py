@@ -16,14 +16,10 @@ from rhflow.pipeline.loader import load_pipeline
 from rhflow.pipeline.needs import order_steps
 from rhflow.pipeline.paths import check_output_path
 from rhflow.pipeline.yamlfile import parse_assignments
-from rhflow.planning.planner import (
-    _canonical,
-    _canonical_params,
-    _canonical_value,
-    output_name,
-    plan,
-    resolve,
-)
+from rhflow.planning.overrides import canonical as _canonical
+from rhflow.planning.overrides import canonical_params as _canonical_params
+from rhflow.planning.overrides import canonical_value as _canonical_value
+from rhflow.planning.planner import output_name, plan, resolve
 
 EXAMPLES = Path(__file__).parent / "examples"
 PIPELINES = Path(__file__).parent.parent / "pipelines"

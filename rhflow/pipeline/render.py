@@ -118,6 +118,11 @@ class Template:
             raise RenderError(f"template too large: {_too_deep()}") from exc
 
     @property
+    def is_name(self) -> bool:
+        """The template is one name, ``{{ name }}``: rendering it is a lookup."""
+        return self._single is not None
+
+    @property
     def needs(self) -> frozenset[str]:
         """Upstream step names referenced as ``needs.NAME`` or ``needs["NAME"]``."""
         return self._needs

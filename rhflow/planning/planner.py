@@ -9,10 +9,11 @@ deferred templates, the parameters and the upstream task ids.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import itertools
-import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from rhflow.errors import ConfigError, PlanError, Problem, UsageError
@@ -31,9 +32,11 @@ from rhflow.model import (
 from rhflow.pipeline.paths import check_output_path
 from rhflow.pipeline.render import RenderError, compile_template, is_template, render_text
 from rhflow.pipeline.sandbox import limits as template_limits_now
-from rhflow.pipeline.sandbox import weight
 from rhflow.pipeline.sweeps import expand_sweep, sweep_size
 from rhflow.pipeline.yamlfile import parse_assignments
+from rhflow.planning.overrides import TemplateField
+from rhflow.planning.overrides import canonical as _canonical
+from rhflow.planning.overrides import canonical_params as _canonical_params
 
 #: Most combinations one step's sweep may have (without --limit).
 MAX_COMBINATIONS = 2_000_000
@@ -69,11 +72,12 @@ def plan(
     warnings: list[str] = []
     cap = _Cap(max_tasks)
     legacy: dict[str, str] = {}  # task id -> its id without the server copy's hash
-    for step in pipeline.steps:
-        maker = _TaskMaker(pipeline, step, legacy, cap)
-        tasks[step.name] = _plan_step(maker, tasks, limit, wanted, cap)
-        warnings += _duplicates(step.name, maker.requests.values())
-    problems = _check_outputs(pipeline.steps, tasks)
+    with without_cycle_collection():
+        for step in pipeline.steps:
+            maker = _TaskMaker(pipeline, step, legacy, cap)
+            tasks[step.name] = _plan_step(maker, tasks, limit, wanted, cap)
+            warnings += _duplicates(step.name, maker.requests.values())
+        problems = _check_outputs(pipeline.steps, tasks)
     if problems:
         raise ConfigError(problems)
     flat = tuple(task for step in pipeline.steps for task in tasks[step.name])
@@ -86,6 +90,21 @@ def plan(
         tasks=flat,
         warnings=tuple(warnings),
     )
+
+
+@contextlib.contextmanager
+def without_cycle_collection() -> Iterator[None]:
+    """Python's cycle collector paused inside the block (as it was after it). Planning makes a
+    few objects per task and no reference cycles, yet the collector kept walking the growing
+    list of tasks: a fifth of the time of 100,000 tasks and a third of 1,000,000 (its passes
+    over the oldest objects grow with their number, so planning grew faster than linearly)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 #: Problems shown per step for output names, before "and N more".
@@ -116,7 +135,7 @@ def _check_outputs(steps: Sequence[Step], tasks: Mapping[str, list[PlannedTask]]
 
 def _name_problem(step: Step, task: PlannedTask, seen: dict[str, PlannedTask]) -> str:
     """What is wrong with ``task``'s output name, or ""; records the name in ``seen``."""
-    context = {**task.context, **_SAMPLE_OUTPUT, "task": task.id[:8]}
+    context = _with(task.context, {**_SAMPLE_OUTPUT, "task": task.id[:8]})
     try:
         name = check_output_path(render_text(step.outputs, context))
     except (RenderError, PlanError) as exc:
@@ -171,6 +190,7 @@ class _Cap:
         self.max_tasks = max_tasks
         self.planned = 0
         self.rendered = 0  # characters rendered by templates, over every task
+        self.total = template_limits_now().total
 
     def check(self, step: Step, upstream: int, own: int, *, joining: str = "") -> None:
         """PlanError if ``upstream`` x ``own`` more tasks would pass the cap; ``joining``: the
@@ -192,10 +212,9 @@ class _Cap:
             "raise --max-tasks"
         )
 
-    def count_rendered(self, value: Any, where: object) -> None:
-        """Add a rendered value's size to the pipeline's; PlanError past the ``total`` limit."""
-        self.rendered += weight(value)
-        total = template_limits_now().total
+    def too_large(self, where: object) -> None:
+        """PlanError: the values rendered so far (``rendered``) are past the ``total`` limit."""
+        total = self.total
         if self.rendered > total:
             raise PlanError(
                 f"{where}: template too large: the templates of this pipeline render more than "
@@ -233,10 +252,11 @@ def _plan_step(
     rows = _join(step, done, cap, len(own))
     cap.admit(step, len(rows), len(own))
     result = []
+    alone = rows == [({}, {})]  # no upstream: each combination (a dict of its own) is the params
     for upstream_params, needs in rows:
         for combo in own:
-            params = {**upstream_params, **combo}
-            if _keep(params, wanted):
+            params = combo if alone else {**upstream_params, **combo}
+            if not wanted or _keep(params, wanted):
                 result.append(maker.make(params, needs))
     return result
 
@@ -302,14 +322,13 @@ def _key(params: Mapping[str, Any], names: tuple[str, ...]) -> Any:
     return values
 
 
-_FILE, _DEFERRED, _TEMPLATE, _PLAIN = "file", "deferred", "template", "plain"
-
-
 class _TaskMaker:
-    """Builds the tasks of one step; per-step work (target hash, compiled templates) done once.
+    """Builds the tasks of one step; per-step work (target hash, compiled templates, fixed
+    entries, file inputs, deferred values) done once.
 
     ``requests`` groups the ids of the tasks made so far by a digest of what each would send
-    (overrides, input files, upstream tasks), taken from the text its id is hashed from.
+    (overrides, input files, upstream tasks), taken from the text its id is hashed from: the
+    id of the one task that sends it, or a list of the ids of several.
     """
 
     def __init__(self, pipeline: Pipeline, step: Step, legacy: dict[str, str], cap: _Cap) -> None:
@@ -330,67 +349,56 @@ class _TaskMaker:
             target_key[2] = target.content_hash
             self.prefix = f"[{_canonical(step.name)},{_canonical(target_key)},"
         self.vars = dict(pipeline.vars)
-        self.requests: dict[bytes, list[str]] = {}
-        # Once per step instead of once per task: what each override is, and the canonical
-        # JSON of its entry around the value (of the whole entry when the value is fixed).
-        self.overrides: list[tuple[Override, str, str, str]] = []
-        for override in step.overrides:
-            value = override.value
-            kind = _TEMPLATE if is_template(value) else _PLAIN
-            if isinstance(value, FileRef):
-                kind, value = _FILE, f"<upload:{value.relpath}>"
-            elif override.deferred:
-                kind = _DEFERRED
-            head = f'{{"fieldName":{_canonical(override.field)},"fieldValue":'
-            tail = f',"nodeId":{_canonical(override.node_id)}}}'
-            if kind is not _TEMPLATE:
-                head, tail = f"{head}{_canonical(value)}{tail}", ""
-            self.overrides.append((override, kind, head, tail))
+        self.requests: dict[bytes, str | list[str]] = {}
+        self.fields, self.files, self.deferred = _fields(step.overrides)
+        # what is sent besides the entries: _canonical([...files' sha256], [...deferred])
+        self.shas = _canonical([f.sha256 for f in self.files]) if self.files else "[]"
+        templates = [d.template for d in self.deferred]
+        self.templates = _canonical(templates) if templates else "[]"
 
     def make(self, params: dict[str, Any], needs: dict[str, str]) -> PlannedTask:
         step = self.step
         context = {**params, "params": params, "vars": self.vars, "step": step.name}
         node_info: list[dict[str, Any]] = []
         texts: list[str] = []  # each entry's canonical JSON
-        files: list[FileInput] = []
-        deferred: list[DeferredValue] = []
-        for index, (override, kind, head, tail) in enumerate(self.overrides):
-            value = override.value
-            if kind is _FILE:
-                files.append(FileInput(index, value.path, value.sha256))
-                value = f"<upload:{value.relpath}>"
-            elif kind is _DEFERRED:
-                deferred.append(DeferredValue(index, value))
-            elif kind is _TEMPLATE:
-                value = _render(value, context, override.where)
-                self.cap.count_rendered(value, override.where)
-            texts.append(f"{head}{_canonical_value(value)}{tail}" if tail else head)
-            node_info.append(
-                {"nodeId": override.node_id, "fieldName": override.field, "fieldValue": value}
-            )
+        cap = self.cap
+        for field in self.fields:
+            if isinstance(field, TemplateField):
+                rendered = field.render(context)
+                cap.rendered += rendered.size
+                if cap.rendered > cap.total:
+                    cap.too_large(field.override.where)
+                texts.append(rendered.text)
+                node_info.append(rendered.entry)
+            else:  # a fixed entry: the same for every task
+                texts.append(field[0])
+                node_info.append(field[1])
         # what is sent (deferred templates are in node_info too), then the id's text:
         # _canonical([step, target, node_info, files, deferred, params, needs])
-        shas = _canonical([f.sha256 for f in files]) if files else "[]"
-        templates = _canonical([d.template for d in deferred]) if deferred else "[]"
-        sent = f"[[{','.join(texts)}],{shas},{templates}]"
+        sent = f"[[{','.join(texts)}],{self.shas},{self.templates}]"
         needs_text = _canonical(sorted(needs.items())) if needs else "[]"
         params_text = _canonical_params(params)
         rest = f"{sent[1:-1]},{params_text},{needs_text}]"
         task_id = _digest(f"{self.prefix}{rest}")
+        short_id = task_id[:ID_LENGTH]
         legacy_id = self._legacy_id(sent, params_text, needs)
         if legacy_id is not None:
-            self.legacy[task_id[:ID_LENGTH]] = legacy_id
+            self.legacy[short_id] = legacy_id
         request = hashlib.sha256(f"{sent}{needs_text}".encode()).digest()
-        self.requests.setdefault(request, []).append(task_id[:ID_LENGTH])
+        first = self.requests.setdefault(request, short_id)  # a list only for a duplicate
+        if isinstance(first, list):
+            first.append(short_id)
+        elif first is not short_id:
+            self.requests[request] = [first, short_id]
         return PlannedTask(
-            id=task_id[:ID_LENGTH],
+            id=short_id,
             step=step.name,
             params=params,
             target=step.target,
             node_info_list=tuple(node_info),
             needs=needs,
-            files=tuple(files),
-            deferred=tuple(deferred),
+            files=self.files,
+            deferred=self.deferred,
             outputs=step.outputs,
             retries=step.retries,
             timeout=step.timeout,
@@ -398,7 +406,7 @@ class _TaskMaker:
             add_metadata=step.add_metadata,
             use_personal_queue=step.use_personal_queue,
             webhook_url=step.webhook_url,
-            context=context,
+            context=_Context(params, self.vars, step.name),
             legacy_id=legacy_id,
         )
 
@@ -413,58 +421,92 @@ class _TaskMaker:
         return _digest(f"{self.legacy_prefix}{rest}")[:ID_LENGTH]
 
 
-def _render(source: str, context: Mapping[str, Any], where: object) -> Any:
-    try:
-        return compile_template(source).render(context)
-    except RenderError as exc:
-        raise PlanError(f"{where}: {exc}") from exc
+class _Context(Mapping[str, Any]):
+    """A task's template context, ``{**params, "params": params, "vars": vars, "step": step}``,
+    as a mapping over the three: a dict of its own per task held a quarter of a planned task's
+    memory. (A parameter cannot be named ``params``, ``vars`` or ``step``.)"""
+
+    __slots__ = ("_params", "_step", "_vars")
+
+    def __init__(self, params: Mapping[str, Any], vars_: Mapping[str, Any], step: str) -> None:
+        self._params = params
+        self._vars = vars_
+        self._step = step
+
+    def __getitem__(self, key: str) -> Any:
+        if key in _CONTEXT_NAMES:
+            return self._params if key == "params" else self._vars if key == "vars" else self._step
+        return self._params[key]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._params
+        yield from _CONTEXT_NAMES
+
+    def __len__(self) -> int:
+        return len(self._params) + len(_CONTEXT_NAMES)
+
+    def __contains__(self, key: object) -> bool:
+        return key in _CONTEXT_NAMES or key in self._params
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+    def merged(self, extra: Mapping[str, Any]) -> dict[str, Any]:
+        """``{**self, **extra}``, built without a call per key."""
+        params = self._params
+        return {**params, "params": params, "vars": self._vars, "step": self._step, **extra}
 
 
-_encode_string: Callable[[str], str] = json.encoder.encode_basestring  # ensure_ascii=False
-_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+def _with(context: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``{**context, **extra}``: a task's context with the names a template adds."""
+    if type(context) is _Context:
+        return context.merged(extra)
+    return {**context, **extra}
 
 
-def _canonical(value: Any) -> str:
-    return _ENCODER.encode(value)
+_CONTEXT_NAMES = ("params", "vars", "step")
 
 
-def _canonical_value(value: Any) -> str:
-    """``_canonical(value)``, written directly for the scalars most values are (the encoder
-    costs more to set up per call than a short value takes to encode)."""
-    kind = type(value)
-    if kind is str:
-        return _encode_string(value)
-    if kind is int:
-        return int.__repr__(value)
-    if kind is bool:
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if kind is float and value == value and value not in (_INF, -_INF):
-        return float.__repr__(value)
-    return _canonical(value)
+#: An override as the task maker uses it: a template, or a fixed entry's canonical JSON and
+#: the entry itself (one dict shared by every task: entries are read, never changed).
+_Field = TemplateField | tuple[str, dict[str, Any]]
 
 
-def _canonical_params(params: Mapping[str, Any]) -> str:
-    """``_canonical(params)``: the keys sorted, each value by ``_canonical_value``."""
-    if not all(type(key) is str for key in params):
-        return _canonical(params)
-    items = sorted(params.items())
-    return "{" + ",".join(f"{_encode_string(k)}:{_canonical_value(v)}" for k, v in items) + "}"
-
-
-_INF = float("inf")
+def _fields(
+    overrides: Sequence[Override],
+) -> tuple[list[_Field], tuple[FileInput, ...], tuple[DeferredValue, ...]]:
+    """Each override as a _Field; the step's file inputs and deferred values."""
+    fields: list[_Field] = []
+    files: list[FileInput] = []
+    deferred: list[DeferredValue] = []
+    for index, override in enumerate(overrides):
+        value = override.value
+        if isinstance(value, FileRef):
+            files.append(FileInput(index, value.path, value.sha256))
+            value = f"<upload:{value.relpath}>"
+        elif override.deferred:
+            deferred.append(DeferredValue(index, value))
+        elif is_template(value):
+            fields.append(TemplateField(override))
+            continue
+        text = (
+            f'{{"fieldName":{_canonical(override.field)},"fieldValue":{_canonical(value)},'
+            f'"nodeId":{_canonical(override.node_id)}}}'
+        )
+        fields.append((text, {"nodeId": override.node_id, "fieldName": override.field,
+                              "fieldValue": value}))  # fmt: skip
+    return fields, tuple(files), tuple(deferred)
 
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _duplicates(step: str, groups: Iterable[list[str]]) -> list[str]:
+def _duplicates(step: str, groups: Iterable[str | list[str]]) -> list[str]:
     """A warning for each group of more than one task (ids) that send the same request."""
     warnings = []
     for ids in groups:
-        if len(ids) > 1:
+        if isinstance(ids, list):
             shown = ", ".join(ids[:_DUPLICATES_SHOWN]) + (
                 ", ..." if len(ids) > _DUPLICATES_SHOWN else ""
             )
@@ -485,7 +527,7 @@ def resolve(task: PlannedTask, needs: Mapping[str, Any]) -> list[dict[str, Any]]
     values = [dict(entry) for entry in task.node_info_list]
     if not task.deferred:
         return values
-    context = {**task.context, "needs": needs}
+    context = _with(task.context, {"needs": needs})
     for item in task.deferred:
         try:
             values[item.index]["fieldValue"] = compile_template(item.template).render(context)
@@ -498,7 +540,9 @@ def resolve(task: PlannedTask, needs: Mapping[str, Any]) -> list[dict[str, Any]]
 
 def output_name(task: PlannedTask, *, index: int, ext: str, node_id: str, task_short: str) -> str:
     """The relative POSIX path of an output, from the step's ``outputs`` template."""
-    context = {**task.context, "index": index, "ext": ext, "node_id": node_id, "task": task_short}
+    context = _with(
+        task.context, {"index": index, "ext": ext, "node_id": node_id, "task": task_short}
+    )
     try:
         name = render_text(task.outputs, context)
     except RenderError as exc:

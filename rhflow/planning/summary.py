@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from rhflow.model import PlannedTask, TaskGraph
+from rhflow.planning.overrides import encode
 
 _PARAMS_WIDTH = 60
 
@@ -72,9 +73,10 @@ def plan_json_chunks(
     layout, and a line per task is easy to grep. ``extra`` keys (the cost estimate) follow
     the tasks."""
     yield '{\n  "pipeline": ' + _dumps(graph.pipeline) + ',\n  "tasks": ['
-    base = graph.source.parent.absolute()
+    line = _TaskLine(graph.source.parent.absolute())
     for start in range(0, len(graph.tasks), batch):
-        texts = (_dumps(_task_json(t, base)) for t in graph.tasks[start : start + batch])
+        line.entries.clear()  # bounded: what the tasks of a batch share
+        texts = [line.text(t) for t in graph.tasks[start : start + batch]]
         yield ("\n    " if start == 0 else ",\n    ") + ",\n    ".join(texts)
     yield "\n  ]" if graph.tasks else "]"
     for key, value in (extra or {}).items():  # after the tasks, as in plan_json(...) | extra
@@ -87,7 +89,50 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)  # one, not one per
 
 
 def _dumps(value: Any) -> str:
-    return _ENCODER.encode(value)
+    return encode(value, _ENCODER)
+
+
+#: ``_dumps`` of a string (ensure_ascii=False)
+_string: Callable[[str], str] = json.encoder.encode_basestring
+
+
+class _TaskLine:
+    """``_dumps(_task_json(task, base))``, with what a step's tasks share (step, target, files,
+    deferred values: the same objects for every task of a step) encoded once per step, and
+    ``node_info_list`` entries that tasks share (the planner hands fixed values and repeated
+    renderings to many tasks as one dict) once per batch."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.shared: dict[tuple[int, ...], tuple[str, str]] = {}
+        self.entries: dict[int, tuple[Mapping[str, Any], str]] = {}
+
+    def text(self, task: PlannedTask) -> str:
+        key = (id(task.step), id(task.target), id(task.files), id(task.deferred))
+        found = self.shared.get(key)
+        if found is None:
+            whole = _task_json(task, self.base)
+            found = self.shared[key] = (
+                _dumps(whole["step"]),
+                ", ".join(f'"{name}": {_dumps(whole[name])}' for name in _SHARED_FIELDS),
+            )
+        step, shared = found
+        entries = ", ".join([self._entry(entry) for entry in task.node_info_list])
+        needs = _dumps(list(task.upstream_ids)) if task.needs else "[]"
+        return (
+            f'{{"id": {_string(task.id)}, "step": {step}, "params": {_dumps(_plain(task.params))}, '
+            f'"node_info_list": [{entries}], "needs": {needs}, {shared}}}'
+        )
+
+    def _entry(self, entry: Mapping[str, Any]) -> str:
+        found = self.entries.get(id(entry))
+        if found is None:  # (the entry is kept with its text, so its id is not reused)
+            found = self.entries[id(entry)] = (entry, _dumps(_plain(entry)))
+        return found[1]
+
+
+#: The fields of ``_task_json`` after ``needs``, in order: the same for every task of a step.
+_SHARED_FIELDS = ("target", "files", "deferred")
 
 
 def plan_table(graph: TaskGraph) -> str:
