@@ -43,17 +43,35 @@ class Backoff:
         return raw * (1.0 - self.jitter + 2.0 * self.jitter * rand())
 
 
+#: Run times of this many tasks show how spread they are (fewer: a tenth of the median).
+SPREAD_SHOWN = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """Run times of the tasks that ended so far (seconds from create to end): the first
+    quarter's end, the median and the high end (the last 5% left out)."""
+
+    early: float
+    median: float
+    high: float
+    count: int = 1  # how many tasks these come from
+
+
 @dataclass(frozen=True, slots=True)
 class PollPolicy:
     """Intervals between ``outputs`` calls for one task, each scaled by a jitter factor in
     ``[1 - jitter, 1 + jitter)``.
 
     With nothing known: ``first`` seconds, growing by ``factor`` per poll up to ``cap``.
-    With ``expected`` (the median remote run time of the tasks finished so far in this run,
-    without the time it took to notice their end): the first poll waits ``lead`` of it (at most
-    ``longest_first``), when the task is likely to be nearly done; later polls start from
-    ``expected * tail`` and grow by ``tail_factor`` to ``cap``. No interval is shorter than
-    ``floor``.
+
+    With the run times ``seen`` of the tasks that ended so far, the task's end is looked for
+    where theirs came, in steps of ``step(seen)``: short enough to notice an end soon after it
+    came, long enough that the polls across the spread of run times stay few. The first poll
+    comes at the end of the first quarter of the run times seen (up to half a step later),
+    so that a quarter of the tasks are done at the first look and the others are looked at a
+    step apart until the latest end seen; a task that runs longer than any seen is asked at
+    intervals growing with how late it is (``late`` of that), up to ``cap``.
 
     ``until_socket`` gives the intervals while a task is polled only to learn its WebSocket
     (it was queued when created, and the socket is offered once it runs): the socket tells
@@ -66,28 +84,44 @@ class PollPolicy:
     while it runs.
     """
 
-    first: float = 1.0
-    factor: float = 1.8
+    first: float = 0.25
+    factor: float = 1.35
     cap: float = 15.0
     jitter: float = 0.2
     lead: float = 0.9
-    tail: float = 0.1
+    tail: float = 0.12
+    spread: float = 3.5
+    least: float = 0.05
+    late: float = 0.25
     longest_first: float = 120.0
     floor: float = 0.1
     tail_factor: float = 1.3
     socket_first: float = 0.25
     socket_tail: float = 0.5
 
-    def interval(self, poll: int, rand: Rand, *, expected: float | None = None) -> float:
-        return self._raw(max(0, poll), expected) * (1.0 - self.jitter + 2.0 * self.jitter * rand())
+    def interval(
+        self, poll: int, rand: Rand, *, age: float = 0.0, seen: Seen | None = None
+    ) -> float:
+        """Seconds to the next ``outputs`` call of a task ``age`` seconds after its create,
+        polled ``poll`` times so far."""
+        jitter = 1.0 - self.jitter + 2.0 * self.jitter * rand()
+        if seen is None:
+            return max(self.floor, min(self.cap, self.first * self.factor ** max(0, poll))) * jitter
+        step = self.step(seen)
+        if age < seen.early:
+            return min(self.longest_first, seen.early - age + step * 0.5 * rand())
+        if age < seen.high + step:
+            return step * jitter
+        return min(self.cap, max(step, self.late * (age - seen.high))) * jitter
 
-    def _raw(self, poll: int, expected: float | None) -> float:
-        if expected is None:
-            return max(self.floor, min(self.cap, self.first * self.factor**poll))
-        if poll == 0:
-            return max(self.floor, min(self.longest_first, expected * self.lead))
-        start = max(self.floor, expected * self.tail)
-        return min(self.cap, start * self.tail_factor ** (poll - 1))
+    def step(self, seen: Seen) -> float:
+        """The interval between polls across the run times seen: a ``spread``-th of their
+        spread (once ``SPREAD_SHOWN`` tasks have shown it), at most ``tail`` of the median, at
+        least ``least`` of it (and ``floor``), at most ``cap``."""
+        within = self.tail * seen.median  # until a few tasks have shown the spread
+        if seen.count >= SPREAD_SHOWN:
+            within = min(within, (seen.high - seen.early) / self.spread)
+        return min(self.cap, max(self.floor, self.least * seen.median, within))
 
     def until_socket(self, poll: int, rand: Rand, *, earliest: float | None = None) -> float:
         poll = max(0, poll)
@@ -119,19 +153,33 @@ class RunTimes:
     A polled task ended somewhere between the last answer that said "not done" and the one
     that said "done"; the middle of that gap is counted, not the moment the end was noticed.
     Counting the latter would make each wait longer than the last: the first poll, planned by
-    the median, lands later, notices later, and lengthens the median again.
+    what was seen, lands later, notices later, and lengthens what is seen again. A task done
+    at its first look gives no such gap: its end is taken as a step of the policy before it
+    was noticed (``pending`` then), which keeps the first look, planned by the first quarter
+    of the run times, from drifting later and later.
     """
 
-    def __init__(self, keep: int = 20) -> None:
+    def __init__(self, keep: int = 40) -> None:
         self._seen: deque[float] = deque(maxlen=keep)
+        self._window: Seen | None = None
 
-    def add(self, started: float, pending: float, noticed: float) -> None:
-        """A task created at ``started``, last seen running at ``pending``, seen done at
-        ``noticed`` (one clock, in seconds)."""
-        self._seen.append(max(0.0, (pending + noticed) / 2 - started))
+    def add(
+        self, started: float, pending: float | None, noticed: float, *, policy: PollPolicy
+    ) -> None:
+        """A task created at ``started``, last seen running at ``pending`` (None: done at its
+        first look), seen done at ``noticed`` (one clock, in seconds), polled by ``policy``."""
+        if pending is None:
+            seen = self._window
+            pending = started if seen is None else noticed - policy.step(seen)
+        self._seen.append(max(0.0, (max(started, pending) + noticed) / 2 - started))
+        ordered = sorted(self._seen)
+        count = len(ordered)
+        high = ordered[-1 - count // 20]  # the last 5% left out
+        self._window = Seen(ordered[count // 4], statistics.median(ordered), high, count)
 
-    def expected(self) -> float | None:
-        return statistics.median(self._seen) if self._seen else None
+    def seen(self) -> Seen | None:
+        """The low, median and high run time of the tasks that ended (None: none yet)."""
+        return self._window
 
     def earliest(self) -> float | None:
         return min(self._seen) if self._seen else None

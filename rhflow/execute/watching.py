@@ -38,7 +38,10 @@ class Watcher:
         self._remote = remote
         self._store = store
         self._journal = journal
-        self._run_times = RunTimes()
+        self._run_times: dict[str, RunTimes] = {}  # step -> the run times of its tasks
+        #: step -> a future resolved when its first run time is known: tasks polled with
+        #: nothing known wake to plan their next poll by it
+        self._first_news: dict[str, asyncio.Future[None]] = {}
         self._shown: dict[str, float] = {}  # task id -> when its last progress event went out
         self._late = 0.0  # how late a sleep of this loop wakes, averaged (seconds)
 
@@ -53,7 +56,7 @@ class Watcher:
         started = self._remote.started[task.id]
         deadline = None if task.timeout is None else started + task.timeout
         polls, tried_ws = (0, False) if fresh else (-1, False)
-        pending = started  # when the task was last known not to be done
+        pending: float | None = None  # when the task was last known not to be done
         while True:
             outputs = None
             if wss and self._remote.options.websocket and not tried_ws:
@@ -61,12 +64,16 @@ class Watcher:
                 outputs = await self._watch(task, remote_id, wss, deadline)
                 pending = time.monotonic()  # the socket saw the end as it came
             elif polls >= 0:
-                interval = self._interval(polls, searching=not tried_ws)
-                polls += 1
+                times = self._times(task.step)
+                age = time.monotonic() - started
+                interval = self._interval(times, polls, age, searching=not tried_ws)
                 left = _remaining(deadline)
                 wait = interval if left is None else min(interval, left)
                 slept = time.monotonic()
+                if times.seen() is None and await self._news(task.step, wait):
+                    continue  # the step's first run time came: plan the poll by it
                 await asyncio.sleep(wait)
+                polls += 1
                 late = time.monotonic() - slept - wait  # the loop's own delay: how busy it is
                 self._late += (late - self._late) * 0.1
             else:
@@ -76,7 +83,7 @@ class Watcher:
                     await self._timed_out(task, remote_id)
                 outputs = await self.outputs(task, remote_id)
             if outputs.done:
-                self._run_times.add(started, pending, time.monotonic())
+                self._learn(task.step, started, pending)
                 self._shown.pop(task.id, None)
                 return outputs
             pending = time.monotonic()
@@ -86,13 +93,38 @@ class Watcher:
             if outputs.net_wss_url and not tried_ws:
                 wss = outputs.net_wss_url
 
-    def _interval(self, polls: int, *, searching: bool) -> float:
-        """Seconds to the next ``outputs`` call; ``searching``: only to learn the socket."""
-        options, times = self._remote.options, self._run_times
+    def _times(self, step: str) -> RunTimes:
+        found = self._run_times.get(step)
+        if found is None:
+            found = self._run_times[step] = RunTimes()
+        return found
+
+    def _learn(self, step: str, started: float, pending: float | None) -> None:
+        """A task of ``step`` created at ``started``, last known not done at ``pending``
+        (None: done at its first look), is seen done now: its run time counts for the polls
+        of the step's other tasks."""
+        policy = self._remote.options.poll
+        self._times(step).add(started, pending, time.monotonic(), policy=policy)
+        news = self._first_news.pop(step, None)
+        if news is not None and not news.done():
+            news.set_result(None)
+
+    async def _news(self, step: str, wait: float) -> bool:
+        """Sleep ``wait`` seconds, or less if the step's first run time comes first (True)."""
+        news = self._first_news.get(step)
+        if news is None:
+            news = self._first_news[step] = asyncio.get_running_loop().create_future()
+        done, _ = await asyncio.wait({news}, timeout=wait)
+        return bool(done)
+
+    def _interval(self, times: RunTimes, polls: int, age: float, *, searching: bool) -> float:
+        """Seconds to the next ``outputs`` call of a task ``age`` seconds old, by the run
+        times of its step; ``searching``: only to learn the socket."""
+        options = self._remote.options
         earliest = times.earliest()
         if searching and options.websocket and not saturated(self._late, earliest):
             return options.poll.until_socket(polls, self._remote.rand, earliest=earliest)
-        return options.poll.interval(polls, self._remote.rand, expected=times.expected())
+        return options.poll.interval(polls, self._remote.rand, age=age, seen=times.seen())
 
     async def _watch(
         self, task: PlannedTask, remote_id: str, wss: str, deadline: float | None
