@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from rhflow.api.aio import AsyncCalls, new_session
-from rhflow.api.client import Client
+from rhflow.api.aio import SPILL, AsyncCalls, new_session
+from rhflow.api.client import Client, MinRate
 from rhflow.emulator import Emulator
 from rhflow.errors import ApiError, TransportError
-from tests.hostile import TASK_ID, Server, answer, raw, redirect, silent, stream
+from tests.hostile import PNG, TASK_ID, Server, answer, raw, redirect, silent, stall, stream
 from tests.sweep_runs import write_sweep
 
 KEY = "async-calls-key-0123456789abcdef"
@@ -180,3 +180,97 @@ def test_the_reference_example_runs_against_the_emulator(
     exec(compile(example, "docs/reference/client.md", "exec"), {})
     printed = capsys.readouterr().out
     assert printed.startswith("['" + emulator.url) and ".png" in printed
+
+
+def download_both(client: Client, url: str, folder: Path) -> tuple[Any, Any]:
+    """``download`` of the blocking client, and the same over aiohttp: each result or error."""
+    a, b = folder / "sync" / "out.png", folder / "aio" / "out.png"
+
+    def blocking() -> Any:
+        try:
+            return client.download(url, a)
+        except ApiError as err:
+            return err
+
+    async def over_aiohttp() -> Any:
+        async with new_session() as session:
+            try:
+                return await AsyncCalls(client, session).download(url, b)
+            except ApiError as err:
+                return err
+
+    return blocking(), asyncio.run(over_aiohttp())
+
+
+def test_a_file_downloads_the_same(server: Server, tmp_path: Path) -> None:
+    server.routes[("GET", "/f.png")] = raw(PNG * 300, content_type="image/png")
+    with Client(KEY, server.url) as client:
+        sync, aio = download_both(client, server.url + "/f.png", tmp_path)
+    assert (sync.sha256, sync.bytes) == (aio.sha256, aio.bytes) and aio.bytes == len(PNG) * 300
+    assert aio.path.read_bytes() == sync.path.read_bytes()
+    assert [s.headers.get("Authorization") for s in server.seen] == [None, None]  # no key
+    assert sorted(p.name for p in aio.path.parent.iterdir()) == ["out.png"]  # no leftovers
+
+
+def test_a_large_file_is_written_out_in_pieces(server: Server, tmp_path: Path) -> None:
+    big = bytes(range(256)) * (3 * SPILL // 256 + 7)
+    server.routes[("GET", "/big.bin")] = raw(big, content_type="application/octet-stream")
+    with Client(KEY, server.url) as client:
+        sync, aio = download_both(client, server.url + "/big.bin", tmp_path)
+    assert aio.bytes == sync.bytes == len(big) and aio.path.read_bytes() == big
+
+
+@pytest.mark.parametrize(
+    ("limits", "handler"),
+    [
+        pytest.param({}, lambda s: raw("gone", 404, "text/plain"), id="HTTP 404"),
+        pytest.param({}, lambda s: redirect("file:///etc/passwd"), id="redirect to file"),
+        pytest.param({}, lambda s: redirect(s.url + "/f.png"), id="redirect loop"),
+        pytest.param(
+            {"max_output_bytes": 1000}, lambda s: stream(length=5000), id="announced too large"
+        ),
+        pytest.param({"max_output_bytes": 100_000}, lambda s: stream(), id="endless"),
+        pytest.param(
+            {"min_download_rate": MinRate(1024, 0.5)},
+            lambda s: stall(PNG[:100], 5000),
+            id="stalled",
+        ),
+        pytest.param({"download_timeout": 0.5}, lambda s: silent(), id="no headers"),
+    ],
+)
+def test_a_bad_file_is_the_same_error(
+    server: Server, tmp_path: Path, limits: dict[str, Any], handler: Callable[[Server], Any]
+) -> None:
+    server.routes[("GET", "/f.png")] = handler(server)
+    with Client(KEY, server.url, **limits) as client:
+        sync, aio = download_both(client, server.url + "/f.png", tmp_path)
+    same_error(sync, aio)
+    assert not (tmp_path / "aio" / "out.png").exists()
+    assert [p.name for p in (tmp_path / "aio").iterdir()] == []  # nothing half-written
+
+
+def test_a_file_cut_short_may_be_fetched_again(server: Server, tmp_path: Path) -> None:
+    async def cut(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Length": "5000"})
+        await resp.prepare(request)
+        await resp.write(PNG[:100])
+        assert request.transport is not None
+        request.transport.close()
+        return resp
+
+    server.routes[("GET", "/f.png")] = cut
+    with Client(KEY, server.url) as client:
+        sync, aio = download_both(client, server.url + "/f.png", tmp_path)
+    assert isinstance(sync, TransportError) and isinstance(aio, TransportError)
+    assert sync.retryable and aio.retryable
+    assert aio.message.startswith(f"downloading {server.url}/f.png")
+
+
+def test_more_than_100_header_lines_are_refused_the_same_way(
+    server: Server, tmp_path: Path
+) -> None:
+    server.header_delay = 0.001
+    with Client(KEY, server.url) as client:
+        sync, aio = download_both(client, server.raw_url + "/slow.png", tmp_path)
+    same_error(sync, aio)
+    assert "got more than 100 headers" in aio.message

@@ -1,9 +1,10 @@
-"""The calls a run makes for every task (create, outputs) as coroutines on its event loop.
+"""The calls a run makes for every task (create, outputs, downloads) as coroutines on its
+event loop.
 
-A run already holds an aiohttp session for the tasks' WebSockets; sending its creates and its
-``outputs`` polls through it costs a fraction of the CPU of a ``requests`` call in a pool
-thread (no thread hop, no per-request session machinery), which is what bounds a large sweep
-on one core. Everything else (uploads, downloads, account, cancel) stays on the blocking
+A run already holds an aiohttp session for the tasks' WebSockets; sending its creates, its
+``outputs`` polls and its downloads through it costs a fraction of the CPU of a ``requests``
+call in a pool thread (no thread hop, no per-request session machinery), which is what bounds
+a large sweep on one core. Everything else (uploads, account, cancel) stays on the blocking
 :class:`rhflow.api.client.Client`, whose rules these calls keep, word for word:
 
 - one deadline for the whole request (``client.timeout``), a connect timeout, an answer capped
@@ -11,7 +12,9 @@ on one core. Everything else (uploads, downloads, account, cancel) stays on the 
 - redirects followed by hand, only 307/308 within the API's origin (the body carries the key);
 - the key masked in every answer and error; ``-v`` logs one line per request;
 - a request that may have reached the server and got no answer is a ``TransportError`` with
-  ``sent`` set, so that a create is flagged "may have been created twice".
+  ``sent`` set, so that a create is flagged "may have been created twice";
+- a download within its deadline, headers deadline and least rate, under the size cap, over
+  http(s) only, without the key, written atomically (nothing left behind on failure).
 
     calls = AsyncCalls(client, session)
     created = await calls.create_task("1904136902449209346", entries)
@@ -23,14 +26,18 @@ A subclass of Client that overrides one of these calls keeps its own (run in a t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
+import hashlib
+import inspect
 import json
 import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 from urllib.parse import urlsplit
 from urllib.request import getproxies, proxy_bypass
 
@@ -49,12 +56,16 @@ from rhflow.api.client import (
     _checked_data,
     _id,
     _log_request,
+    _short_url,
+    _write_error,
     app_body,
     create_body,
     quick_app_body,
 )
-from rhflow.api.transport import CHUNK, TooLarge
-from rhflow.errors import ApiError
+from rhflow.api.results import DownloadResult
+from rhflow.api.transport import CHUNK, MinRate, TooLarge
+from rhflow.atomic import replacing
+from rhflow.errors import ApiError, RefusedAnswerError, StalledError
 
 if TYPE_CHECKING:
     import aiohttp
@@ -63,8 +74,10 @@ __all__ = ["AsyncCalls", "new_session"]
 
 T = TypeVar("T")
 
-#: Longest header line read (http.client's limit, which the blocking client keeps).
+#: Longest header line and most header lines read (http.client's limits, which the blocking
+#: client keeps).
 MAX_LINE = 65536
+MAX_HEADERS = 100
 REDIRECTS = (301, 302, 303, 307, 308)
 
 
@@ -75,9 +88,10 @@ def new_session(*, connections: int = 0) -> aiohttp.ClientSession:
     import aiohttp
 
     connector = aiohttp.TCPConnector(limit=connections)
-    return aiohttp.ClientSession(
-        connector=connector, max_line_size=MAX_LINE, max_field_size=MAX_LINE
-    )
+    limits: dict[str, Any] = {"max_line_size": MAX_LINE, "max_field_size": MAX_LINE}
+    if "max_headers" in inspect.signature(aiohttp.ClientSession).parameters:
+        limits["max_headers"] = MAX_HEADERS  # aiohttp 3.12 and later
+    return aiohttp.ClientSession(connector=connector, **limits)
 
 
 def env_proxy(url: str) -> str | None:
@@ -98,6 +112,7 @@ class AsyncCalls:
         self.client = client
         self._session = session
         self._proxy = env_proxy(client.base_url)
+        self._proxies: dict[tuple[str, str], str | None] = {}  # file hosts' proxies
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.client, name)
@@ -143,7 +158,102 @@ class AsyncCalls:
         _check_envelope(payload, OUTPUTS)
         return TaskOutputs.from_response(payload)
 
+    async def download(self, url: str, dest: Path, *, chunk_size: int = CHUNK) -> DownloadResult:
+        """:meth:`Client.download`: ``url`` into ``dest`` atomically, within the client's
+        deadline, headers deadline, least rate and size cap. The body is read on the loop;
+        the file is written, fsynced and renamed in a thread, in one go for a file up to
+        ``SPILL`` bytes (most outputs), in pieces of that size for a larger one."""
+        if _overridden(self.client, "download"):
+            return await _in_thread(self.client.download, url, dest, chunk_size=chunk_size)
+        dest = Path(dest)
+        self.client.check_file_url(url)
+        body = _Body(dest)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)  # as replacing() does, up front
+        except OSError as exc:
+            raise _write_error(dest, exc) from exc
+        try:
+            digest, size = await self._stream_into(url, body)
+            await body.finish()
+        except _WriteFailed as failed:
+            body.discard()
+            raise _write_error(dest, failed.error) from failed.error
+        except BaseException:
+            body.discard()
+            raise
+        return DownloadResult(dest, digest, size)
+
     # -- plumbing ----------------------------------------------------------------------------
+
+    async def _stream_into(self, url: str, body: _Body) -> tuple[str, int]:
+        import aiohttp
+
+        client = self.client
+        where = client._scrub(_short_url(url))
+        digest, size = hashlib.sha256(), 0
+        started = time.monotonic()
+        watch = _LoopWatch(
+            client.download_timeout, client.headers_timeout, client.min_download_rate
+        )
+        try:
+            with watch:
+                resp = await self._get_following(url)
+                watch.begun()
+                async with resp:
+                    client.file_answered(url, where, started, resp.status)
+                    expected = _announced(resp)
+                    if expected is not None and expected > client.max_output_bytes:
+                        raise TooLarge(client.max_output_bytes, expected)
+                    async for chunk in resp.content.iter_any():
+                        size += len(chunk)
+                        watch.received = size
+                        if size > client.max_output_bytes:
+                            raise TooLarge(client.max_output_bytes)
+                        digest.update(chunk)
+                        await body.write(chunk)
+        except asyncio.CancelledError:
+            if watch.reason is None:
+                raise
+            slow = client.too_slow(where, watch.reason, watch.window_bytes, size)
+            kind = StalledError if watch.reason == "stalled" else RefusedAnswerError
+            raise kind(slow) from None
+        except TooLarge as exc:
+            raise client.file_too_large(where, exc) from None
+        except aiohttp.ClientResponseError as exc:
+            if _headers_too_large(exc):
+                raise client.file_headers_refused(where, _refused(exc)) from None
+            raise client.file_failed(where, _short(exc)) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise client.file_failed(where, _cause(exc)) from exc
+        client.check_length(where, size, expected)
+        return digest.hexdigest(), size
+
+    async def _get_following(self, url: str) -> aiohttp.ClientResponse:
+        """GET ``url`` (without the key), following http(s) redirects by hand."""
+        import aiohttp
+
+        client = self.client
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT)
+        for _ in range(MAX_REDIRECTS + 1):
+            resp = await self._session.get(
+                url,
+                headers=client._plain_headers(),
+                allow_redirects=False,
+                timeout=timeout,
+                proxy=self._proxy_for(url),
+            )
+            if resp.status not in REDIRECTS or "location" not in resp.headers:
+                return resp
+            resp.release()
+            url = client.file_redirect(url, resp.headers["location"])
+        raise client.file_redirected_too_often(url)
+
+    def _proxy_for(self, url: str) -> str | None:
+        parts = urlsplit(url)
+        place = (parts.scheme, parts.netloc)
+        if place not in self._proxies:
+            self._proxies[place] = env_proxy(url)
+        return self._proxies[place]
 
     async def _data(self, path: str, body: dict[str, Any]) -> Any:
         return _checked_data(await self._request(path, body), path)
@@ -182,7 +292,7 @@ class AsyncCalls:
             raise client.too_large("POST", path, started) from None
         except aiohttp.ClientResponseError as exc:  # the answer's head could not be parsed
             if _headers_too_large(exc):
-                raise client.headers_refused("POST", path, started, _short(exc)) from None
+                raise client.headers_refused("POST", path, started, _refused(exc)) from None
             raise self._dropped("POST", path, started, _short(exc), connected=True) from exc
         except (aiohttp.ClientError, OSError) as exc:
             connected = progress["connected"] and not isinstance(exc, _not_connected())
@@ -287,6 +397,161 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+def _refused(exc: BaseException) -> str:
+    """What was refused in an answer's headers, in http.client's words (as the blocking
+    client says it)."""
+    text = f"{getattr(exc, 'message', '')} {exc}".lower()
+    if "too many" in text:
+        return f"got more than {MAX_HEADERS} headers"
+    return "got more than 65536 bytes when reading header line"
+
+
 def _headers_too_large(exc: BaseException) -> bool:
     text = f"{getattr(exc, 'message', '')} {exc}".lower()
     return "got more than" in text or "too long" in text or "too many" in text
+
+
+def _announced(resp: aiohttp.ClientResponse) -> int | None:
+    """The Content-Length of a plain (not content-encoded) answer, or None."""
+    if resp.headers.get("Content-Encoding"):
+        return None
+    return resp.content_length
+
+
+class _WriteFailed(Exception):
+    """The file could not be written here (no network fault)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+#: A download's body is kept in memory up to this many bytes, then written out in pieces of
+#: this size (in a thread, each), so that the loop never waits on the disk.
+SPILL = 4 << 20
+
+
+class _Body:
+    """The body of a download on its way to ``dest`` (see :func:`rhflow.atomic.replacing`):
+    kept in memory, then written, fsynced and renamed over ``dest`` in a thread."""
+
+    def __init__(self, dest: Path) -> None:
+        self.dest = dest
+        self._pieces: list[bytes] = []
+        self._kept = 0
+        self._file: contextlib.AbstractContextManager[BinaryIO] | None = None
+        self._handle: BinaryIO | None = None
+
+    async def write(self, chunk: bytes) -> None:
+        self._pieces.append(chunk)
+        self._kept += len(chunk)
+        if self._kept >= SPILL:
+            await self._in_thread(self._spill)
+
+    async def finish(self) -> None:
+        await self._in_thread(self._finish)
+
+    def discard(self) -> None:
+        """Remove what was written (a temporary file beside ``dest``), if anything."""
+        if self._file is not None:
+            with contextlib.suppress(BaseException):
+                self._file.__exit__(_WriteFailed, _WriteFailed(OSError("discarded")), None)
+            self._file = self._handle = None
+
+    async def _in_thread(self, step: Callable[[], None]) -> None:
+        done = asyncio.get_running_loop().run_in_executor(None, step)
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            await asyncio.wait({done})  # the file is not left to a thread still writing it
+            raise
+        except OSError as exc:
+            raise _WriteFailed(exc) from exc
+
+    def _spill(self) -> None:
+        if self._file is None:
+            self._file = replacing(self.dest)
+            self._handle = self._file.__enter__()
+        assert self._handle is not None
+        self._handle.write(b"".join(self._pieces))
+        self._pieces.clear()
+        self._kept = 0
+
+    def _finish(self) -> None:
+        self._spill()
+        assert self._file is not None
+        done, self._file, self._handle = self._file, None, None
+        done.__exit__(None, None, None)
+
+
+class _LoopWatch:
+    """The deadlines of one download on the loop, as ``rhflow.api.transport``'s ``_Watch``
+    keeps them for a thread: the whole exchange within ``seconds``; its headers within
+    ``headers``; then at least ``min_rate`` in every window. When one passes, ``reason``
+    says which ("deadline", "headers", "stalled") and the task is cancelled."""
+
+    def __init__(self, seconds: float, headers: float | None, min_rate: MinRate | None) -> None:
+        self._loop = asyncio.get_running_loop()
+        now = self._loop.time()
+        self._ends = now + seconds
+        self._headers_ends = None if headers is None else now + headers
+        self._min_rate = min_rate
+        self._begun = False
+        self._mark = 0
+        self._window_ends = float("inf")
+        self.received = 0
+        self.window_bytes = 0
+        self.reason: str | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __enter__(self) -> _LoopWatch:
+        self._task = asyncio.current_task()
+        self._arm()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.reason is not None and self._task is not None:
+            uncancel = getattr(self._task, "uncancel", None)  # Python 3.11+
+            if uncancel is not None:
+                uncancel()
+
+    def begun(self) -> None:
+        """The headers came: from now on the body's rate counts."""
+        self._begun = True
+        if self._min_rate is not None:
+            self._mark = self.received
+            self._window_ends = self._loop.time() + self._min_rate.seconds
+        self._arm()
+
+    def _due(self) -> float:
+        if not self._begun and self._headers_ends is not None:
+            return min(self._ends, self._headers_ends)
+        return min(self._ends, self._window_ends)
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_at(self._due(), self._tick)
+
+    def _tick(self) -> None:
+        now = self._loop.time()
+        reason = None
+        if now >= self._ends:
+            reason = "deadline"
+        elif not self._begun and self._headers_ends is not None and now >= self._headers_ends:
+            reason = "headers"
+        elif self._begun and self._min_rate is not None and now >= self._window_ends:
+            got = self.received - self._mark
+            if got < self._min_rate.bytes:
+                self.window_bytes, reason = got, "stalled"
+            else:
+                self._mark, self._window_ends = self.received, now + self._min_rate.seconds
+        if reason is None:
+            self._arm()
+            return
+        self.reason = reason
+        if self._task is not None:
+            self._task.cancel()

@@ -442,12 +442,7 @@ class Client:
         read-only) raises OutputWriteError, which is no network fault.
         """
         dest = Path(dest)
-        try:
-            check_file_url(url)
-        except NotAllowed as exc:
-            raise RefusedAnswerError(
-                f"the output file {exc}; rhflow downloads outputs only over http(s)"
-            ) from None
+        self.check_file_url(url)
         try:
             with replacing(dest) as out:
                 digest, size = self._stream_into(url, out, chunk_size)
@@ -473,15 +468,7 @@ class Client:
                 with self._get_following(url) as resp:
                     watch.begun()
                     watch.check()  # the headers were cut short by the watchdog
-                    _log_request(
-                        "GET", self._scrub(_without_query(url)), started, f"HTTP {resp.status_code}"
-                    )
-                    if resp.status_code != 200:
-                        raise ServerError(
-                            f"downloading {where} answered HTTP {resp.status_code}",
-                            code=resp.status_code,
-                            name=f"HTTP_{resp.status_code}",
-                        )
+                    self.file_answered(url, where, started, resp.status_code)
                     expected = announced_length(resp)
                     for chunk in chunks(resp, self.max_output_bytes, watch, chunk_size):
                         out.write(chunk)
@@ -489,30 +476,80 @@ class Client:
                         size += len(chunk)
             except (Expired, requests.RequestException) as exc:
                 if watch.expired:
-                    slow = self._too_slow(where, watch.reason, watch.window_bytes, size)
+                    slow = self.too_slow(where, watch.reason, watch.window_bytes, size)
                     raise (
                         StalledError(slow)
                         if watch.reason == "stalled"
                         else RefusedAnswerError(slow)
                     ) from None
                 if refused := refused_headers(exc):
-                    raise RefusedAnswerError(
-                        f"downloading {where}: the server's headers were refused ({refused})"
-                    ) from None
-                raise TransportError(
-                    f"downloading {where} failed: {self._scrub(str(exc))}"
-                ) from exc
+                    raise self.file_headers_refused(where, refused) from None
+                raise self.file_failed(where, str(exc)) from exc
             except TooLarge as exc:
-                announced = f" (it announced {exc.announced} bytes)" if exc.announced else ""
-                raise RefusedAnswerError(
-                    f"{where} is larger than the {_size(exc.limit)} allowed per output"
-                    f"{announced}; raise --max-output-size if such files are expected"
-                ) from None
-        if expected is not None and size != expected:
-            raise TransportError(f"download of {where} was cut short: {size} of {expected} bytes")
+                raise self.file_too_large(where, exc) from None
+        self.check_length(where, size, expected)
         return digest.hexdigest(), size
 
-    def _too_slow(self, where: str, reason: str | None, window_bytes: int, size: int) -> str:
+    # What a download's answer, or its absence, comes to: shared with ``rhflow.api.aio``.
+
+    @staticmethod
+    def check_file_url(url: str) -> None:
+        """RefusedAnswerError unless ``url`` is an http(s) URL with a host."""
+        try:
+            check_file_url(url)
+        except NotAllowed as exc:
+            raise RefusedAnswerError(
+                f"the output file {exc}; rhflow downloads outputs only over http(s)"
+            ) from None
+
+    def file_answered(self, url: str, where: str, started: float, status: int) -> None:
+        """Log the answer to a download; ServerError unless it is 200."""
+        _log_request("GET", self._scrub(_without_query(url)), started, f"HTTP {status}")
+        if status != 200:
+            raise ServerError(
+                f"downloading {where} answered HTTP {status}", code=status, name=f"HTTP_{status}"
+            )
+
+    @staticmethod
+    def file_headers_refused(where: str, refused: str) -> RefusedAnswerError:
+        return RefusedAnswerError(
+            f"downloading {where}: the server's headers were refused ({refused})"
+        )
+
+    def file_failed(self, where: str, cause: str) -> TransportError:
+        return TransportError(f"downloading {where} failed: {self._scrub(cause)}")
+
+    @staticmethod
+    def file_too_large(where: str, exc: TooLarge) -> RefusedAnswerError:
+        announced = f" (it announced {exc.announced} bytes)" if exc.announced else ""
+        return RefusedAnswerError(
+            f"{where} is larger than the {_size(exc.limit)} allowed per output"
+            f"{announced}; raise --max-output-size if such files are expected"
+        )
+
+    @staticmethod
+    def check_length(where: str, size: int, expected: int | None) -> None:
+        if expected is not None and size != expected:
+            raise TransportError(f"download of {where} was cut short: {size} of {expected} bytes")
+
+    def file_redirect(self, url: str, location: str) -> str:
+        """Where a redirected download goes next: any http(s) URL."""
+        target = urljoin(url, location)
+        try:
+            check_file_url(target)
+        except NotAllowed as exc:
+            raise RefusedAnswerError(
+                f"the output file was redirected: {exc}; rhflow downloads outputs only over http(s)"
+            ) from None
+        return target
+
+    def file_redirected_too_often(self, url: str) -> RefusedAnswerError:
+        return RefusedAnswerError(
+            f"downloading an output was redirected more than {MAX_REDIRECTS} times "
+            f"(last to {self._scrub(_short_url(url))})"
+        )
+
+    def too_slow(self, where: str, reason: str | None, window_bytes: int, size: int) -> str:
         """Why a download was abandoned by its watch: no headers in time, a stalled body, or
         the whole deadline."""
         if reason == "headers":
@@ -547,18 +584,8 @@ class Client:
             if not resp.is_redirect:
                 return resp
             resp.close()
-            url = urljoin(url, resp.headers["location"])
-            try:
-                check_file_url(url)
-            except NotAllowed as exc:
-                raise RefusedAnswerError(
-                    f"the output file was redirected: {exc}; rhflow downloads outputs only "
-                    "over http(s)"
-                ) from None
-        raise RefusedAnswerError(
-            f"downloading an output was redirected more than {MAX_REDIRECTS} times "
-            f"(last to {self._scrub(_short_url(url))})"
-        )
+            url = self.file_redirect(url, resp.headers["location"])
+        raise self.file_redirected_too_often(url)
 
     def _data(self, path: str, body: dict[str, Any], *, key_field: str = "apiKey") -> Any:
         """POST a v1 JSON body and return ``data``; a non-zero code raises its ApiError."""

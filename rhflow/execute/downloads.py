@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from rhflow.api.client import Output
+from rhflow.api.client import DownloadResult, Output
 from rhflow.api.results import file_ext
 from rhflow.errors import ApiError, OutputWriteError, PlanError, RhflowError
 from rhflow.execute.failures import TaskFailure
@@ -129,7 +129,7 @@ class Downloads:
         staged = self._output_dir / STAGING / f"{task.id}-{index}.{ext}"
         for attempt in range(tries + 1):
             try:
-                sha, size = await remote.call(self._fetch, output, staged, ext, dest)
+                sha, size = await self._fetch(output, staged, ext, dest)
                 break
             except ApiError as err:
                 last = min(tries, getattr(err, "retries_at_most", tries))
@@ -148,22 +148,35 @@ class Downloads:
             index, output.node_id, output.file_url or None, output.file_type, str(dest), sha, size
         )
 
-    def _fetch(self, output: Output, staged: Path, ext: str, dest: Path) -> tuple[str, int]:
-        """In a pool thread: the file (or a text output) into ``staged``, checked, then renamed
-        to ``dest``."""
+    async def _fetch(self, output: Output, staged: Path, ext: str, dest: Path) -> tuple[str, int]:
+        """The file (or a text output) into ``staged``, checked, then renamed to ``dest``:
+        the file comes over the run's session (``Remote.calls``), the checks and the rename
+        run in the pool."""
+        remote = self._remote
         if not output.file_url:
-            write_atomic(staged, (output.text or "").encode("utf-8"))
-            digest, size = file_sha256(staged), staged.stat().st_size
-        else:
-            result = self._remote.client.download(output.file_url, staged)
-            try:
-                check_file(staged, ext, result.bytes)
-            except ApiError:
-                staged.unlink(missing_ok=True)
-                raise
-            digest, size = str(result.sha256), int(result.bytes)
+            return await remote.call(self._keep_text, output, staged, dest)
+        calls = await remote.calls(remote.client)
+        result = await calls.download(output.file_url, staged)
+        return await remote.call(self._check_and_place, staged, ext, dest, result)
+
+    @staticmethod
+    def _keep_text(output: Output, staged: Path, dest: Path) -> tuple[str, int]:
+        write_atomic(staged, (output.text or "").encode("utf-8"))
+        digest, size = file_sha256(staged), staged.stat().st_size
         place(staged, dest)
         return digest, size
+
+    @staticmethod
+    def _check_and_place(
+        staged: Path, ext: str, dest: Path, result: DownloadResult
+    ) -> tuple[str, int]:
+        try:
+            check_file(staged, ext, result.bytes)
+        except ApiError:
+            staged.unlink(missing_ok=True)
+            raise
+        place(staged, dest)
+        return str(result.sha256), int(result.bytes)
 
     def _destination(self, task: PlannedTask, index: int, ext: str, node_id: str | None) -> Path:
         from rhflow.planning.planner import output_name
