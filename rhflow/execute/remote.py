@@ -113,8 +113,10 @@ class Remote:
             self._opening = asyncio.ensure_future(self._open())
 
     async def _open(self) -> None:
-        module = await self._loop.run_in_executor(None, importlib.import_module, "rhflow.api.aio")
-        self._session = module.new_session()
+        await self._loop.run_in_executor(None, importlib.import_module, "aiohttp")
+        from rhflow.api.aio import new_session
+
+        self._session = new_session()
 
     async def session(self) -> aiohttp.ClientSession:
         """The run's session, for WebSockets and the calls of ``calls`` (opened on first use
@@ -129,16 +131,20 @@ class Remote:
         """``client``'s create and outputs calls as coroutines over the run's session
         (``rhflow.api.aio``). A client given a session of the caller's (its adapters, proxies,
         hooks), or that is no :class:`rhflow.api.client.Client`, has its own calls run in
-        the pool instead."""
+        the pool instead; so do the calls made while aiohttp still loads (the first creates
+        of a run), which do not wait for it."""
         found = self._calls.get(id(client))
         if found is None:
             from rhflow.api.aio import AsyncCalls
             from rhflow.api.client import Client
 
-            if isinstance(client, Client) and client.owns_session:
-                found = AsyncCalls(client, await self.session())
-            else:
+            if not isinstance(client, Client) or not client.owns_session:
                 found = _Pooled(client, self)
+            elif self._session is None:
+                self.open_session()
+                return _Pooled(client, self)
+            else:
+                found = AsyncCalls(client, self._session)
             self._calls[id(client)] = found
         return found
 

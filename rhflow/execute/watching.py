@@ -66,11 +66,11 @@ class Watcher:
             elif polls >= 0:
                 times = self._times(task.step)
                 age = time.monotonic() - started
-                interval = self._interval(times, polls, age, searching=not tried_ws)
+                interval, for_end = self._interval(times, polls, age, searching=not tried_ws)
                 left = _remaining(deadline)
                 wait = interval if left is None else min(interval, left)
                 slept = time.monotonic()
-                if times.seen() is None and await self._news(task.step, wait):
+                if for_end and times.seen() is None and await self._news(task.step, wait):
                     continue  # the step's first run time came: plan the poll by it
                 await asyncio.sleep(wait)
                 polls += 1
@@ -117,14 +117,17 @@ class Watcher:
         done, _ = await asyncio.wait({news}, timeout=wait)
         return bool(done)
 
-    def _interval(self, times: RunTimes, polls: int, age: float, *, searching: bool) -> float:
+    def _interval(
+        self, times: RunTimes, polls: int, age: float, *, searching: bool
+    ) -> tuple[float, bool]:
         """Seconds to the next ``outputs`` call of a task ``age`` seconds old, by the run
-        times of its step; ``searching``: only to learn the socket."""
+        times of its step, and whether the call looks for the task's end (``searching``:
+        the socket is still wanted; it is looked for unless the loop is saturated)."""
         options = self._remote.options
         earliest = times.earliest()
         if searching and options.websocket and not saturated(self._late, earliest):
-            return options.poll.until_socket(polls, self._remote.rand, earliest=earliest)
-        return options.poll.interval(polls, self._remote.rand, age=age, seen=times.seen())
+            return options.poll.until_socket(polls, self._remote.rand, earliest=earliest), False
+        return options.poll.interval(polls, self._remote.rand, age=age, seen=times.seen()), True
 
     async def _watch(
         self, task: PlannedTask, remote_id: str, wss: str, deadline: float | None
