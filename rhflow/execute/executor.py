@@ -114,7 +114,6 @@ class Executor:
         loop = asyncio.get_running_loop()
         pool = ThreadPoolExecutor(self._options.threads, thread_name_prefix="rhflow")
         self._remote.bind(loop, pool)
-        self._remote.open_session()  # loads while the run starts
         self._prepare()
         restore = self._install_signals(loop)
         writer = asyncio.create_task(self._journal_loop())

@@ -107,8 +107,9 @@ class Remote:
         self._calls: dict[int, Any] = {}  # id(client) -> its calls on the loop
 
     def open_session(self) -> None:
-        """Start loading aiohttp (a tenth of a second of imports) in a thread while the run
-        starts; ``session`` waits for it."""
+        """Start loading aiohttp (a fifth of a second of CPU) in a thread; ``session`` waits
+        for it. ``calls`` starts it at the first poll or download, not before: the first
+        creates of a run go out first, the blocking way, instead of sharing the CPU with it."""
         if self._opening is None:
             self._opening = asyncio.ensure_future(self._open())
 
@@ -127,12 +128,12 @@ class Remote:
         assert self._session is not None
         return self._session
 
-    async def calls(self, client: Any) -> Any:
-        """``client``'s create and outputs calls as coroutines over the run's session
-        (``rhflow.api.aio``). A client given a session of the caller's (its adapters, proxies,
-        hooks), or that is no :class:`rhflow.api.client.Client`, has its own calls run in
-        the pool instead; so do the calls made while aiohttp still loads (the first creates
-        of a run), which do not wait for it."""
+    async def calls(self, client: Any, *, create: bool = False) -> Any:
+        """``client``'s create, outputs and download calls as coroutines over the run's
+        session (``rhflow.api.aio``). A client given a session of the caller's (its adapters,
+        proxies, hooks), or that is no :class:`rhflow.api.client.Client`, has its own calls
+        run in the pool instead; so do the calls made while aiohttp still loads, which do
+        not wait for it. Any call but a ``create`` starts loading it (``open_session``)."""
         found = self._calls.get(id(client))
         if found is None:
             from rhflow.api.aio import AsyncCalls
@@ -141,7 +142,8 @@ class Remote:
             if not isinstance(client, Client) or not client.owns_session:
                 found = _Pooled(client, self)
             elif self._session is None:
-                self.open_session()
+                if not create:
+                    self.open_session()
                 return _Pooled(client, self)
             else:
                 found = AsyncCalls(client, self._session)
@@ -316,7 +318,7 @@ class Remote:
         answer never comes is counted the same way."""
         self._store.update(task.id, sending=time.time())  # nothing is sent if this fails
         try:
-            created = await self._create(await self.calls(key.client), task, entries)
+            created = await self._create(await self.calls(key.client, create=True), task, entries)
         except ApiError as err:
             self._create_failed(task, err)
             raise
