@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rhflow.model import PlannedTask, TaskGraph
+from rhflow.record.jsontext import indented
 from rhflow.record.manifest import (
     Manifest,
     OutputFile,
@@ -239,8 +240,7 @@ class Journal:
 
 def _entry_text(entry: TaskEntry) -> str:
     """One task's entry as it stands inside the manifest's ``tasks`` list."""
-    text = json.dumps(entry.to_dict(), indent=2, ensure_ascii=False, default=str)
-    return "    " + text.replace("\n", "\n    ")
+    return "    " + indented(entry.to_dict(), "    ")
 
 
 def run_status(counts: Mapping[str, int], *, interrupted: bool, errors: bool) -> str:
