@@ -36,6 +36,8 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 from urllib.parse import urlsplit
@@ -108,9 +110,12 @@ class AsyncCalls:
     """``create_task``, ``run_ai_app``, ``run_quick_ai_app`` and ``outputs`` of ``client``,
     sent over ``session``; same arguments, results and errors as the client's own."""
 
-    def __init__(self, client: Client, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, client: Client, session: aiohttp.ClientSession, executor: Executor | None = None
+    ) -> None:
         self.client = client
         self._session = session
+        self._executor = executor  # where a download's file is written (None: the loop's)
         self._proxy = env_proxy(client.base_url)
         self._proxies: dict[tuple[str, str], str | None] = {}  # file hosts' proxies
 
@@ -158,30 +163,43 @@ class AsyncCalls:
         _check_envelope(payload, OUTPUTS)
         return TaskOutputs.from_response(payload)
 
-    async def download(self, url: str, dest: Path, *, chunk_size: int = CHUNK) -> DownloadResult:
+    async def download(
+        self,
+        url: str,
+        dest: Path,
+        *,
+        chunk_size: int = CHUNK,
+        then: Callable[[DownloadResult], T] | None = None,
+    ) -> Any:
         """:meth:`Client.download`: ``url`` into ``dest`` atomically, within the client's
         deadline, headers deadline, least rate and size cap. The body is read on the loop;
         the file is written, fsynced and renamed in a thread, in one go for a file up to
-        ``SPILL`` bytes (most outputs), in pieces of that size for a larger one."""
+        ``SPILL`` bytes (most outputs), in pieces of that size for a larger one. With
+        ``then``, what it returns for the result, called in that same thread (checking the
+        file, moving it into place), instead of the result."""
         if _overridden(self.client, "download"):
-            return await _in_thread(self.client.download, url, dest, chunk_size=chunk_size)
+            result = await _in_thread(self.client.download, url, dest, chunk_size=chunk_size)
+            return result if then is None else await _in_thread(then, result)
         dest = Path(dest)
         self.client.check_file_url(url)
-        body = _Body(dest)
+        body = _Body(dest, self._executor)
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)  # as replacing() does, up front
         except OSError as exc:
             raise _write_error(dest, exc) from exc
         try:
             digest, size = await self._stream_into(url, body)
-            await body.finish()
+            result = DownloadResult(dest, digest, size)
+            done = await body.finish(then, result)
         except _WriteFailed as failed:
             body.discard()
             raise _write_error(dest, failed.error) from failed.error
         except BaseException:
             body.discard()
             raise
-        return DownloadResult(dest, digest, size)
+        if isinstance(done, _Raised):
+            raise done.error
+        return result if then is None else done
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -418,6 +436,13 @@ def _announced(resp: aiohttp.ClientResponse) -> int | None:
     return resp.content_length
 
 
+@dataclass(frozen=True, slots=True)
+class _Raised:
+    """What a download's ``then`` raised, carried out of its thread."""
+
+    error: Exception
+
+
 class _WriteFailed(Exception):
     """The file could not be written here (no network fault)."""
 
@@ -435,8 +460,9 @@ class _Body:
     """The body of a download on its way to ``dest`` (see :func:`rhflow.atomic.replacing`):
     kept in memory, then written, fsynced and renamed over ``dest`` in a thread."""
 
-    def __init__(self, dest: Path) -> None:
+    def __init__(self, dest: Path, executor: Executor | None = None) -> None:
         self.dest = dest
+        self._executor = executor
         self._pieces: list[bytes] = []
         self._kept = 0
         self._file: contextlib.AbstractContextManager[BinaryIO] | None = None
@@ -448,8 +474,20 @@ class _Body:
         if self._kept >= SPILL:
             await self._in_thread(self._spill)
 
-    async def finish(self) -> None:
-        await self._in_thread(self._finish)
+    async def finish(self, then: Callable[[T], Any] | None = None, value: Any = None) -> Any:
+        """Write what is left, fsync and rename; then, in the same thread, ``then(value)``:
+        what it returns, or a ``_Raised`` with what it raised."""
+
+        def step() -> Any:
+            self._finish()
+            if then is None:
+                return None
+            try:
+                return then(value)
+            except Exception as exc:  # its own errors, not the file's
+                return _Raised(exc)
+
+        return await self._in_thread(step)
 
     def discard(self) -> None:
         """Remove what was written (a temporary file beside ``dest``), if anything."""
@@ -458,10 +496,10 @@ class _Body:
                 self._file.__exit__(_WriteFailed, _WriteFailed(OSError("discarded")), None)
             self._file = self._handle = None
 
-    async def _in_thread(self, step: Callable[[], None]) -> None:
-        done = asyncio.get_running_loop().run_in_executor(None, step)
+    async def _in_thread(self, step: Callable[[], Any]) -> Any:
+        done = asyncio.get_running_loop().run_in_executor(self._executor, step)
         try:
-            await asyncio.shield(done)
+            return await asyncio.shield(done)
         except asyncio.CancelledError:
             await asyncio.wait({done})  # the file is not left to a thread still writing it
             raise

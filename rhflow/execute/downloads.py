@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import os
 import time
 from collections.abc import Sequence
@@ -156,8 +157,9 @@ class Downloads:
         if not output.file_url:
             return await remote.call(self._keep_text, output, staged, dest)
         calls = await remote.calls(remote.client)
-        result = await calls.download(output.file_url, staged)
-        return await remote.call(self._check_and_place, staged, ext, dest, result)
+        place_it = functools.partial(self._check_and_place, staged, ext, dest)
+        found: tuple[str, int] = await calls.download(output.file_url, staged, then=place_it)
+        return found
 
     @staticmethod
     def _keep_text(output: Output, staged: Path, dest: Path) -> tuple[str, int]:

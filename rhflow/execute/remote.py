@@ -146,7 +146,7 @@ class Remote:
                     self.open_session()
                 return _Pooled(client, self)
             else:
-                found = AsyncCalls(client, self._session)
+                found = AsyncCalls(client, self._session, self._pool)
             self._calls[id(client)] = found
         return found
 
@@ -579,6 +579,17 @@ class _Pooled:
             return await self._remote.call(method, *args, **kwargs)
 
         return call
+
+    async def download(
+        self, url: str, dest: Path, *, then: Callable[[Any], Any] | None = None
+    ) -> Any:
+        """The client's download, and ``then`` of its result in the same thread."""
+
+        def both() -> Any:
+            result = self._client.download(url, dest)
+            return result if then is None else then(result)
+
+        return await self._remote.call(both)
 
 
 def _with_values(graph: Mapping[str, Any], entries: list[dict[str, Any]]) -> str:
