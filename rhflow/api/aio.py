@@ -30,7 +30,6 @@ import contextlib
 import errno
 import functools
 import hashlib
-import inspect
 import json
 import os
 import socket
@@ -90,10 +89,12 @@ def new_session(*, connections: int = 0) -> aiohttp.ClientSession:
     import aiohttp
 
     connector = aiohttp.TCPConnector(limit=connections)
-    limits: dict[str, Any] = {"max_line_size": MAX_LINE, "max_field_size": MAX_LINE}
-    if "max_headers" in inspect.signature(aiohttp.ClientSession).parameters:
-        limits["max_headers"] = MAX_HEADERS  # aiohttp 3.12 and later
-    return aiohttp.ClientSession(connector=connector, **limits)
+    return aiohttp.ClientSession(
+        connector=connector,
+        max_line_size=MAX_LINE,
+        max_field_size=MAX_LINE,
+        max_headers=MAX_HEADERS,  # aiohttp 3.13.4 and later
+    )
 
 
 def env_proxy(url: str) -> str | None:
