@@ -108,20 +108,18 @@ def env_proxy(url: str) -> str | None:
 
 
 class AsyncCalls:
-    """``create_task``, ``run_ai_app``, ``run_quick_ai_app`` and ``outputs`` of ``client``,
-    sent over ``session``; same arguments, results and errors as the client's own."""
+    """``create_task``, ``run_ai_app``, ``run_quick_ai_app``, ``outputs`` and ``download`` of
+    ``client``, sent over ``session``; same arguments, results and errors as the client's own.
+    A downloaded file is written in ``executor`` (None: the loop's default)."""
 
     def __init__(
         self, client: Client, session: aiohttp.ClientSession, executor: Executor | None = None
     ) -> None:
         self.client = client
         self._session = session
-        self._executor = executor  # where a download's file is written (None: the loop's)
+        self._executor = executor
         self._proxy = env_proxy(client.base_url)
         self._proxies: dict[tuple[str, str], str | None] = {}  # file hosts' proxies
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.client, name)
 
     # -- the calls ---------------------------------------------------------------------------
 
