@@ -178,7 +178,7 @@ def test_a_saturated_loop_polls_queued_tasks_for_their_end_not_their_socket() ->
 
 def test_scaled_divides_every_duration() -> None:
     quick = PollPolicy().scaled(20)
-    assert quick.first == 0.0125 and quick.cap == 0.75 and quick.longest_first == 6.0
+    assert quick.first == 0.025 and quick.cap == 0.75 and quick.longest_first == 6.0
     assert quick.floor == pytest.approx(0.005)
     assert quick.socket_first == pytest.approx(0.0125)
     assert quick.factor == PollPolicy().factor

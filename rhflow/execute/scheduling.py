@@ -84,7 +84,7 @@ class PollPolicy:
     while it runs.
     """
 
-    first: float = 0.25
+    first: float = 0.5
     factor: float = 1.35
     cap: float = 15.0
     jitter: float = 0.2

@@ -70,9 +70,10 @@ class Watcher:
                 left = _remaining(deadline)
                 wait = interval if left is None else min(interval, left)
                 slept = time.monotonic()
-                if for_end and times.seen() is None and await self._news(task.step, wait):
+                if not for_end or times.seen() is not None:
+                    await asyncio.sleep(wait)
+                elif await self._news(task.step, wait):  # waits ``wait`` at most
                     continue  # the step's first run time came: plan the poll by it
-                await asyncio.sleep(wait)
                 polls += 1
                 late = time.monotonic() - slept - wait  # the loop's own delay: how busy it is
                 self._late += (late - self._late) * 0.1
