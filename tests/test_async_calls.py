@@ -148,6 +148,22 @@ def test_nobody_listening_is_unreachable_the_same_way(unused_port: int) -> None:
     assert not aio.sent and "Connection refused" in aio.message
 
 
+def test_a_server_that_accepts_no_connection_in_time_is_unreachable_the_same_way() -> None:
+    # A listening socket whose backlog is full: the kernel drops further SYNs, so a connect
+    # hangs until the connect timeout (5 s). Nothing was sent: no "may have been created
+    # twice", and the first request of a command fails as a wrong address does.
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        port = full.getsockname()[1]
+        waiting = socket.socket()
+        waiting.connect(("127.0.0.1", port))  # fills the backlog
+        with waiting, Client(KEY, f"http://127.0.0.1:{port}") as client:
+            sync, aio = both(client, "outputs", TASK_ID)
+    same_error(sync, aio)
+    assert not aio.sent and "no connection within the connect timeout" in aio.message
+
+
 def test_a_run_goes_through_the_proxy_the_environment_names(
     emulator: Emulator, tmp_path: Path, unused_port: int
 ) -> None:

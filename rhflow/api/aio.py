@@ -296,12 +296,15 @@ class AsyncCalls:
             data = json.dumps({"apiKey": client._api_key, **body}, allow_nan=False).encode()
         except (TypeError, ValueError) as exc:
             raise client.not_json(path, exc) from exc
-        progress = {"connected": False, "answering": False}
+        progress = {"answering": False}
         try:
             status, headers, answer = await asyncio.wait_for(
-                self._exchange(path, data, progress), limit
+                self._exchange(path, data, progress, limit), limit
             )
-        except asyncio.TimeoutError:
+        except aiohttp.ServerTimeoutError as exc:  # no connection in time: nothing was sent
+            connected = not isinstance(exc, _not_connected())
+            raise self._dropped("POST", path, started, _cause(exc), connected=connected) from exc
+        except asyncio.TimeoutError:  # the whole request's deadline (aiohttp's are caught above)
             raise client.timed_out(
                 "POST", path, started, limit, answering=progress["answering"], reason=None
             ) from None
@@ -312,21 +315,23 @@ class AsyncCalls:
                 raise client.headers_refused("POST", path, started, _refused(exc)) from None
             raise self._dropped("POST", path, started, _short(exc), connected=True) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            connected = progress["connected"] and not isinstance(exc, _not_connected())
+            connected = not isinstance(exc, _not_connected())
             raise self._dropped("POST", path, started, _cause(exc), connected=connected) from exc
         return client.answer("POST", path, started, status, headers, answer)
 
     async def _exchange(
-        self, path: str, data: bytes, progress: dict[str, bool]
+        self, path: str, data: bytes, progress: dict[str, bool], limit: float
     ) -> tuple[int, Mapping[str, str], bytes]:
+        """The POST, redirects followed; ``progress["answering"]`` once the answer's head
+        came. A connection must be made within the connect timeout (or ``limit``, if
+        shorter), as the blocking client asks."""
         import aiohttp
 
         client = self.client
         url = client.base_url + path
         headers = {**client._auth_headers(), "Content-Type": "application/json"}
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(CONNECT_TIMEOUT, limit))
         for _ in range(MAX_REDIRECTS + 1):
-            progress["connected"] = True  # from here on the request may reach the server
             async with self._session.post(
                 url,
                 data=data,

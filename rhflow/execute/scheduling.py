@@ -162,6 +162,7 @@ class RunTimes:
     def __init__(self, keep: int = 40) -> None:
         self._seen: deque[float] = deque(maxlen=keep)
         self._window: Seen | None = None
+        self._earliest: float | None = None
 
     def add(
         self, started: float, pending: float | None, noticed: float, *, policy: PollPolicy
@@ -176,13 +177,15 @@ class RunTimes:
         count = len(ordered)
         high = ordered[-1 - count // 20]  # the last 5% left out
         self._window = Seen(ordered[count // 4], statistics.median(ordered), high, count)
+        self._earliest = ordered[0]
 
     def seen(self) -> Seen | None:
-        """The low, median and high run time of the tasks that ended (None: none yet)."""
+        """The first quarter's end, median and high end of the run times of the tasks that
+        ended (None: none yet)."""
         return self._window
 
     def earliest(self) -> float | None:
-        return min(self._seen) if self._seen else None
+        return self._earliest
 
 
 RETRY_BACKOFF = Backoff(base=2.0, cap=60.0)  # a FAILED task, before it is submitted again
